@@ -1,0 +1,173 @@
+//! The composition root: runs a parsed command and maps failures to exit codes.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, FileArgs, PlanArgs};
+use crate::config::diagnostics::{Diagnostic, Diagnostics};
+use crate::config::load::{Config, LoadOptions, load};
+use crate::config::source::SourceFile;
+use crate::plan::batches::{Plan, PlanError, plan_batches};
+use crate::plan::render::{PlanView, render_human, render_json};
+use crate::plan::select::select;
+
+/// Exit codes from the SPEC, named once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    Halted = 1,
+    InvalidInput = 2,
+    WindowClosed = 3,
+    Locked = 4,
+    Interrupted = 130,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// A run-level failure: everything here ends the command.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid input")]
+    Invalid(Diagnostics),
+}
+
+impl AppError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            AppError::Invalid(_) => Exit::InvalidInput,
+        }
+    }
+
+    /// What the user reads on stderr.
+    pub fn render(&self, color: bool) -> String {
+        match self {
+            AppError::Invalid(diagnostics) => {
+                let mut out = diagnostics.render(color);
+                let errors = diagnostics.error_count();
+                out.push_str(&format!(
+                    "{} {}; nothing was touched\n",
+                    errors,
+                    if errors == 1 { "error" } else { "errors" }
+                ));
+                out
+            }
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let result = match cli.command {
+        Command::Validate(args) => validate(&args, cli.quiet, color),
+        Command::Plan(args) => plan(&args, cli.quiet, color),
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            eprint!("{}", error.render(color));
+            error.exit().into()
+        }
+    }
+}
+
+fn load_config(args: &FileArgs, quiet: bool, color: bool) -> Result<Config, AppError> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let options = LoadOptions {
+        overrides: &args.vars,
+        home: home.as_deref(),
+    };
+    let config = load(&args.inventory, &args.playbook, &options).map_err(AppError::Invalid)?;
+    if !quiet && !config.warnings.is_empty() {
+        eprint!("{}", config.warnings.render(color));
+    }
+    Ok(config)
+}
+
+/// Selects and plans; plan errors point at the strategy in the playbook.
+fn make_plan(config: &Config, limit: &[String]) -> Result<Plan, AppError> {
+    let input = select(&config.inventory, limit)
+        .map_err(|error| AppError::Invalid(Diagnostic::plain(error.to_string()).into()))?;
+    plan_batches(&input, &config.playbook.strategy)
+        .map_err(|error| AppError::Invalid(plan_diagnostic(&error, &config.playbook_file).into()))
+}
+
+fn plan_diagnostic(error: &PlanError, playbook: &SourceFile) -> Diagnostic {
+    let message = error.to_string();
+    let (key, help) = match error {
+        PlanError::BatchOverCap { .. } => (
+            "batch",
+            "make every batch at most max_unavailable, or raise max_unavailable",
+        ),
+    };
+    match key_value_span(playbook, key) {
+        Some(span) => Diagnostic::at(playbook, span, message, "this batch size").with_help(help),
+        None => Diagnostic::plain(message).with_help(help),
+    }
+}
+
+/// The span of the value of `key = …` on the first line that sets it.
+fn key_value_span(file: &SourceFile, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    for line in file.text().split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            let value_start = line.find('=')? + 1;
+            let value = line[value_start..].trim();
+            let start = offset + value_start + line[value_start..].find(value)?;
+            return Some(start..start + value.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn validate(args: &FileArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
+    let config = load_config(args, quiet, color)?;
+    let plan = make_plan(&config, &args.limit)?;
+    if !quiet {
+        let inventory = &config.inventory;
+        let playbook = &config.playbook;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{}: ok, {} hosts in {} zones, {} balancers, {} sources",
+            config.inventory_file.name(),
+            inventory.host_count(),
+            inventory.zones.len(),
+            inventory.balancers.len(),
+            inventory.sources.len(),
+        );
+        let _ = writeln!(
+            out,
+            "{}: ok, {} steps, {} probes, {} gates, {} rollback steps; {} batches",
+            config.playbook_file.name(),
+            playbook.steps.len(),
+            playbook.probes.len(),
+            playbook.gates.len(),
+            playbook.rollback.len(),
+            plan.batches.len(),
+        );
+    }
+    Ok(Exit::Success)
+}
+
+fn plan(args: &PlanArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
+    let config = load_config(&args.files, quiet || args.json, color)?;
+    let plan = make_plan(&config, &args.files.limit)?;
+    let view = PlanView::new(&plan, &config.playbook, &config.inventory);
+    let mut out = std::io::stdout().lock();
+    let text = if args.json {
+        render_json(&view) + "\n"
+    } else {
+        render_human(&view)
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(Exit::Success)
+}

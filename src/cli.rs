@@ -1,0 +1,64 @@
+//! Command-line types only; `app` gives them meaning.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetroll",
+    version,
+    about = "Roll a change across a fleet of VMs without taking the service down",
+    after_help = "Exit codes: 0 success, 1 halted or rolled back, 2 invalid input, \
+                  3 maintenance window closed, 4 locked by another run, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More detail on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check the inventory and playbook; touch nothing.
+    Validate(FileArgs),
+    /// Print the batches `run` would execute, in order; contact nothing.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// The inventory: hosts by zone, balancers, sources.
+    #[arg(short = 'i', long = "inventory", value_name = "INV")]
+    pub inventory: PathBuf,
+    /// The playbook: strategy, steps, probes.
+    #[arg(short = 'p', long = "playbook", value_name = "PLAY")]
+    pub playbook: PathBuf,
+    /// Override a playbook variable (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Only hosts or zones matching this name or glob (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// Print the plan as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{text}`")),
+    }
+}

@@ -1,0 +1,267 @@
+//! Reads both files, resolves them, and checks what spans the two.
+
+use std::path::Path;
+
+use super::checker::{Checker, TemplateSite};
+use super::diagnostics::{Diagnostic, Diagnostics};
+use super::raw::{RawInventory, RawPlaybook};
+use super::resolve::gate::resolve_gate;
+use super::resolve::inventory::{PathContext, resolve_inventory};
+use super::resolve::playbook::resolve_playbook;
+use super::source::SourceFile;
+use crate::model::inventory::Inventory;
+use crate::model::playbook::{Playbook, StepAction};
+use crate::model::template::{Vars, is_identifier};
+
+/// Both files, resolved and checked against each other.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub inventory: Inventory,
+    pub playbook: Playbook,
+    pub inventory_file: SourceFile,
+    pub playbook_file: SourceFile,
+    /// Problems that do not stop a run (an unused balancer, no probes).
+    pub warnings: Diagnostics,
+}
+
+/// What loading needs from the environment, passed in so loading stays pure.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions<'a> {
+    /// `--var KEY=VALUE`, in command-line order; later ones win.
+    pub overrides: &'a [(String, String)],
+    pub home: Option<&'a Path>,
+}
+
+/// Loads both files from disk.
+pub fn load(
+    inventory: &Path,
+    playbook: &Path,
+    options: &LoadOptions<'_>,
+) -> Result<Config, Diagnostics> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|error| {
+            Diagnostic::plain(format!("cannot read {}: {error}", path.display()))
+                .with_help("check the path given with -i / -p")
+        })
+    };
+    let (inventory_text, playbook_text) = match (read(inventory), read(playbook)) {
+        (Ok(i), Ok(p)) => (i, p),
+        (i, p) => {
+            let mut diagnostics = Diagnostics::default();
+            for error in [i.err(), p.err()].into_iter().flatten() {
+                diagnostics.push(error);
+            }
+            return Err(diagnostics);
+        }
+    };
+    let base_dir = inventory.parent().unwrap_or(Path::new("."));
+    load_from_text(
+        SourceFile::new(inventory.display().to_string(), inventory_text),
+        SourceFile::new(playbook.display().to_string(), playbook_text),
+        base_dir,
+        options,
+    )
+}
+
+/// Loads both files from text; `base_dir` anchors the inventory's relative paths.
+pub fn load_from_text(
+    inventory_file: SourceFile,
+    playbook_file: SourceFile,
+    base_dir: &Path,
+    options: &LoadOptions<'_>,
+) -> Result<Config, Diagnostics> {
+    let mut diagnostics = Diagnostics::default();
+    for (key, _) in options.overrides {
+        if !is_identifier(key) {
+            diagnostics.push(Diagnostic::plain(format!(
+                "--var {key}=…: `{key}` cannot name a variable (letters, digits, `_` and `-`, starting with a letter)"
+            )));
+        }
+    }
+    let raw_inventory: Option<RawInventory> = parse(&inventory_file, &mut diagnostics);
+    let raw_playbook: Option<RawPlaybook> = parse(&playbook_file, &mut diagnostics);
+
+    let mut inventory_checker = Checker::new(&inventory_file, &mut diagnostics);
+    let inventory = raw_inventory.map(|raw| {
+        resolve_inventory(
+            raw,
+            &mut inventory_checker,
+            PathContext {
+                base_dir,
+                home: options.home,
+            },
+        )
+    });
+    let inventory_templates = std::mem::take(&mut inventory_checker.templates);
+
+    let mut playbook_checker = Checker::new(&playbook_file, &mut diagnostics);
+    let resolved = raw_playbook.map(|raw| resolve_playbook(raw, &mut playbook_checker));
+    let playbook_templates = std::mem::take(&mut playbook_checker.templates);
+
+    let (Some(mut inventory), Some(resolved)) = (inventory, resolved) else {
+        return Err(diagnostics);
+    };
+    let mut playbook = resolved.playbook;
+
+    // Variables, lowest precedence first: inventory, playbook, host, --var.
+    let mut fleet_vars = inventory.vars.clone();
+    fleet_vars.extend(playbook.vars.clone());
+    let overrides: Vars = options.overrides.iter().cloned().collect();
+    fleet_vars.extend(overrides.clone());
+
+    let mut playbook_checker = Checker::new(&playbook_file, &mut diagnostics);
+    playbook.gates = resolved
+        .gates
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, gate)| resolve_gate(index, gate, &fleet_vars, &mut playbook_checker))
+        .collect();
+    check_zone_order(&inventory, &playbook, &playbook_file, &mut diagnostics);
+    check_replace_steps(&inventory, &playbook, &playbook_file, &mut diagnostics);
+    let sites = inventory_templates.iter().chain(&playbook_templates);
+    check_template_vars(sites, &inventory, &fleet_vars, &mut diagnostics);
+
+    for zone in &mut inventory.zones {
+        for host in &mut zone.hosts {
+            let mut vars = inventory.vars.clone();
+            vars.extend(playbook.vars.clone());
+            vars.extend(std::mem::take(&mut host.vars));
+            vars.extend(overrides.clone());
+            host.vars = vars;
+        }
+    }
+
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
+    }
+    Ok(Config {
+        inventory,
+        playbook,
+        inventory_file,
+        playbook_file,
+        warnings: diagnostics,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    file: &SourceFile,
+    diagnostics: &mut Diagnostics,
+) -> Option<T> {
+    match toml::from_str(file.text()) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            let message = error.message().trim().to_owned();
+            let diagnostic = match error.span() {
+                Some(span) => Diagnostic::at(file, span, message, "here"),
+                None => Diagnostic::plain(format!("{}: {message}", file.name())),
+            };
+            diagnostics.push(diagnostic);
+            None
+        }
+    }
+}
+
+/// A zone named in `zone_order` must exist, unless sources may bring it.
+fn check_zone_order(
+    inventory: &Inventory,
+    playbook: &Playbook,
+    file: &SourceFile,
+    diagnostics: &mut Diagnostics,
+) {
+    if !inventory.sources.is_empty() {
+        return;
+    }
+    for zone in &playbook.strategy.zone_order {
+        if inventory.zones.iter().any(|z| &z.name == zone) {
+            continue;
+        }
+        let span = find_quoted(file, "zone_order", zone);
+        let known: Vec<&str> = inventory.zones.iter().map(|z| z.name.as_str()).collect();
+        let diagnostic = match span {
+            Some(span) => Diagnostic::at(
+                file,
+                span,
+                format!("zone `{zone}` in zone_order has no hosts in the inventory"),
+                "unknown zone",
+            ),
+            None => Diagnostic::plain(format!(
+                "zone `{zone}` in zone_order has no hosts in the inventory"
+            )),
+        };
+        diagnostics
+            .push(diagnostic.with_help(format!("the inventory's zones: {}", known.join(", "))));
+    }
+}
+
+/// `replace = "aws-asg"` needs instances in a group, not hand-listed VMs.
+fn check_replace_steps(
+    inventory: &Inventory,
+    playbook: &Playbook,
+    file: &SourceFile,
+    diagnostics: &mut Diagnostics,
+) {
+    if !playbook
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, StepAction::ReplaceAsg { .. }))
+    {
+        return;
+    }
+    if let Some(host) = inventory.hosts().find(|h| h.target_id.is_none()) {
+        let message = format!(
+            "replace = \"aws-asg\" needs instances from an aws-asg source, but `{}` is a static host without target_id",
+            host.name
+        );
+        let diagnostic = match find_quoted(file, "replace", "aws-asg") {
+            Some(span) => Diagnostic::at(file, span, message, "cannot replace a static host"),
+            None => Diagnostic::plain(message),
+        };
+        diagnostics.push(diagnostic.with_help("use an inventory with [sources.NAME] kind = \"aws-asg\", or patch in place with `run` steps"));
+    }
+}
+
+/// Every `{vars.NAME}` a host will render must have a value for that host.
+fn check_template_vars<'a>(
+    sites: impl Iterator<Item = &'a TemplateSite>,
+    inventory: &Inventory,
+    fleet_vars: &Vars,
+    diagnostics: &mut Diagnostics,
+) {
+    for site in sites {
+        for name in site.template.var_names() {
+            if fleet_vars.contains_key(name) {
+                continue;
+            }
+            let placeholder = format!("{{vars.{name}}}");
+            let span = site.file.sub_span(&site.span, &placeholder);
+            let lacking = inventory
+                .hosts()
+                .find(|h| !h.vars.contains_key(name))
+                .map(|h| format!("host `{}`", h.name))
+                .or_else(|| {
+                    inventory
+                        .sources
+                        .iter()
+                        .find(|s| !s.vars.contains_key(name))
+                        .map(|s| format!("hosts of source `{}`", s.name))
+                });
+            let Some(lacking) = lacking else { continue };
+            diagnostics.push(
+                Diagnostic::at(&site.file, span, format!("variable `{name}` is not defined for {lacking}"), "undefined variable")
+                    .with_help(format!(
+                        "define `{name}` in the playbook's or the inventory's [vars], in every host's vars, or pass --var {name}=VALUE"
+                    )),
+            );
+        }
+    }
+}
+
+/// The span of `"value"` on the first line that mentions `key`, for errors
+/// about values that were resolved without keeping their own spans.
+fn find_quoted(file: &SourceFile, key: &str, value: &str) -> Option<std::ops::Range<usize>> {
+    let quoted = format!("\"{value}\"");
+    let text = file.text();
+    let key_at = text.find(key)?;
+    let value_at = text[key_at..].find(&quoted)? + key_at;
+    Some(value_at..value_at + quoted.len())
+}

@@ -1,0 +1,9 @@
+//! Loading the inventory and playbook: parse, resolve, check, report.
+
+pub mod checker;
+pub mod diagnostics;
+pub mod load;
+pub mod raw;
+pub mod resolve;
+pub mod source;
+pub mod values;

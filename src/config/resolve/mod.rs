@@ -1,0 +1,6 @@
+//! Raw TOML structs → model, one file at a time.
+
+pub mod gate;
+pub mod inventory;
+pub mod playbook;
+pub mod vars;
