@@ -4,6 +4,9 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod commands;
+mod rollout;
+
 use crate::cli::{Cli, Command, FileArgs, PlanArgs};
 use crate::config::diagnostics::{Diagnostic, Diagnostics};
 use crate::config::load::{Config, LoadOptions, load};
@@ -34,12 +37,18 @@ impl From<Exit> for ExitCode {
 pub enum AppError {
     #[error("invalid input")]
     Invalid(Diagnostics),
+    #[error(transparent)]
+    Lock(crate::lock::LockError),
+    #[error(transparent)]
+    Journal(crate::journal::store::JournalError),
 }
 
 impl AppError {
     pub fn exit(&self) -> Exit {
         match self {
             AppError::Invalid(_) => Exit::InvalidInput,
+            AppError::Lock(crate::lock::LockError::Held { .. }) => Exit::Locked,
+            AppError::Lock(_) | AppError::Journal(_) => Exit::Halted,
         }
     }
 
@@ -56,8 +65,26 @@ impl AppError {
                 ));
                 out
             }
+            AppError::Lock(error) => format!("fleetroll: {error}\n"),
+            AppError::Journal(error) => format!("fleetroll: {error}\n"),
         }
     }
+}
+
+/// What `run` and `resume` were asked to do, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub inventory: PathBuf,
+    pub playbook: PathBuf,
+    pub vars: Vec<(String, String)>,
+    pub limit: Vec<String>,
+    pub state_dir: PathBuf,
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: bool,
+    /// stderr is a terminal: draw progress bars.
+    pub terminal: bool,
+    pub accept_new_host_keys: bool,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -65,6 +92,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate(&args, cli.quiet, color),
         Command::Plan(args) => plan(&args, cli.quiet, color),
+        Command::Run(args) => commands::run(&args, cli.quiet, cli.verbose > 0, color),
+        Command::Resume(args) => commands::resume(&args, cli.quiet, cli.verbose > 0, color),
+        Command::Status(args) => commands::status(&args),
+        Command::Unlock(args) => commands::unlock(&args),
     };
     match result {
         Ok(exit) => exit.into(),
@@ -75,7 +106,7 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn load_config(args: &FileArgs, quiet: bool, color: bool) -> Result<Config, AppError> {
+pub(crate) fn load_config(args: &FileArgs, quiet: bool, color: bool) -> Result<Config, AppError> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let options = LoadOptions {
         overrides: &args.vars,
@@ -89,7 +120,7 @@ fn load_config(args: &FileArgs, quiet: bool, color: bool) -> Result<Config, AppE
 }
 
 /// Selects and plans; plan errors point at the strategy in the playbook.
-fn make_plan(config: &Config, limit: &[String]) -> Result<Plan, AppError> {
+pub(crate) fn make_plan(config: &Config, limit: &[String]) -> Result<Plan, AppError> {
     let input = select(&config.inventory, limit)
         .map_err(|error| AppError::Invalid(Diagnostic::plain(error.to_string()).into()))?;
     plan_batches(&input, &config.playbook.strategy)

@@ -29,6 +29,72 @@ pub enum Command {
     Validate(FileArgs),
     /// Print the batches `run` would execute, in order; contact nothing.
     Plan(PlanArgs),
+    /// Execute the rollout.
+    Run(RunArgs),
+    /// Continue an interrupted or halted run (the latest when no id is given).
+    Resume(ResumeArgs),
+    /// Show a run's progress from its journal.
+    Status(StatusArgs),
+    /// Show the lock holders; with --force, break a stale lock.
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Where journals and locks live.
+    #[arg(long, value_name = "DIR", default_value = ".fleetroll")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Machine events on stdout, one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Record unknown host keys, like OpenSSH's StrictHostKeyChecking=accept-new.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to continue; the latest when omitted.
+    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Variables the run was started with must be given again (they are
+    /// not written to the journal, as they may be secrets).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run to show; the latest when omitted.
+    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// One JSON object describing the run.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Only the lock of this inventory.
+    #[arg(short = 'i', long = "inventory", value_name = "INV")]
+    pub inventory: Option<PathBuf>,
+    /// Break locks whose holder is dead (a live holder's lock is never broken).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,5 +14,11 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod events;
+pub mod exec;
+pub mod journal;
+pub mod lock;
 pub mod model;
 pub mod plan;
+pub mod report;
+pub mod transport;

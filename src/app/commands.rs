@@ -1,0 +1,362 @@
+//! The run-time commands: run, resume, status, unlock.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::rollout::{Rollout, acquire_lock, fresh_run_id, load_record, refuse_unsupported};
+use super::{AppError, Exit, RunOptions, load_config, make_plan};
+use crate::cli::{FileArgs, ResumeArgs, RunArgs, StatusArgs, UnlockArgs};
+use crate::config::diagnostics::Diagnostic;
+use crate::events::{Envelope, Event, RunOutcome};
+use crate::journal::replay::RunRecord;
+use crate::journal::store::{JournalWriter, latest_run};
+use crate::lock::{self, lock_path, staleness, this_host};
+use crate::plan::batches::{Batch, HostId, Plan};
+use crate::transport::shell::Connector;
+use crate::transport::ssh::{SshConnector, SshOptions};
+
+fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            AppError::Invalid(
+                Diagnostic::plain(format!("cannot start the runtime: {error}")).into(),
+            )
+        })
+}
+
+fn connector(options: &RunOptions) -> Arc<dyn Connector> {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+    Arc::new(SshConnector::new(
+        SshOptions {
+            accept_new_host_keys: options.accept_new_host_keys,
+            ..SshOptions::default()
+        },
+        home,
+        agent,
+    ))
+}
+
+pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Exit, AppError> {
+    let options = RunOptions {
+        inventory: args.files.inventory.clone(),
+        playbook: args.files.playbook.clone(),
+        vars: args.files.vars.clone(),
+        limit: args.files.limit.clone(),
+        state_dir: args.state.state_dir.clone(),
+        json: args.json,
+        quiet,
+        verbose,
+        terminal: std::io::stderr().is_terminal(),
+        accept_new_host_keys: args.accept_new_host_keys,
+    };
+    let config = load_config(&args.files, quiet, color)?;
+    refuse_unsupported(&config)?;
+    let plan = make_plan(&config, &args.files.limit)?;
+    let run_id = fresh_run_id();
+    let lock = acquire_lock(&options.state_dir, &options.inventory, &run_id)?;
+    let rollout = Rollout {
+        config: &config,
+        options: &options,
+        connector: connector(&options),
+    };
+    runtime()?.block_on(rollout.execute(&plan, run_id, lock, None))
+}
+
+pub fn resume(
+    args: &ResumeArgs,
+    quiet: bool,
+    verbose: bool,
+    color: bool,
+) -> Result<Exit, AppError> {
+    let state_dir = &args.state.state_dir;
+    let run_id = match &args.run_id {
+        Some(id) => id.clone(),
+        None => latest_run(state_dir).map_err(AppError::Journal)?,
+    };
+    let record = load_record(state_dir, &run_id)?;
+    let Some(settings) = record.settings.clone() else {
+        return Err(invalid(format!(
+            "run {run_id} has no start record; there is nothing to resume"
+        )));
+    };
+    if record.outcome == RunOutcome::Succeeded && record.hosts.values().all(|h| h.is_settled()) {
+        if !quiet {
+            eprintln!("run {run_id} already finished: {}", record.outcome.label());
+        }
+        return Ok(Exit::Success);
+    }
+    let missing: Vec<&String> = settings
+        .var_names
+        .iter()
+        .filter(|name| !args.vars.iter().any(|(k, _)| k == *name))
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|n| format!("--var {n}=…")).collect();
+        return Err(invalid(format!(
+            "run {run_id} was started with {}; pass them again (their values are not kept in the journal)",
+            names.join(" ")
+        )));
+    }
+    let files = FileArgs {
+        inventory: PathBuf::from(&settings.inventory),
+        playbook: PathBuf::from(&settings.playbook),
+        vars: args.vars.clone(),
+        limit: settings.limit.clone(),
+    };
+    let options = RunOptions {
+        inventory: files.inventory.clone(),
+        playbook: files.playbook.clone(),
+        vars: files.vars.clone(),
+        limit: files.limit.clone(),
+        state_dir: state_dir.clone(),
+        json: args.json,
+        quiet,
+        verbose,
+        terminal: std::io::stderr().is_terminal(),
+        accept_new_host_keys: settings.accept_new_host_keys,
+    };
+    let config = load_config(&files, quiet, color)?;
+    refuse_unsupported(&config)?;
+    let fresh = make_plan(&config, &files.limit)?;
+    let plan = recorded_plan(&record, &config, fresh)?;
+    let lock = acquire_lock(state_dir, &options.inventory, &run_id)?;
+    let rollout = Rollout {
+        config: &config,
+        options: &options,
+        connector: connector(&options),
+    };
+    runtime()?.block_on(rollout.execute(&plan, run_id, lock, Some(record)))
+}
+
+/// The batches as the run recorded them (so hosts stay in their batches),
+/// with caps and budgets from today's files.
+fn recorded_plan(
+    record: &RunRecord,
+    config: &crate::config::load::Config,
+    fresh: Plan,
+) -> Result<Plan, AppError> {
+    let ids: std::collections::HashMap<&str, HostId> = config
+        .inventory
+        .hosts()
+        .enumerate()
+        .map(|(index, host)| (host.name.as_str(), HostId(index as u32)))
+        .collect();
+    let mut batches = Vec::new();
+    for batch in &record.plan {
+        let mut hosts = Vec::new();
+        for name in &batch.hosts {
+            let id = ids.get(name.as_str()).ok_or_else(|| {
+                invalid(format!(
+                    "host {name} of run {} is no longer in the inventory; finish the run with the inventory it started with",
+                    record.run_id
+                ))
+            })?;
+            hosts.push(*id);
+        }
+        batches.push(Batch {
+            index: batch.index,
+            zones: batch.zones.clone(),
+            hosts,
+        });
+    }
+    Ok(Plan {
+        batches,
+        failure_budget: record.failure_budget,
+        ..fresh
+    })
+}
+
+fn invalid(message: String) -> AppError {
+    AppError::Invalid(Diagnostic::plain(message).into())
+}
+
+pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
+    let state_dir = &args.state.state_dir;
+    let run_id = match &args.run_id {
+        Some(id) => id.clone(),
+        None => latest_run(state_dir).map_err(AppError::Journal)?,
+    };
+    let record = load_record(state_dir, &run_id)?;
+    let outcome = live_outcome(state_dir, &record);
+    if args.json {
+        let hosts: serde_json::Map<String, serde_json::Value> = record
+            .hosts
+            .iter()
+            .map(|(name, host)| {
+                (
+                    name.clone(),
+                    serde_json::json!({
+                        "phase": host.phase.label(),
+                        "outcome": host.outcome.label(),
+                        "zone": record.zone_of(name),
+                        "drained_from": host.drained,
+                        "out_of_service_ms": host.out_of_service_ms,
+                        "detail": host.detail,
+                        "failed_step": host.failed_step.as_ref().map(|f| &f.step),
+                        "exit_code": host.failed_step.as_ref().and_then(|f| f.exit_code),
+                    }),
+                )
+            })
+            .collect();
+        let batches: Vec<serde_json::Value> = record
+            .plan
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "index": b.index,
+                    "zones": b.zones,
+                    "hosts": b.hosts,
+                    "ok": record.batches.get(&b.index),
+                })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "run_id": record.run_id,
+            "outcome": outcome.label(),
+            "playbook": record.playbook,
+            "started": record.started,
+            "finished": record.finished,
+            "reason": record.reason,
+            "hosts": hosts,
+            "batches": batches,
+        });
+        println!("{json}");
+        return Ok(Exit::Success);
+    }
+    println!(
+        "run {} ({}): {}",
+        record.run_id,
+        record.playbook,
+        outcome.label()
+    );
+    if let Some(reason) = &record.reason {
+        println!("  {reason}");
+    }
+    for batch in &record.plan {
+        let state = match record.batches.get(&batch.index) {
+            Some(true) => "ok",
+            Some(false) => "failed",
+            None => "not finished",
+        };
+        println!(
+            "  batch {} ({}): {state}",
+            batch.index + 1,
+            batch.zones.join(",")
+        );
+        for name in &batch.hosts {
+            let host = &record.hosts[name];
+            let drained = if host.drained.is_empty() {
+                String::new()
+            } else {
+                format!(", out of {}", host.drained.join(","))
+            };
+            let detail = host
+                .detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            println!(
+                "    {name}  {} / {}{drained}{detail}",
+                host.phase.label(),
+                host.outcome.label()
+            );
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// A run without an end record is running if its lock is held by a live
+/// process, and interrupted otherwise.
+fn live_outcome(state_dir: &std::path::Path, record: &RunRecord) -> RunOutcome {
+    if record.outcome != RunOutcome::Running {
+        return record.outcome;
+    }
+    let Some(settings) = &record.settings else {
+        return RunOutcome::Interrupted;
+    };
+    let path = lock_path(state_dir, std::path::Path::new(&settings.inventory));
+    match lock::read(&path) {
+        Ok(holder)
+            if holder.run_id == record.run_id
+                && staleness(&holder, jiff::Timestamp::now(), &this_host()).is_none() =>
+        {
+            RunOutcome::Running
+        }
+        _ => RunOutcome::Interrupted,
+    }
+}
+
+pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
+    let state_dir = &args.state.state_dir;
+    let paths = match &args.inventory {
+        Some(inventory) => vec![lock_path(state_dir, inventory)]
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect(),
+        None => lock::all_locks(state_dir),
+    };
+    if paths.is_empty() {
+        println!("no locks in {}", state_dir.display());
+        return Ok(Exit::Success);
+    }
+    let now = jiff::Timestamp::now();
+    let mut refused = false;
+    for path in paths {
+        let holder = lock::read(&path);
+        let stale = match &holder {
+            Ok(holder) => staleness(holder, now, &this_host()),
+            Err(error) => Some(error.to_string()),
+        };
+        match &holder {
+            Ok(h) => println!(
+                "{}: run {} by pid {} on {}, since {}, last heartbeat {}{}",
+                h.inventory,
+                h.run_id,
+                h.pid,
+                h.host,
+                h.since,
+                h.heartbeat,
+                stale
+                    .as_deref()
+                    .map(|s| format!(" (stale: {s})"))
+                    .unwrap_or_else(|| " (alive)".to_owned())
+            ),
+            Err(error) => println!("{}: {error}", path.display()),
+        }
+        if !args.force {
+            continue;
+        }
+        if stale.is_none() {
+            refused = true;
+            eprintln!(
+                "  not broken: its holder is alive; stop that run first (SIGINT lets it finish cleanly)"
+            );
+            continue;
+        }
+        if let Ok(h) = &holder
+            && let Ok(mut journal) = JournalWriter::open(state_dir, &h.run_id)
+        {
+            let envelope = Envelope {
+                ts: now.to_string(),
+                run_id: h.run_id.clone(),
+                event: Event::LockBroken {
+                    holder_pid: h.pid,
+                    holder_host: h.host.clone(),
+                },
+            };
+            let _ = journal.append(&envelope).and_then(|()| journal.sync());
+        }
+        std::fs::remove_file(&path).map_err(|source| {
+            AppError::Lock(lock::LockError::Io {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        println!("  broken");
+    }
+    Ok(if refused { Exit::Locked } else { Exit::Success })
+}

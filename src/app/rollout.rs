@@ -1,0 +1,358 @@
+//! `run` and `resume`: build the transports, take the lock, recover, roll.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{AppError, Exit, RunOptions};
+use crate::config::diagnostics::Diagnostic;
+use crate::config::load::Config;
+use crate::events::{Event, Outcome, PlannedBatch, RunOutcome, RunSettings};
+use crate::exec::dispatcher::{Dispatcher, EventSink, Finish, Limits, RunBatch};
+use crate::exec::env::{Cadence, RunEnv, Transports};
+use crate::journal::replay::{RunRecord, replay};
+use crate::journal::store::{JournalWriter, new_run_id, read_run};
+use crate::lock::{LockError, LockInfo, RunLock, lock_path, this_host};
+use crate::model::inventory::{BalancerKind, Host, Inventory};
+use crate::model::playbook::StepAction;
+use crate::plan::batches::Plan;
+use crate::report::human::HumanSink;
+use crate::report::json::JsonSink;
+use crate::report::summary::Summary;
+use crate::transport::balancer::{LoadBalancer, Target};
+use crate::transport::command_balancer::CommandBalancer;
+use crate::transport::haproxy::Haproxy;
+use crate::transport::probe::Prober;
+use crate::transport::shell::Connector;
+
+/// Refuses what this build cannot carry out yet, before touching anything.
+pub fn refuse_unsupported(config: &Config) -> Result<(), AppError> {
+    let playbook = &config.playbook;
+    let mut missing = Vec::new();
+    if playbook
+        .steps
+        .iter()
+        .chain(&playbook.rollback)
+        .any(|s| matches!(s.action, StepAction::Reboot))
+    {
+        missing.push("`reboot = true` steps");
+    }
+    if playbook
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, StepAction::ReplaceAsg { .. }))
+    {
+        missing.push("`replace` steps");
+    }
+    if playbook.window.is_some() {
+        missing.push("maintenance windows ([window])");
+    }
+    if !playbook.gates.is_empty() {
+        missing.push("gates ([[gates]])");
+    }
+    if playbook.strategy.on_failure == crate::model::playbook::OnFailure::Rollback {
+        missing.push("on_failure = \"rollback\"");
+    }
+    if playbook.asg_standby {
+        missing.push("asg_standby");
+    }
+    if !config.inventory.sources.is_empty() {
+        missing.push("[sources] (AWS discovery)");
+    }
+    if config
+        .inventory
+        .balancers
+        .iter()
+        .any(|b| matches!(b.kind, BalancerKind::AwsTargetGroup { .. }))
+    {
+        missing.push("aws-target-group balancers");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::Invalid(
+        Diagnostic::plain(format!(
+            "this build of fleetroll cannot run {} yet; nothing was touched",
+            missing.join(", ")
+        ))
+        .with_help("`validate` and `plan` accept these files; `run` does not yet")
+        .into(),
+    ))
+}
+
+pub fn balancers(inventory: &Inventory) -> HashMap<String, Arc<dyn LoadBalancer>> {
+    let mut map: HashMap<String, Arc<dyn LoadBalancer>> = HashMap::new();
+    for balancer in &inventory.balancers {
+        let client: Arc<dyn LoadBalancer> = match &balancer.kind {
+            BalancerKind::Haproxy { endpoint, backend } => {
+                Arc::new(Haproxy::new(&balancer.name, endpoint.clone(), backend))
+            }
+            BalancerKind::Command {
+                drain,
+                undrain,
+                ssh,
+            } => Arc::new(CommandBalancer::new(
+                &balancer.name,
+                drain.clone(),
+                undrain.clone(),
+                *ssh,
+            )),
+            BalancerKind::AwsTargetGroup { .. } => continue,
+        };
+        map.insert(balancer.name.clone(), client);
+    }
+    map
+}
+
+/// An unreachable balancer, or a host its balancer does not know, is bad
+/// input: refuse before any host is touched.
+pub async fn check_balancers(
+    hosts: &[&Host],
+    balancers: &HashMap<String, Arc<dyn LoadBalancer>>,
+) -> Result<(), AppError> {
+    let mut problems = Vec::new();
+    for host in hosts {
+        for name in &host.balancers {
+            let Some(balancer) = balancers.get(name) else {
+                continue;
+            };
+            if let Err(error) = balancer.status(Target { host, shell: None }).await {
+                problems.push(error.to_string());
+                if error.retryable() {
+                    break;
+                }
+            }
+        }
+        if problems.len() >= 10 {
+            break;
+        }
+    }
+    problems.dedup();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut diagnostics = crate::config::diagnostics::Diagnostics::default();
+    for problem in problems {
+        diagnostics.push(
+            Diagnostic::plain(problem)
+                .with_help("check the balancer's address and the hosts' server names (lb_server)"),
+        );
+    }
+    Err(AppError::Invalid(diagnostics))
+}
+
+pub fn settings(options: &RunOptions) -> RunSettings {
+    RunSettings {
+        inventory: absolute(&options.inventory).display().to_string(),
+        playbook: absolute(&options.playbook).display().to_string(),
+        var_names: options.vars.iter().map(|(k, _)| k.clone()).collect(),
+        limit: options.limit.clone(),
+        accept_new_host_keys: options.accept_new_host_keys,
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+pub fn acquire_lock(state_dir: &Path, inventory: &Path, run_id: &str) -> Result<RunLock, AppError> {
+    let now = jiff::Timestamp::now();
+    let info = LockInfo {
+        host: this_host(),
+        pid: std::process::id(),
+        run_id: run_id.to_owned(),
+        inventory: absolute(inventory).display().to_string(),
+        since: now.to_string(),
+        heartbeat: now.to_string(),
+    };
+    RunLock::acquire(&lock_path(state_dir, inventory), info, now).map_err(AppError::Lock)
+}
+
+/// Everything a rollout needs, built once.
+pub struct Rollout<'a> {
+    pub config: &'a Config,
+    pub options: &'a RunOptions,
+    pub connector: Arc<dyn Connector>,
+}
+
+impl std::fmt::Debug for Rollout<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rollout").finish_non_exhaustive()
+    }
+}
+
+impl Rollout<'_> {
+    fn sinks(&self) -> Vec<Box<dyn EventSink>> {
+        let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+        if !self.options.quiet {
+            sinks.push(Box::new(HumanSink::new(
+                self.options.terminal,
+                self.options.verbose,
+            )));
+        }
+        if self.options.json {
+            sinks.push(Box::new(JsonSink));
+        }
+        sinks
+    }
+
+    fn limits(&self, plan: &Plan) -> Limits {
+        Limits {
+            max_unavailable: plan.max_unavailable,
+            zone_caps: plan
+                .zone_caps
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            failure_budget: plan.failure_budget,
+            zone_failure_budgets: plan
+                .zone_failure_budgets
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            pause: self.config.playbook.strategy.pause,
+        }
+    }
+
+    /// Starts a new run (`record` is None) or continues one.
+    pub async fn execute(
+        &self,
+        plan: &Plan,
+        run_id: String,
+        lock: RunLock,
+        previous: Option<RunRecord>,
+    ) -> Result<Exit, AppError> {
+        let state_dir = &self.options.state_dir;
+        let hosts: Vec<&Host> = self.config.inventory.hosts().collect();
+        let balancers = balancers(&self.config.inventory);
+        let selected: Vec<&Host> = plan
+            .batches
+            .iter()
+            .flat_map(|b| b.hosts.iter().map(|id| hosts[id.0 as usize]))
+            .collect();
+        if let Err(error) = check_balancers(&selected, &balancers).await {
+            lock.release();
+            return Err(error);
+        }
+        let env = Arc::new(RunEnv {
+            transports: Transports {
+                connector: Arc::clone(&self.connector),
+                balancers,
+                prober: Prober::new(),
+            },
+            playbook: Arc::new(self.config.playbook.clone()),
+            cadence: Cadence::default(),
+        });
+        let journal = JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?;
+        let resuming = previous.is_some();
+        let mut dispatcher = Dispatcher {
+            env,
+            run_id: run_id.clone(),
+            journal,
+            record: previous.unwrap_or_else(|| RunRecord::new(&run_id)),
+            sinks: self.sinks(),
+            lock,
+            limits: self.limits(plan),
+            signals: crate::exec::signals::listen(),
+            started: Instant::now(),
+            zone_of: HashMap::new(),
+        };
+        let batches: Vec<RunBatch> = plan
+            .batches
+            .iter()
+            .map(|batch| RunBatch {
+                index: batch.index,
+                zones: batch.zones.clone(),
+                hosts: batch
+                    .hosts
+                    .iter()
+                    .map(|id| hosts[id.0 as usize].clone())
+                    .collect(),
+            })
+            .collect();
+        let event = if resuming {
+            let pending = dispatcher
+                .record
+                .hosts
+                .values()
+                .filter(|h| !h.is_settled())
+                .count();
+            Event::RunResumed { pending }
+        } else {
+            Event::RunStarted {
+                playbook: self.config.playbook.name.clone(),
+                hosts: plan.selected,
+                batches: plan.batches.len(),
+                failure_budget: plan.failure_budget,
+                settings: settings(self.options),
+                plan: batches
+                    .iter()
+                    .map(|b| PlannedBatch {
+                        index: b.index,
+                        zones: b.zones.clone(),
+                        hosts: b.hosts.iter().map(|h| h.name.clone()).collect(),
+                    })
+                    .collect(),
+            }
+        };
+        dispatcher.emit(event).map_err(AppError::Journal)?;
+        let finish = dispatcher.run(batches).await.map_err(AppError::Journal)?;
+        let summary = Summary::of(&dispatcher.record);
+        if !self.options.quiet {
+            eprint!("{}", summary.render());
+        }
+        if self.options.json
+            && let Ok(line) = serde_json::to_string(&serde_json::json!({
+                "ts": jiff::Timestamp::now().to_string(),
+                "run_id": run_id,
+                "event": "summary",
+                "summary": summary,
+            }))
+        {
+            println!("{line}");
+        }
+        dispatcher.lock.release();
+        Ok(exit_for(&finish, &dispatcher.record))
+    }
+}
+
+/// 0 only when every selected host was updated or skipped and is healthy.
+fn exit_for(finish: &Finish, record: &RunRecord) -> Exit {
+    match finish.outcome {
+        RunOutcome::Interrupted => Exit::Interrupted,
+        RunOutcome::WindowClosed => Exit::WindowClosed,
+        RunOutcome::Halted | RunOutcome::RolledBack => Exit::Halted,
+        RunOutcome::Succeeded | RunOutcome::Running => {
+            if record
+                .hosts
+                .values()
+                .any(|h| h.outcome.is_failure() || h.outcome == Outcome::Pending)
+            {
+                Exit::Halted
+            } else {
+                Exit::Success
+            }
+        }
+    }
+}
+
+/// A new run id for now.
+pub fn fresh_run_id() -> String {
+    let entropy = std::process::id() ^ (jiff::Timestamp::now().subsec_nanosecond() as u32);
+    new_run_id(jiff::Timestamp::now(), entropy)
+}
+
+/// Reads a run's record from its journal.
+pub fn load_record(state_dir: &Path, run_id: &str) -> Result<RunRecord, AppError> {
+    let records = read_run(state_dir, run_id).map_err(AppError::Journal)?;
+    Ok(replay(run_id, &records))
+}
+
+impl From<LockError> for AppError {
+    fn from(error: LockError) -> Self {
+        AppError::Lock(error)
+    }
+}

@@ -1,0 +1,261 @@
+//! The event stream: what happened during a run, in order.
+//!
+//! One enum serves three readers: the journal (so `resume` and `status`
+//! can replay a run), `--json` output (one object per line), and the human
+//! reporter. Events carry names and figures, never secrets: no variable
+//! values, no rendered commands, no key material.
+
+use serde::{Deserialize, Serialize};
+
+/// The phases a host goes through, as the SPEC names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Pending,
+    /// Checking `skip_if` and the balancers' view before anything is touched.
+    Checking,
+    Draining,
+    Updating,
+    Verifying,
+    Undraining,
+    Done,
+    Skipped,
+    Failed,
+    RolledBack,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Checking => "checking",
+            Phase::Draining => "draining",
+            Phase::Updating => "updating",
+            Phase::Verifying => "verifying",
+            Phase::Undraining => "undraining",
+            Phase::Done => "done",
+            Phase::Skipped => "skipped",
+            Phase::Failed => "failed",
+            Phase::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// How a host ended; the failure budget counts every failing kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pending,
+    Skipped,
+    Updated,
+    /// A step failed.
+    Failed,
+    /// SSH could not reach the host; nothing was touched.
+    Unreachable,
+    /// Probes never passed after the update.
+    Unhealthy,
+    /// A step or wait ran past its deadline.
+    TimedOut,
+    RolledBack,
+}
+
+impl Outcome {
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed | Outcome::Unreachable | Outcome::Unhealthy | Outcome::TimedOut
+        )
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Pending => "pending",
+            Outcome::Skipped => "skipped",
+            Outcome::Updated => "updated",
+            Outcome::Failed => "failed",
+            Outcome::Unreachable => "unreachable",
+            Outcome::Unhealthy => "unhealthy",
+            Outcome::TimedOut => "timed_out",
+            Outcome::RolledBack => "rolled_back",
+        }
+    }
+
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Pending,
+        Outcome::Skipped,
+        Outcome::Updated,
+        Outcome::Failed,
+        Outcome::Unreachable,
+        Outcome::Unhealthy,
+        Outcome::TimedOut,
+        Outcome::RolledBack,
+    ];
+}
+
+/// How a whole run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Running,
+    Succeeded,
+    Halted,
+    RolledBack,
+    WindowClosed,
+    Interrupted,
+}
+
+impl RunOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Halted => "halted",
+            RunOutcome::RolledBack => "rolled_back",
+            RunOutcome::WindowClosed => "window_closed",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What `run` was started with, so that `resume` can start it again.
+/// Variable values are not kept: they may be secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub inventory: String,
+    pub playbook: String,
+    pub var_names: Vec<String>,
+    pub limit: Vec<String>,
+    pub accept_new_host_keys: bool,
+}
+
+/// A planned batch as recorded in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedBatch {
+    pub index: usize,
+    pub zones: Vec<String>,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        playbook: String,
+        hosts: usize,
+        batches: usize,
+        failure_budget: usize,
+        settings: RunSettings,
+        plan: Vec<PlannedBatch>,
+    },
+    /// `resume` took over an interrupted or halted run.
+    RunResumed {
+        pending: usize,
+    },
+    BatchStarted {
+        index: usize,
+        zones: Vec<String>,
+        hosts: Vec<String>,
+    },
+    HostPhase {
+        host: String,
+        phase: Phase,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<Outcome>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// Written before the host is drained from one balancer.
+    Drain {
+        host: String,
+        balancer: String,
+    },
+    /// Written once the host is back in one balancer and reported up.
+    Undrained {
+        host: String,
+        balancer: String,
+    },
+    /// Written before a step runs (the journal's write-ahead record).
+    StepStarted {
+        host: String,
+        step: String,
+        index: usize,
+        attempt: u32,
+    },
+    StepFinished {
+        host: String,
+        step: String,
+        index: usize,
+        exit_code: Option<i64>,
+        duration_ms: u64,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        output_tail: String,
+    },
+    /// A step whose `only_if` said no.
+    StepSkipped {
+        host: String,
+        step: String,
+    },
+    Probe {
+        host: String,
+        probe: String,
+        ok: bool,
+        detail: String,
+    },
+    Gate {
+        name: String,
+        ok: bool,
+        detail: String,
+    },
+    BatchFinished {
+        index: usize,
+        ok: bool,
+    },
+    /// A warning worth reading in the morning (a drain that timed out, say).
+    Warning {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        message: String,
+    },
+    RunFinished {
+        outcome: RunOutcome,
+        updated: usize,
+        failed: usize,
+        skipped: usize,
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// `unlock --force` broke this run's lock.
+    LockBroken {
+        holder_pid: u32,
+        holder_host: String,
+    },
+}
+
+impl Event {
+    /// The host an event is about, if any.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Event::HostPhase { host, .. }
+            | Event::Drain { host, .. }
+            | Event::Undrained { host, .. }
+            | Event::StepStarted { host, .. }
+            | Event::StepFinished { host, .. }
+            | Event::StepSkipped { host, .. }
+            | Event::Probe { host, .. } => Some(host),
+            Event::Warning { host, .. } => host.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// An event as written: with its time and run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// RFC 3339, UTC.
+    pub ts: String,
+    pub run_id: String,
+    #[serde(flatten)]
+    pub event: Event,
+}

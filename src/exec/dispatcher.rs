@@ -1,0 +1,414 @@
+//! The dispatcher: one loop that owns the run's state.
+//!
+//! It starts host tasks batch by batch within the caps, receives their
+//! events, writes them to the journal (one fsync for every group of events
+//! that arrived together, and before any task acts on them), hands them to
+//! the reporters, and decides: next host, next batch, halt, or stop. Host
+//! tasks never see run state; they only send events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::env::RunEnv;
+use super::host_task::{HostReport, StartFrom, return_host, roll_host};
+use super::messages::{HostMessage, Reporter};
+use crate::events::{Envelope, Event, Outcome, RunOutcome};
+use crate::journal::replay::RunRecord;
+use crate::journal::store::{JournalError, JournalWriter};
+use crate::lock::{HEARTBEAT_EVERY, RunLock};
+use crate::model::inventory::Host;
+
+/// Receives every event after it is durable; decides nothing.
+pub trait EventSink: Send {
+    fn event(&mut self, envelope: &Envelope, record: &RunRecord);
+}
+
+/// A batch to run, hosts resolved.
+#[derive(Debug, Clone)]
+pub struct RunBatch {
+    pub index: usize,
+    pub zones: Vec<String>,
+    pub hosts: Vec<Host>,
+}
+
+/// The limits the dispatcher enforces while running.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_unavailable: usize,
+    /// Per zone: hosts allowed out of service at once.
+    pub zone_caps: HashMap<String, usize>,
+    pub failure_budget: usize,
+    /// Per zone: failures tolerated.
+    pub zone_failure_budgets: HashMap<String, usize>,
+    pub pause: Duration,
+}
+
+/// How the run ended, for the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    pub outcome: RunOutcome,
+    pub reason: Option<String>,
+}
+
+pub struct Dispatcher {
+    pub env: Arc<RunEnv>,
+    pub run_id: String,
+    pub journal: JournalWriter,
+    pub record: RunRecord,
+    pub sinks: Vec<Box<dyn EventSink>>,
+    pub lock: RunLock,
+    pub limits: Limits,
+    pub signals: mpsc::UnboundedReceiver<&'static str>,
+    pub started: Instant,
+    /// Host → zone, for the per-zone caps and budgets.
+    pub zone_of: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("run_id", &self.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the loop is doing about stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    No,
+    /// First signal: start no new host, let in-flight ones finish.
+    Graceful,
+    /// Second signal: cancel in-flight steps, still return hosts.
+    Now,
+}
+
+impl Dispatcher {
+    /// Appends, fsyncs and reports one event the dispatcher itself produces.
+    pub fn emit(&mut self, event: Event) -> Result<(), JournalError> {
+        let envelope = self.envelope(event);
+        self.journal.append(&envelope)?;
+        self.journal.sync()?;
+        self.deliver(&envelope);
+        Ok(())
+    }
+
+    fn envelope(&self, event: Event) -> Envelope {
+        Envelope {
+            ts: jiff::Timestamp::now().to_string(),
+            run_id: self.run_id.clone(),
+            event,
+        }
+    }
+
+    fn deliver(&mut self, envelope: &Envelope) {
+        self.record.apply(envelope);
+        for sink in &mut self.sinks {
+            sink.event(envelope, &self.record);
+        }
+    }
+
+    /// Writes a group of host messages with one fsync, then releases the
+    /// tasks waiting on them.
+    fn commit(&mut self, messages: Vec<HostMessage>) -> Result<(), JournalError> {
+        let mut envelopes = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let envelope = self.envelope(message.event.clone());
+            self.journal.append(&envelope)?;
+            envelopes.push(envelope);
+        }
+        self.journal.sync()?;
+        for (envelope, message) in envelopes.iter().zip(messages) {
+            self.deliver(envelope);
+            if let Some(ack) = message.ack {
+                let _ = ack.send(());
+            }
+        }
+        Ok(())
+    }
+
+    fn failures_in_zone(&self, zone: &str) -> usize {
+        self.record
+            .hosts
+            .iter()
+            .filter(|(name, host)| {
+                host.outcome.is_failure() && self.zone_of.get(*name).is_some_and(|z| z == zone)
+            })
+            .count()
+    }
+
+    /// Hosts out of service because they failed and stay drained.
+    fn failed_out(&self) -> Vec<&str> {
+        self.record
+            .hosts
+            .iter()
+            .filter(|(_, host)| host.outcome.is_failure() && !host.drained.is_empty())
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// Why the failure budget is spent, if it is.
+    fn budget_spent(&self) -> Option<String> {
+        let failures = self.record.failures();
+        if failures > self.limits.failure_budget {
+            return Some(format!(
+                "{failures} hosts failed; the failure budget tolerates {}",
+                self.limits.failure_budget
+            ));
+        }
+        for (zone, budget) in &self.limits.zone_failure_budgets {
+            let failed = self.failures_in_zone(zone);
+            if failed > *budget {
+                return Some(format!(
+                    "{failed} hosts failed in zone {zone}; max_failed_per_zone tolerates {budget}"
+                ));
+            }
+        }
+        None
+    }
+
+    /// Returns every host an interrupted run left drained (and that did not
+    /// fail) to service, all at once, before anything else happens.
+    pub async fn recover(&mut self, hosts: Vec<Host>) -> Result<(), JournalError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<HostMessage>();
+        let cancel = CancellationToken::new();
+        let mut tasks: JoinSet<HostReport> = JoinSet::new();
+        for host in hosts {
+            let Some(record) = self.record.hosts.get(&host.name) else {
+                continue;
+            };
+            if record.drained.is_empty() || record.is_settled() {
+                continue;
+            }
+            let start = StartFrom {
+                drained: record.drained.clone(),
+                steps_done: record.steps_done,
+            };
+            tasks.spawn(return_host(
+                Arc::clone(&self.env),
+                host,
+                start,
+                Reporter::new(tx.clone()),
+                cancel.child_token(),
+            ));
+        }
+        drop(tx);
+        while !tasks.is_empty() {
+            tokio::select! {
+                Some(first) = rx.recv() => {
+                    let mut group = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        group.push(more);
+                    }
+                    self.commit(group)?;
+                }
+                Some(_) = tasks.join_next() => {
+                    let mut group = Vec::new();
+                    while let Ok(more) = rx.try_recv() {
+                        group.push(more);
+                    }
+                    self.commit(group)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the batches; returns how the run ended.
+    pub async fn run(&mut self, batches: Vec<RunBatch>) -> Result<Finish, JournalError> {
+        for batch in &batches {
+            for host in &batch.hosts {
+                self.zone_of.insert(host.name.clone(), host.zone.clone());
+            }
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<HostMessage>();
+        let cancel = CancellationToken::new();
+        let mut stopping = Stopping::No;
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let batch_count = batches.len();
+        let mut halted: Option<String> = self.budget_spent();
+
+        for (position, batch) in batches.into_iter().enumerate() {
+            if stopping != Stopping::No || halted.is_some() {
+                break;
+            }
+            let mut queue: Vec<Host> = batch
+                .hosts
+                .into_iter()
+                .filter(|h| {
+                    !self
+                        .record
+                        .hosts
+                        .get(&h.name)
+                        .is_some_and(|r| r.is_settled())
+                })
+                .collect();
+            if queue.is_empty() {
+                continue;
+            }
+            self.emit(Event::BatchStarted {
+                index: batch.index,
+                zones: batch.zones.clone(),
+                hosts: queue.iter().map(|h| h.name.clone()).collect(),
+            })?;
+            queue.reverse(); // pop() takes hosts in plan order
+            let mut tasks: JoinSet<HostReport> = JoinSet::new();
+            let mut in_flight: HashMap<String, String> = HashMap::new(); // host → zone
+            let mut batch_ok = true;
+            loop {
+                // Start every host the caps allow.
+                while stopping == Stopping::No && halted.is_none() {
+                    let Some(host) = queue.last() else { break };
+                    let failed_out = self.failed_out();
+                    let out_total = in_flight.len() + failed_out.len();
+                    let zone_out = in_flight.values().filter(|z| **z == host.zone).count()
+                        + failed_out
+                            .iter()
+                            .filter(|h| self.zone_of.get(**h) == Some(&host.zone))
+                            .count();
+                    let zone_cap = self
+                        .limits
+                        .zone_caps
+                        .get(&host.zone)
+                        .copied()
+                        .unwrap_or(usize::MAX);
+                    if out_total >= self.limits.max_unavailable || zone_out >= zone_cap {
+                        if in_flight.is_empty() {
+                            halted = Some(format!(
+                                "{} failed hosts stay out of service, which leaves no room under max_unavailable ({}) or the zone cap for {}",
+                                failed_out.len(),
+                                self.limits.max_unavailable,
+                                host.zone
+                            ));
+                        }
+                        break;
+                    }
+                    let host = queue.pop().expect("checked above");
+                    let start = self
+                        .record
+                        .hosts
+                        .get(&host.name)
+                        .map(|r| StartFrom {
+                            drained: r.drained.clone(),
+                            steps_done: r.steps_done,
+                        })
+                        .unwrap_or_default();
+                    in_flight.insert(host.name.clone(), host.zone.clone());
+                    tasks.spawn(roll_host(
+                        Arc::clone(&self.env),
+                        host,
+                        start,
+                        Reporter::new(tx.clone()),
+                        cancel.child_token(),
+                    ));
+                }
+                if tasks.is_empty() {
+                    break;
+                }
+                tokio::select! {
+                    Some(first) = rx.recv() => {
+                        let mut group = vec![first];
+                        while let Ok(more) = rx.try_recv() {
+                            group.push(more);
+                        }
+                        self.commit(group)?;
+                    }
+                    Some(joined) = tasks.join_next() => {
+                        // Everything the task sent is already queued; take it first.
+                        let mut group = Vec::new();
+                        while let Ok(more) = rx.try_recv() {
+                            group.push(more);
+                        }
+                        self.commit(group)?;
+                        let report = match joined {
+                            Ok(report) => report,
+                            Err(error) => {
+                                // A panicking task is a bug; halt rather than guess.
+                                halted = Some(format!("a host task failed: {error}"));
+                                batch_ok = false;
+                                continue;
+                            }
+                        };
+                        in_flight.remove(&report.host);
+                        if report.outcome.is_failure() {
+                            batch_ok = false;
+                            if halted.is_none() {
+                                halted = self.budget_spent();
+                            }
+                        }
+                    }
+                    Some(signal) = self.signals.recv() => {
+                        stopping = match stopping {
+                            Stopping::No => {
+                                self.emit(Event::Warning { host: None, message: format!("{signal}: finishing in-flight hosts, then stopping; send it again to cancel them") })?;
+                                Stopping::Graceful
+                            }
+                            _ => {
+                                self.emit(Event::Warning { host: None, message: format!("{signal} again: cancelling in-flight steps; hosts are returned to service") })?;
+                                cancel.cancel();
+                                Stopping::Now
+                            }
+                        };
+                    }
+                    _ = heartbeat.tick() => {
+                        if let Err(error) = self.lock.heartbeat(jiff::Timestamp::now()) {
+                            self.emit(Event::Warning { host: None, message: error.to_string() })?;
+                        }
+                    }
+                }
+            }
+            let interrupted = stopping != Stopping::No && !queue.is_empty();
+            self.emit(Event::BatchFinished {
+                index: batch.index,
+                ok: batch_ok && !interrupted,
+            })?;
+            let last = position + 1 == batch_count;
+            if !last && stopping == Stopping::No && halted.is_none() && !self.limits.pause.is_zero()
+            {
+                tokio::select! {
+                    () = tokio::time::sleep(self.limits.pause) => {}
+                    Some(signal) = self.signals.recv() => {
+                        self.emit(Event::Warning { host: None, message: format!("{signal}: stopping before the next batch") })?;
+                        stopping = Stopping::Graceful;
+                    }
+                }
+            }
+        }
+        let finish = if let Some(reason) = halted {
+            Finish {
+                outcome: RunOutcome::Halted,
+                reason: Some(reason),
+            }
+        } else if stopping != Stopping::No {
+            Finish {
+                outcome: RunOutcome::Interrupted,
+                reason: Some("stopped by a signal; `fleetroll resume` continues".to_owned()),
+            }
+        } else {
+            Finish {
+                outcome: RunOutcome::Succeeded,
+                reason: None,
+            }
+        };
+        self.finish(&finish)?;
+        Ok(finish)
+    }
+
+    pub fn finish(&mut self, finish: &Finish) -> Result<(), JournalError> {
+        let record = &self.record;
+        let event = Event::RunFinished {
+            outcome: finish.outcome,
+            updated: record.count(Outcome::Updated),
+            failed: record.failures(),
+            skipped: record.count(Outcome::Skipped),
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            reason: finish.reason.clone(),
+        };
+        self.emit(event)
+    }
+}

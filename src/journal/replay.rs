@@ -1,0 +1,243 @@
+//! Replaying a journal into what is known about a run: a pure fold.
+
+use indexmap::IndexMap;
+
+use crate::events::{Envelope, Event, Outcome, Phase, PlannedBatch, RunOutcome, RunSettings};
+
+/// What the journal says about one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    pub phase: Phase,
+    pub outcome: Outcome,
+    /// Balancers the host was drained from and not yet returned to.
+    pub drained: Vec<String>,
+    /// Steps that finished successfully, in order from the first.
+    pub steps_done: usize,
+    pub failed_step: Option<FailedStep>,
+    pub detail: Option<String>,
+    /// Milliseconds between the first drain and the last undrain.
+    pub out_of_service_ms: u64,
+    drained_at: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedStep {
+    pub step: String,
+    pub exit_code: Option<i64>,
+    pub output_tail: String,
+}
+
+impl HostRecord {
+    fn new() -> Self {
+        Self {
+            phase: Phase::Pending,
+            outcome: Outcome::Pending,
+            drained: Vec::new(),
+            steps_done: 0,
+            failed_step: None,
+            detail: None,
+            out_of_service_ms: 0,
+            drained_at: None,
+        }
+    }
+
+    /// Finished, one way or another; `resume` leaves it alone.
+    pub fn is_settled(&self) -> bool {
+        !matches!(self.outcome, Outcome::Pending)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub settings: Option<RunSettings>,
+    pub playbook: String,
+    pub plan: Vec<PlannedBatch>,
+    pub failure_budget: usize,
+    pub outcome: RunOutcome,
+    pub reason: Option<String>,
+    pub hosts: IndexMap<String, HostRecord>,
+    /// Batch index → whether it passed, for batches that finished.
+    pub batches: IndexMap<usize, bool>,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    pub lock_broken: bool,
+}
+
+/// Folds journal records, oldest first, into a [`RunRecord`].
+pub fn replay(run_id: &str, records: &[Envelope]) -> RunRecord {
+    let mut run = RunRecord::new(run_id);
+    for envelope in records {
+        run.apply(envelope);
+    }
+    // A run with no end record was killed or is still going; the caller
+    // tells which by looking at the lock.
+    run
+}
+
+impl RunRecord {
+    pub fn new(run_id: &str) -> Self {
+        Self {
+            run_id: run_id.to_owned(),
+            settings: None,
+            playbook: String::new(),
+            plan: Vec::new(),
+            failure_budget: 0,
+            outcome: RunOutcome::Running,
+            reason: None,
+            hosts: IndexMap::new(),
+            batches: IndexMap::new(),
+            started: None,
+            finished: None,
+            lock_broken: false,
+        }
+    }
+
+    /// Applies one record; the live run and a replay share this fold.
+    pub fn apply(&mut self, envelope: &Envelope) {
+        let ts: Option<jiff::Timestamp> = envelope.ts.parse().ok();
+        match &envelope.event {
+            Event::RunStarted {
+                playbook,
+                failure_budget,
+                settings,
+                plan,
+                ..
+            } => {
+                self.playbook = playbook.clone();
+                self.failure_budget = *failure_budget;
+                self.settings = Some(settings.clone());
+                self.plan = plan.clone();
+                self.started = Some(envelope.ts.clone());
+                for host in plan.iter().flat_map(|b| &b.hosts) {
+                    self.hosts
+                        .entry(host.clone())
+                        .or_insert_with(HostRecord::new);
+                }
+            }
+            Event::RunResumed { .. } => {
+                self.outcome = RunOutcome::Running;
+                self.reason = None;
+                self.finished = None;
+            }
+            Event::HostPhase {
+                host,
+                phase,
+                outcome,
+                detail,
+            } => {
+                let record = self
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new);
+                record.phase = *phase;
+                if let Some(outcome) = outcome {
+                    record.outcome = *outcome;
+                }
+                if detail.is_some() {
+                    record.detail = detail.clone();
+                }
+            }
+            Event::Drain { host, balancer } => {
+                let record = self
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new);
+                if !record.drained.contains(balancer) {
+                    record.drained.push(balancer.clone());
+                }
+                if record.drained_at.is_none() {
+                    record.drained_at = ts;
+                }
+            }
+            Event::Undrained { host, balancer } => {
+                let record = self
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new);
+                record.drained.retain(|b| b != balancer);
+                if record.drained.is_empty()
+                    && let (Some(start), Some(end)) = (record.drained_at.take(), ts)
+                {
+                    let spent = end.duration_since(start).as_millis().max(0);
+                    record.out_of_service_ms += u64::try_from(spent).unwrap_or(0);
+                }
+            }
+            Event::StepFinished {
+                host,
+                step,
+                index,
+                exit_code,
+                ok,
+                output_tail,
+                ..
+            } => {
+                let record = self
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new);
+                if *ok && *index == record.steps_done {
+                    record.steps_done += 1;
+                } else if !*ok {
+                    record.failed_step = Some(FailedStep {
+                        step: step.clone(),
+                        exit_code: *exit_code,
+                        output_tail: output_tail.clone(),
+                    });
+                }
+            }
+            Event::StepSkipped { host, .. } => {
+                let record = self
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new);
+                record.steps_done += 1;
+            }
+            Event::BatchFinished { index, ok } => {
+                self.batches.insert(*index, *ok);
+            }
+            Event::RunFinished {
+                outcome, reason, ..
+            } => {
+                self.outcome = *outcome;
+                self.reason = reason.clone();
+                self.finished = Some(envelope.ts.clone());
+            }
+            Event::LockBroken { .. } => self.lock_broken = true,
+            Event::StepStarted { .. }
+            | Event::BatchStarted { .. }
+            | Event::Probe { .. }
+            | Event::Gate { .. }
+            | Event::Warning { .. } => {}
+        }
+    }
+
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.hosts.values().filter(|h| h.outcome == outcome).count()
+    }
+
+    pub fn failures(&self) -> usize {
+        self.hosts
+            .values()
+            .filter(|h| h.outcome.is_failure())
+            .count()
+    }
+
+    /// Host → zone, from the recorded plan.
+    pub fn zone_of(&self, host: &str) -> Option<&str> {
+        self.plan
+            .iter()
+            .find(|b| b.hosts.iter().any(|h| h == host))
+            .and_then(|b| {
+                if b.zones.len() == 1 {
+                    b.zones.first().map(String::as_str)
+                } else {
+                    None
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+#[path = "replay_tests.rs"]
+mod tests;

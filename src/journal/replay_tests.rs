@@ -1,0 +1,156 @@
+//! Replay: every prefix of a journal folds into a consistent record.
+
+use proptest::prelude::{ProptestConfig, prop_assert, proptest};
+
+use super::*;
+
+fn envelope(ts: &str, event: Event) -> Envelope {
+    Envelope {
+        ts: ts.to_owned(),
+        run_id: "r1".to_owned(),
+        event,
+    }
+}
+
+fn phase(host: &str, phase: Phase, outcome: Option<Outcome>) -> Event {
+    Event::HostPhase {
+        host: host.into(),
+        phase,
+        outcome,
+        detail: None,
+    }
+}
+
+/// A complete two-host run: h1 updated, h2 fails its step and stays drained.
+fn journal() -> Vec<Envelope> {
+    let settings = RunSettings {
+        inventory: "inv.toml".into(),
+        playbook: "play.toml".into(),
+        var_names: vec![],
+        limit: vec![],
+        accept_new_host_keys: false,
+    };
+    vec![
+        envelope(
+            "2026-01-01T00:00:00Z",
+            Event::RunStarted {
+                playbook: "p".into(),
+                hosts: 2,
+                batches: 1,
+                failure_budget: 1,
+                settings,
+                plan: vec![PlannedBatch {
+                    index: 0,
+                    zones: vec!["a".into()],
+                    hosts: vec!["h1".into(), "h2".into()],
+                }],
+            },
+        ),
+        envelope("2026-01-01T00:00:01Z", phase("h1", Phase::Draining, None)),
+        envelope(
+            "2026-01-01T00:00:01Z",
+            Event::Drain {
+                host: "h1".into(),
+                balancer: "web".into(),
+            },
+        ),
+        envelope(
+            "2026-01-01T00:00:01Z",
+            Event::Drain {
+                host: "h2".into(),
+                balancer: "web".into(),
+            },
+        ),
+        envelope(
+            "2026-01-01T00:00:02Z",
+            Event::StepFinished {
+                host: "h1".into(),
+                step: "s".into(),
+                index: 0,
+                exit_code: Some(0),
+                duration_ms: 5,
+                ok: true,
+                output_tail: String::new(),
+            },
+        ),
+        envelope(
+            "2026-01-01T00:00:02Z",
+            Event::StepFinished {
+                host: "h2".into(),
+                step: "s".into(),
+                index: 0,
+                exit_code: Some(3),
+                duration_ms: 5,
+                ok: false,
+                output_tail: "boom".into(),
+            },
+        ),
+        envelope(
+            "2026-01-01T00:00:03Z",
+            phase("h2", Phase::Failed, Some(Outcome::Failed)),
+        ),
+        envelope(
+            "2026-01-01T00:00:05Z",
+            Event::Undrained {
+                host: "h1".into(),
+                balancer: "web".into(),
+            },
+        ),
+        envelope(
+            "2026-01-01T00:00:05Z",
+            phase("h1", Phase::Done, Some(Outcome::Updated)),
+        ),
+        envelope(
+            "2026-01-01T00:00:06Z",
+            Event::RunFinished {
+                outcome: RunOutcome::Succeeded,
+                updated: 1,
+                failed: 1,
+                skipped: 0,
+                duration_ms: 6000,
+                reason: None,
+            },
+        ),
+    ]
+}
+
+#[test]
+fn a_full_journal_replays_to_the_final_state() {
+    let run = replay("r1", &journal());
+    let h1 = &run.hosts["h1"];
+    assert_eq!(
+        (h1.outcome, h1.steps_done, h1.drained.len()),
+        (Outcome::Updated, 1, 0)
+    );
+    assert_eq!(h1.out_of_service_ms, 4000);
+    let h2 = &run.hosts["h2"];
+    assert_eq!(h2.outcome, Outcome::Failed);
+    assert_eq!(h2.drained, ["web"]);
+    assert_eq!(h2.failed_step.as_ref().unwrap().exit_code, Some(3));
+    assert_eq!(run.outcome, RunOutcome::Succeeded);
+    assert_eq!(run.failures(), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Cut anywhere (as a kill -9 would), the journal still replays, and what
+    /// it says only ever moves forward: a host drained in the prefix is
+    /// either still drained or was undrained later in the full journal.
+    #[test]
+    fn every_prefix_replays_consistently(cut in 0usize..=10) {
+        let full = journal();
+        let prefix = replay("r1", &full[..cut]);
+        let whole = replay("r1", &full);
+        for (name, host) in &prefix.hosts {
+            let end = &whole.hosts[name];
+            prop_assert!(host.steps_done <= end.steps_done);
+            if host.is_settled() {
+                prop_assert!(end.outcome == host.outcome);
+            }
+        }
+        if cut < full.len() {
+            prop_assert!(prefix.outcome == RunOutcome::Running);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! One run at a time per inventory: a lock file with holder and heartbeat.
+//!
+//! The lock is a JSON file created with `O_EXCL`, so two controllers can
+//! never both hold it. It names the holder (host, pid, run id, since) and
+//! carries a heartbeat the holder refreshes; a holder that died is told
+//! apart from a live one by its pid (same machine) or a stale heartbeat,
+//! and only `unlock --force` removes its lock.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How old a heartbeat may be before its holder is presumed dead.
+pub const HEARTBEAT_EXPIRY: Duration = Duration::from_secs(90);
+/// How often a holder refreshes its heartbeat.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub host: String,
+    pub pid: u32,
+    pub run_id: String,
+    pub inventory: String,
+    /// RFC 3339.
+    pub since: String,
+    /// RFC 3339.
+    pub heartbeat: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{inventory} is locked by run {} (pid {} on {}, since {}, last heartbeat {}){}", .holder.run_id, .holder.pid, .holder.host, .holder.since, .holder.heartbeat, stale_note(.stale))]
+    Held {
+        inventory: String,
+        holder: Box<LockInfo>,
+        stale: Option<String>,
+    },
+    #[error(
+        "{path} exists but cannot be read ({reason}); if no run is active, remove it with `fleetroll unlock --force`"
+    )]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("cannot write the lock {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn stale_note(stale: &Option<String>) -> String {
+    match stale {
+        Some(reason) => format!(
+            "; the holder looks dead ({reason}): break the lock with `fleetroll unlock --force`"
+        ),
+        None => String::new(),
+    }
+}
+
+/// A held lock; released on [`RunLock::release`] (a crash leaves it, which
+/// is what makes a dead holder detectable).
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    info: LockInfo,
+}
+
+/// The lock file for an inventory: one per inventory path.
+pub fn lock_path(state_dir: &Path, inventory: &Path) -> PathBuf {
+    let canonical = std::fs::canonicalize(inventory).unwrap_or_else(|_| inventory.to_path_buf());
+    let text = canonical.display().to_string();
+    // FNV-1a: a stable, dependency-free name; collisions only merge locks.
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let stem = canonical.file_stem().map_or_else(
+        || "inventory".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    state_dir
+        .join("locks")
+        .join(format!("{stem}-{hash:016x}.lock"))
+}
+
+impl RunLock {
+    pub fn acquire(path: &Path, info: LockInfo, now: jiff::Timestamp) -> Result<Self, LockError> {
+        let io_error = |source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(mut file) => {
+                let text =
+                    serde_json::to_vec_pretty(&info).map_err(|e| io_error(io::Error::other(e)))?;
+                file.write_all(&text).map_err(io_error)?;
+                file.sync_all().map_err(io_error)?;
+                Ok(Self {
+                    path: path.to_path_buf(),
+                    info,
+                })
+            }
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                let holder = read(path)?;
+                let stale = staleness(&holder, now, &this_host());
+                Err(LockError::Held {
+                    inventory: info.inventory,
+                    holder: Box::new(holder),
+                    stale,
+                })
+            }
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    /// Refreshes the heartbeat: write a sibling file, then rename over.
+    pub fn heartbeat(&mut self, now: jiff::Timestamp) -> Result<(), LockError> {
+        self.info.heartbeat = now.to_string();
+        let tmp = self.path.with_extension("lock.tmp");
+        let io_error = |source| LockError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let text =
+            serde_json::to_vec_pretty(&self.info).map_err(|e| io_error(io::Error::other(e)))?;
+        std::fs::write(&tmp, text).map_err(io_error)?;
+        std::fs::rename(&tmp, &self.path).map_err(io_error)
+    }
+
+    pub fn release(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Reads a lock file's holder.
+pub fn read(path: &Path) -> Result<LockInfo, LockError> {
+    let text = std::fs::read_to_string(path).map_err(|error| LockError::Unreadable {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|error| LockError::Unreadable {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    })
+}
+
+/// Why the holder is presumed dead, or `None` if it may be alive.
+pub fn staleness(holder: &LockInfo, now: jiff::Timestamp, this_host: &str) -> Option<String> {
+    if holder.host == this_host && !pid_alive(holder.pid) {
+        return Some(format!("pid {} is not running on {this_host}", holder.pid));
+    }
+    let heartbeat: jiff::Timestamp = holder.heartbeat.parse().ok()?;
+    let age = now.duration_since(heartbeat);
+    let expiry = jiff::SignedDuration::try_from(HEARTBEAT_EXPIRY).ok()?;
+    (age > expiry).then(|| format!("last heartbeat {}s ago", age.as_secs()))
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        // EPERM: the process exists but belongs to someone else.
+        Err(error) => error == rustix::io::Errno::PERM,
+    }
+}
+
+pub fn this_host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Every lock file in the state directory.
+pub fn all_locks(state_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("locks")) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "lock"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(pid: u32, heartbeat: &str) -> LockInfo {
+        LockInfo {
+            host: "ctl".into(),
+            pid,
+            run_id: "r".into(),
+            inventory: "inv.toml".into(),
+            since: heartbeat.into(),
+            heartbeat: heartbeat.into(),
+        }
+    }
+
+    #[test]
+    fn a_second_acquire_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks/x.lock");
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mine = info(std::process::id(), "2026-01-01T00:00:00Z");
+        let lock = RunLock::acquire(&path, mine.clone(), now).unwrap();
+        let Err(LockError::Held { holder, stale, .. }) = RunLock::acquire(&path, mine, now) else {
+            panic!("second acquire must fail");
+        };
+        assert_eq!(holder.pid, std::process::id());
+        assert_eq!(stale, None);
+        lock.release();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn dead_pids_and_old_heartbeats_are_stale() {
+        let now: jiff::Timestamp = "2026-01-01T00:10:00Z".parse().unwrap();
+        // A pid far above pid_max is never alive.
+        let dead = info(4_000_000, "2026-01-01T00:09:59Z");
+        assert!(
+            staleness(&dead, now, "ctl")
+                .unwrap()
+                .contains("not running")
+        );
+        // On another machine the pid says nothing; the heartbeat decides.
+        assert_eq!(staleness(&dead, now, "elsewhere"), None);
+        let old = info(4_000_000, "2026-01-01T00:00:00Z");
+        assert!(
+            staleness(&old, now, "elsewhere")
+                .unwrap()
+                .contains("600s ago")
+        );
+        let live = info(std::process::id(), "2026-01-01T00:09:59Z");
+        assert_eq!(staleness(&live, now, "ctl"), None);
+    }
+}

@@ -1,0 +1,5 @@
+//! Reporters: they read events and the run record, and decide nothing.
+
+pub mod human;
+pub mod json;
+pub mod summary;

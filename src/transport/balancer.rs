@@ -1,0 +1,90 @@
+//! Taking a host out of its load balancer and back: the contract.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::shell::RemoteShell;
+use crate::model::inventory::Host;
+
+/// The host a balancer operation is about, with its shell for balancers
+/// that act on the host itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub host: &'a Host,
+    pub shell: Option<&'a Arc<dyn RemoteShell>>,
+}
+
+/// What an operator or fleetroll set on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    Ready,
+    Drain,
+    Maint,
+    /// The balancer cannot tell (a command balancer).
+    Unknown,
+}
+
+/// The balancer's view of one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub admin: AdminState,
+    /// Whether the balancer's own health check passes, when it has one.
+    pub up: Option<bool>,
+    /// Connections still open to the server, when the balancer counts them.
+    pub sessions: Option<u64>,
+}
+
+/// Healthy and total servers behind a balancer, for `min_healthy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub healthy: usize,
+    pub total: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BalancerError {
+    #[error("balancer {balancer}: cannot reach its API: {reason}")]
+    Unreachable { balancer: String, reason: String },
+    #[error("balancer {balancer} has no server {server} in backend {backend}")]
+    UnknownServer {
+        balancer: String,
+        backend: String,
+        server: String,
+    },
+    #[error("balancer {balancer} refused `{command}`: {reply}")]
+    Refused {
+        balancer: String,
+        command: String,
+        reply: String,
+    },
+    #[error("balancer {balancer}: {command} command failed: {detail}")]
+    CommandFailed {
+        balancer: String,
+        command: String,
+        detail: String,
+    },
+}
+
+impl BalancerError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, BalancerError::Unreachable { .. })
+    }
+}
+
+#[async_trait]
+pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
+    /// The balancer's name in the inventory.
+    fn name(&self) -> &str;
+
+    async fn status(&self, target: Target<'_>) -> Result<ServerStatus, BalancerError>;
+
+    /// Stops sending new connections to the host; existing ones may finish.
+    async fn drain(&self, target: Target<'_>) -> Result<(), BalancerError>;
+
+    /// Sends traffic to the host again (once its health check passes).
+    async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError>;
+
+    /// The pool's health, when the balancer can report it.
+    async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError>;
+}

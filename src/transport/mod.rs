@@ -1,0 +1,15 @@
+//! The outside world behind small traits: remote shells, balancers, probes.
+//!
+//! Host tasks only see these traits; `app` picks the real implementations
+//! (SSH, HAProxy, HTTP), tests and the demo pick others. Implementations
+//! never retry on their own: errors say whether they are retryable, and the
+//! caller's bounded poll loop decides.
+
+pub mod balancer;
+pub mod command_balancer;
+pub mod haproxy;
+pub mod probe;
+pub mod shell;
+pub mod ssh;
+
+pub use shell::{Connector, ExecOutput, ExitStatus, RemoteShell, ShellError};

@@ -1,0 +1,872 @@
+//! The SSH connector and shell: russh sessions with a deadline on every stage,
+//! OpenSSH-style host key checks, jump hosts, and bounded command output.
+
+use std::fmt;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use russh::client::{self, DisconnectReason};
+use russh::keys::PublicKey;
+use russh::keys::PublicKeyOrCertificate;
+use russh::{ChannelMsg, Disconnect, Sig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use super::keys::{self, AuthError, KeySources};
+use super::known_hosts::{self, Verdict};
+use crate::model::inventory::Host;
+use crate::model::template::shell_quote;
+use crate::transport::shell::{
+    Connector, ExecOutput, ExitStatus, OUTPUT_TAIL_BYTES, RemoteShell, ShellError,
+};
+
+/// Knobs of the SSH transport; every stage of a connection has a deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshOptions {
+    /// Record unknown host keys in known_hosts instead of refusing them
+    /// (OpenSSH's `StrictHostKeyChecking=accept-new`). A changed key is
+    /// refused either way.
+    pub accept_new_host_keys: bool,
+    /// Bound on the TCP connect, and separately on the SSH handshake.
+    pub connect_timeout: Duration,
+    /// Bound on authentication once the handshake is done.
+    pub auth_timeout: Duration,
+    /// Silence after which a keepalive is sent; zero disables keepalives.
+    pub keepalive_interval: Duration,
+    /// Unanswered keepalives after which the connection counts as lost.
+    pub keepalive_max: usize,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        Self {
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_max: 3,
+        }
+    }
+}
+
+/// Opens [`SshShell`]s with russh.
+#[derive(Debug)]
+pub struct SshConnector {
+    options: SshOptions,
+    config: Arc<client::Config>,
+    sources: KeySources,
+    /// Serialises read-check-append on known_hosts files, so that parallel
+    /// connections to one new host record its key once.
+    known_hosts_lock: Arc<Mutex<()>>,
+}
+
+impl SshConnector {
+    /// `home` holds `.ssh/known_hosts` and the default identities;
+    /// `agent_socket` is ssh-agent's socket (`$SSH_AUTH_SOCK`), if any.
+    pub fn new(
+        options: SshOptions,
+        home: impl Into<PathBuf>,
+        agent_socket: Option<PathBuf>,
+    ) -> Self {
+        let config = Arc::new(client_config(&options));
+        Self {
+            options,
+            config,
+            sources: KeySources {
+                home: home.into(),
+                agent_socket,
+            },
+            known_hosts_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// [`SshConnector::new`] with `$HOME` and `$SSH_AUTH_SOCK`; for the
+    /// composition root. Without `$HOME`, `/` is used: no default key or
+    /// known_hosts will be found there, and the errors will say so.
+    pub fn from_env(options: SshOptions) -> Self {
+        let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+        let home = non_empty("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+        Self::new(options, home, non_empty("SSH_AUTH_SOCK").map(PathBuf::from))
+    }
+
+    fn known_hosts_path(&self, host: &Host) -> PathBuf {
+        host.ssh
+            .known_hosts
+            .clone()
+            .unwrap_or_else(|| self.sources.home.join(".ssh").join("known_hosts"))
+    }
+
+    async fn tcp_connect(&self, endpoint: &Endpoint<'_>) -> Result<TcpStream, ShellError> {
+        let unreachable = |reason| ShellError::Unreachable {
+            host: endpoint.label.clone(),
+            reason,
+        };
+        let connect = TcpStream::connect((endpoint.address, endpoint.port));
+        match timeout(self.options.connect_timeout, connect).await {
+            Err(_) => Err(unreachable(format!(
+                "TCP connect to port {} timed out after {:?}",
+                endpoint.port, self.options.connect_timeout
+            ))),
+            Ok(Err(err)) => Err(unreachable(format!(
+                "TCP connect to port {}: {err}",
+                endpoint.port
+            ))),
+            Ok(Ok(stream)) => {
+                // Commands are small request/response exchanges: do not let
+                // Nagle hold them back. Failing to set it is harmless.
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+        }
+    }
+
+    /// Handshake (verifying the host key), then authentication, over an
+    /// already open byte stream: a TCP socket or a jump host's tunnel.
+    async fn establish<S>(
+        &self,
+        stream: S,
+        endpoint: &Endpoint<'_>,
+        known_hosts: &Path,
+        identity_file: Option<&Path>,
+    ) -> Result<Session, ShellError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let lost = Arc::new(Mutex::new(None));
+        let handler = SessionHandler {
+            check: HostKeyCheck {
+                label: endpoint.label.clone(),
+                address: endpoint.address.to_owned(),
+                port: endpoint.port,
+                known_hosts: known_hosts.to_owned(),
+                accept_new: self.options.accept_new_host_keys,
+                lock: Arc::clone(&self.known_hosts_lock),
+            },
+            lost: Arc::clone(&lost),
+        };
+        let handshake = client::connect_stream(Arc::clone(&self.config), stream, handler);
+        let mut handle = match timeout(self.options.connect_timeout, handshake).await {
+            Err(_) => {
+                return Err(ShellError::Unreachable {
+                    host: endpoint.label.clone(),
+                    reason: format!(
+                        "SSH handshake did not finish within {:?}",
+                        self.options.connect_timeout
+                    ),
+                });
+            }
+            Ok(Err(SessionError::HostKey(err))) => return Err(err),
+            Ok(Err(SessionError::Russh(err))) => return Err(handshake_error(endpoint, &err)),
+            Ok(Ok(handle)) => handle,
+        };
+        let auth = keys::authenticate(&mut handle, endpoint.user, identity_file, &self.sources);
+        match timeout(self.options.auth_timeout, auth).await {
+            Err(_) => Err(ShellError::Disconnected {
+                host: endpoint.label.clone(),
+                reason: format!(
+                    "authentication did not finish within {:?}",
+                    self.options.auth_timeout
+                ),
+            }),
+            Ok(Err(AuthError::Rejected(reason))) => Err(ShellError::Auth {
+                host: endpoint.label.clone(),
+                user: endpoint.user.to_owned(),
+                reason,
+            }),
+            Ok(Err(AuthError::ConnectionLost(reason))) => Err(ShellError::Disconnected {
+                host: endpoint.label.clone(),
+                reason: lost_reason(&lost).unwrap_or(reason),
+            }),
+            Ok(Ok(())) => Ok(Session { handle, lost }),
+        }
+    }
+
+    /// Opens a `direct-tcpip` tunnel from the jump host to the target: the
+    /// target's SSH connection runs inside it.
+    async fn tunnel(
+        &self,
+        jump: &Session,
+        jump_label: &str,
+        target: &Endpoint<'_>,
+    ) -> Result<russh::ChannelStream<client::Msg>, ShellError> {
+        let unreachable = |reason| ShellError::Unreachable {
+            host: target.label.clone(),
+            reason,
+        };
+        let open = jump.handle.channel_open_direct_tcpip(
+            target.address,
+            u32::from(target.port),
+            "127.0.0.1",
+            0,
+        );
+        match timeout(self.options.connect_timeout, open).await {
+            Err(_) => Err(unreachable(format!(
+                "{jump_label} did not open a tunnel to port {} within {:?}",
+                target.port, self.options.connect_timeout
+            ))),
+            Ok(Err(russh::Error::ChannelOpenFailure(failure))) => Err(unreachable(format!(
+                "{jump_label} could not connect to port {}: {failure:?}",
+                target.port
+            ))),
+            Ok(Err(err)) => Err(unreachable(format!(
+                "connection to {jump_label} lost while opening a tunnel: {}",
+                lost_reason(&jump.lost).unwrap_or_else(|| err.to_string())
+            ))),
+            Ok(Ok(channel)) => Ok(channel.into_stream()),
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for SshConnector {
+    async fn connect(&self, host: &Host) -> Result<Arc<dyn RemoteShell>, ShellError> {
+        let known_hosts = self.known_hosts_path(host);
+        let identity = host.ssh.identity_file.as_deref();
+        let target = Endpoint {
+            label: label(&host.name, &host.address),
+            address: &host.address,
+            port: host.ssh.port,
+            user: &host.ssh.user,
+        };
+        let (session, jump) = match &host.ssh.jump {
+            None => {
+                let stream = self.tcp_connect(&target).await?;
+                let session = self
+                    .establish(stream, &target, &known_hosts, identity)
+                    .await?;
+                (session, None)
+            }
+            Some(jump) => {
+                let jump_label = format!("jump host {} for {}", jump.host, host.name);
+                let hop = Endpoint {
+                    label: jump_label.clone(),
+                    address: &jump.host,
+                    port: jump.port,
+                    user: jump.user.as_deref().unwrap_or(&host.ssh.user),
+                };
+                let stream = self.tcp_connect(&hop).await?;
+                let jump_session = self.establish(stream, &hop, &known_hosts, identity).await?;
+                let tunnel = self.tunnel(&jump_session, &jump_label, &target).await?;
+                let session = self
+                    .establish(tunnel, &target, &known_hosts, identity)
+                    .await?;
+                (session, Some(jump_session))
+            }
+        };
+        Ok(Arc::new(SshShell {
+            label: target.label,
+            sudo: host.ssh.sudo,
+            session,
+            jump,
+        }))
+    }
+}
+
+/// One end to connect to and log in at.
+struct Endpoint<'a> {
+    /// How errors name it.
+    label: String,
+    address: &'a str,
+    port: u16,
+    user: &'a str,
+}
+
+fn label(name: &str, address: &str) -> String {
+    if name == address {
+        name.to_owned()
+    } else {
+        format!("{name} ({address})")
+    }
+}
+
+fn client_config(options: &SshOptions) -> client::Config {
+    let keepalive = Some(options.keepalive_interval).filter(|interval| !interval.is_zero());
+    // russh sends keepalives only once authenticated and, by default, waits
+    // forever: the inactivity timeout also ends a connection that goes
+    // silent before that. It is reset by any packet, keepalive replies
+    // included, so it never cuts a healthy idle connection, and it is longer
+    // than the keepalive budget so that "keepalive timeout" is what a dead
+    // authenticated peer reports.
+    let budget = u32::try_from(options.keepalive_max.saturating_add(2)).unwrap_or(u32::MAX);
+    client::Config {
+        keepalive_interval: keepalive,
+        keepalive_max: options.keepalive_max,
+        inactivity_timeout: keepalive.map(|interval| interval.saturating_mul(budget)),
+        ..client::Config::default()
+    }
+}
+
+/// Handshake errors: transport-level ones mean the server could not be
+/// talked to (retryable, nothing touched); protocol mismatches will not fix
+/// themselves.
+fn handshake_error(endpoint: &Endpoint<'_>, err: &russh::Error) -> ShellError {
+    match err {
+        russh::Error::IO(_)
+        | russh::Error::Disconnect
+        | russh::Error::HUP
+        | russh::Error::ConnectionTimeout
+        | russh::Error::InactivityTimeout
+        | russh::Error::KeepaliveTimeout => ShellError::Unreachable {
+            host: endpoint.label.clone(),
+            reason: format!("SSH handshake failed: {err}"),
+        },
+        _ => ShellError::Other(format!(
+            "SSH handshake with {} failed: {err}",
+            endpoint.label
+        )),
+    }
+}
+
+/// A connected, authenticated russh session.
+struct Session {
+    handle: client::Handle<SessionHandler>,
+    /// Why the connection ended, once it has.
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("closed", &self.handle.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    async fn close(&self) {
+        // A polite goodbye; if the peer is gone there is nothing to do.
+        let _ = timeout(
+            Duration::from_secs(1),
+            self.handle
+                .disconnect(Disconnect::ByApplication, "fleetroll done", "en"),
+        )
+        .await;
+    }
+}
+
+fn lost_reason(lost: &Mutex<Option<String>>) -> Option<String> {
+    lost.lock().ok().and_then(|reason| reason.clone())
+}
+
+/// The russh callbacks: host key verification, and noting why the
+/// connection ended.
+struct SessionHandler {
+    check: HostKeyCheck,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Debug)]
+enum SessionError {
+    Russh(russh::Error),
+    /// The host key was refused (or known_hosts could not be used).
+    HostKey(ShellError),
+}
+
+impl From<russh::Error> for SessionError {
+    fn from(err: russh::Error) -> Self {
+        SessionError::Russh(err)
+    }
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Russh(err) => err.fmt(f),
+            SessionError::HostKey(err) => err.fmt(f),
+        }
+    }
+}
+
+impl client::Handler for SessionHandler {
+    type Error = SessionError;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        // We do not trust host certificates; a certified key is checked as
+        // the plain key it certifies, as OpenSSH does without a CA line.
+        let key = server_public_key.public_key();
+        let check = self.check.clone();
+        // File I/O (and possibly an fsync): keep it off the async workers.
+        match tokio::task::spawn_blocking(move || check.run(&key)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(err)) => Err(SessionError::HostKey(err)),
+            Err(join) => Err(SessionError::HostKey(ShellError::Other(format!(
+                "checking the host key of {} failed: {join}",
+                self.check.label
+            )))),
+        }
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let (text, result) = match reason {
+            DisconnectReason::ReceivedDisconnect(info) => (
+                if info.message.is_empty() {
+                    "the server closed the connection".to_owned()
+                } else {
+                    format!("the server closed the connection: {}", info.message)
+                },
+                Ok(()),
+            ),
+            DisconnectReason::Error(err) => (err.to_string(), Err(err)),
+        };
+        if let Ok(mut lost) = self.lost.lock() {
+            lost.get_or_insert(text);
+        }
+        // As russh's default: hand the error back so the session task ends with it.
+        result
+    }
+}
+
+/// Everything needed to check a host key against a known_hosts file.
+#[derive(Debug, Clone)]
+struct HostKeyCheck {
+    label: String,
+    address: String,
+    port: u16,
+    known_hosts: PathBuf,
+    accept_new: bool,
+    lock: Arc<Mutex<()>>,
+}
+
+impl HostKeyCheck {
+    /// Blocking: reads known_hosts, decides, and with accept-new appends.
+    fn run(&self, key: &PublicKey) -> Result<(), ShellError> {
+        // A poisoned lock only means another check panicked; the file is
+        // still consistent because appends are single writes.
+        let _guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = self.known_hosts.display().to_string();
+        let text = match std::fs::read_to_string(&self.known_hosts) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(err) => {
+                return Err(ShellError::Other(format!(
+                    "cannot read known_hosts {path} to check {}: {err}",
+                    self.label
+                )));
+            }
+        };
+        let entries = known_hosts::parse(&text);
+        let lookup = known_hosts::lookup_name(&self.address, self.port);
+        let host = if self.label == lookup {
+            lookup.clone()
+        } else {
+            format!("{} as {lookup}", self.label)
+        };
+        let key_type = key.algorithm().as_str().to_owned();
+        let fingerprint = known_hosts::fingerprint(key);
+        match known_hosts::verify(&entries, &self.address, self.port, key) {
+            Verdict::Trusted => Ok(()),
+            Verdict::Changed { line } => Err(ShellError::HostKeyChanged {
+                host,
+                key_type,
+                fingerprint,
+                known_hosts: path,
+                line,
+            }),
+            // ShellError has no variant of its own for this yet.
+            Verdict::Revoked { line } => Err(ShellError::Other(format!(
+                "host key of {host} ({key_type} {fingerprint}) is marked @revoked at \
+                 {path}:{line}; refusing to connect"
+            ))),
+            Verdict::Unknown if self.accept_new => {
+                let Some(entry) = known_hosts::format_entry(&self.address, self.port, key) else {
+                    return Err(ShellError::Other(format!(
+                        "cannot encode the host key of {host} for {path}"
+                    )));
+                };
+                let needs_newline = !text.is_empty() && !text.ends_with('\n');
+                append_entry(&self.known_hosts, &entry, needs_newline).map_err(|err| {
+                    ShellError::Other(format!(
+                        "cannot record the host key of {host} in {path}: {err}"
+                    ))
+                })
+            }
+            Verdict::Unknown => Err(ShellError::HostKeyUnknown {
+                host,
+                key_type,
+                fingerprint,
+                known_hosts: path,
+            }),
+        }
+    }
+}
+
+/// Appends one line to known_hosts and syncs it: the key is only trusted
+/// from now on if it is really on disk. Creates the file `0600` (and its
+/// directory `0700`) as OpenSSH does.
+fn append_entry(path: &Path, entry: &str, needs_newline: bool) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        if !parent.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+    }
+    let created = !path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut line = String::with_capacity(entry.len() + 2);
+    if needs_newline {
+        line.push('\n');
+    }
+    line.push_str(entry);
+    line.push('\n');
+    // One write: concurrent appenders (another fleetroll, an ssh) interleave
+    // whole lines at worst.
+    file.write_all(line.as_bytes())?;
+    file.sync_all()?;
+    if created {
+        if let Some(parent) = parent {
+            // Make the new directory entry itself durable.
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+/// A shell on one host over one SSH connection; every command gets its own
+/// session channel on it.
+pub struct SshShell {
+    label: String,
+    sudo: bool,
+    session: Session,
+    /// The jump host's connection carrying `session`, if any. Declared after
+    /// `session` so that it is dropped (closed) after it.
+    jump: Option<Session>,
+}
+
+impl fmt::Debug for SshShell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshShell")
+            .field("host", &self.label)
+            .field("sudo", &self.sudo)
+            .field("session", &self.session)
+            .field("jump", &self.jump)
+            .finish()
+    }
+}
+
+impl SshShell {
+    fn disconnected(&self, fallback: impl FnOnce() -> String) -> ShellError {
+        let reason = lost_reason(&self.session.lost)
+            .or_else(|| {
+                let jump = self.jump.as_ref()?;
+                lost_reason(&jump.lost).map(|reason| format!("jump host connection lost: {reason}"))
+            })
+            .unwrap_or_else(fallback);
+        ShellError::Disconnected {
+            host: self.label.clone(),
+            reason,
+        }
+    }
+
+    fn channel_error(&self, err: &russh::Error) -> ShellError {
+        match err {
+            russh::Error::ChannelOpenFailure(failure) => ShellError::Other(format!(
+                "{} refused to open a session channel: {failure:?}",
+                self.label
+            )),
+            _ => self.disconnected(|| err.to_string()),
+        }
+    }
+}
+
+/// Best effort when giving up on a command: ask the remote side to stop it
+/// (OpenSSH honours `signal` requests), then close the channel. Closing
+/// alone would leave a command that writes nothing running.
+async fn abandon(channel: &russh::Channel<client::Msg>) {
+    let _ = timeout(Duration::from_secs(1), async {
+        let _ = channel.signal(Sig::TERM).await;
+        let _ = channel.close().await;
+    })
+    .await;
+}
+
+fn signal_name(signal: &Sig) -> String {
+    match signal {
+        Sig::Custom(name) => name.clone(),
+        // The named variants' Debug form is the SSH name ("KILL", "TERM").
+        other => format!("{other:?}"),
+    }
+}
+
+#[async_trait]
+impl RemoteShell for SshShell {
+    async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ShellError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let timed_out = || ShellError::Timeout {
+            host: self.label.clone(),
+            after: timeout,
+        };
+        let command = if self.sudo {
+            // -n: fail instead of waiting for a password nobody will type.
+            format!("sudo -n sh -c {}", shell_quote(command))
+        } else {
+            command.to_owned()
+        };
+
+        let mut channel =
+            match timeout_at(deadline, self.session.handle.channel_open_session()).await {
+                Err(_) => return Err(timed_out()),
+                Ok(Err(err)) => return Err(self.channel_error(&err)),
+                Ok(Ok(channel)) => channel,
+            };
+        match timeout_at(deadline, channel.exec(true, command)).await {
+            Err(_) => {
+                abandon(&channel).await;
+                return Err(timed_out());
+            }
+            Ok(Err(err)) => return Err(self.channel_error(&err)),
+            Ok(Ok(())) => {}
+        }
+
+        let mut stdout = Tail::new(OUTPUT_TAIL_BYTES);
+        let mut stderr = Tail::new(OUTPUT_TAIL_BYTES);
+        let mut status = None;
+        let mut eof = false;
+        let mut closed = false;
+        // The exit status may come before or after EOF, or never if the
+        // server closes early: wait for the channel to close (or the
+        // connection to end), whichever order things come in.
+        loop {
+            let message = match timeout_at(deadline, channel.wait()).await {
+                Ok(Some(message)) => message,
+                // The channel is gone without a Close: the connection ended.
+                Ok(None) => break,
+                Err(_) => {
+                    abandon(&channel).await;
+                    // Status and all output are in, only the Close is late:
+                    // the command did finish.
+                    if status.is_some() && eof {
+                        break;
+                    }
+                    return Err(timed_out());
+                }
+            };
+            match message {
+                ChannelMsg::Data { data } => stdout.push(&data),
+                // Extended data type 1 is stderr (RFC 4254 §5.2).
+                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.push(&data),
+                ChannelMsg::ExitStatus { exit_status } => {
+                    status = Some(ExitStatus::Code(exit_status));
+                }
+                ChannelMsg::ExitSignal {
+                    signal_name: sig, ..
+                } => {
+                    status = Some(ExitStatus::Signal(signal_name(&sig)));
+                }
+                ChannelMsg::Eof => eof = true,
+                ChannelMsg::Close => {
+                    closed = true;
+                    break;
+                }
+                // The reply to our exec request (want_reply): refused.
+                ChannelMsg::Failure => {
+                    abandon(&channel).await;
+                    return Err(ShellError::Other(format!(
+                        "{} refused to run the command",
+                        self.label
+                    )));
+                }
+                _ => {}
+            }
+        }
+        match status {
+            Some(status) => Ok(ExecOutput {
+                status,
+                stdout_tail: stdout.into_string(),
+                stderr_tail: stderr.into_string(),
+                duration: started.elapsed(),
+            }),
+            None if closed && !self.session.handle.is_closed() => Err(ShellError::Disconnected {
+                host: self.label.clone(),
+                reason: "the server closed the command's channel without an exit status".to_owned(),
+            }),
+            None => Err(self.disconnected(|| "the connection closed".to_owned())),
+        }
+    }
+
+    async fn close(&self) {
+        self.session.close().await;
+        if let Some(jump) = &self.jump {
+            jump.close().await;
+        }
+    }
+}
+
+/// The last `capacity` bytes of a stream; older bytes are dropped as new
+/// ones arrive, so memory stays bounded whatever the command prints.
+#[derive(Debug)]
+struct Tail {
+    bytes: std::collections::VecDeque<u8>,
+    capacity: usize,
+    truncated: bool,
+}
+
+impl Tail {
+    fn new(capacity: usize) -> Self {
+        Self {
+            bytes: std::collections::VecDeque::with_capacity(capacity.min(1024)),
+            capacity,
+            truncated: false,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        let data = if data.len() > self.capacity {
+            self.truncated = true;
+            self.bytes.clear();
+            &data[data.len() - self.capacity..]
+        } else {
+            data
+        };
+        let overflow = (self.bytes.len() + data.len()).saturating_sub(self.capacity);
+        if overflow > 0 {
+            self.truncated = true;
+            self.bytes.drain(..overflow);
+        }
+        self.bytes.extend(data);
+    }
+
+    /// Lossy UTF-8; when the front was cut, a character split by the cut is
+    /// dropped rather than shown as a replacement character.
+    fn into_string(self) -> String {
+        let bytes: Vec<u8> = self.bytes.into();
+        let start = if self.truncated {
+            bytes
+                .iter()
+                .take(3)
+                .take_while(|&&byte| byte & 0b1100_0000 == 0b1000_0000)
+                .count()
+        } else {
+            0
+        };
+        String::from_utf8_lossy(&bytes[start..]).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let cases: &[(&[&str], usize, &str)] = &[
+            (&["hello"], 10, "hello"),
+            (&["hello", " world"], 10, "ello world"),
+            (&["0123456789abc"], 4, "9abc"),
+            (&["ab", "cdefgh", "ij"], 4, "ghij"),
+            (&[], 4, ""),
+            // "é" is two bytes: a cut through it drops the orphan byte.
+            (&["aé", "bcd"], 4, "bcd"),
+            (&["éé"], 3, "é"),
+        ];
+        for (chunks, capacity, expected) in cases {
+            let mut tail = Tail::new(*capacity);
+            for chunk in *chunks {
+                tail.push(chunk.as_bytes());
+            }
+            assert_eq!(tail.into_string(), *expected, "{chunks:?} in {capacity}");
+        }
+    }
+
+    #[test]
+    fn tail_never_grows_past_capacity() {
+        let mut tail = Tail::new(OUTPUT_TAIL_BYTES);
+        let chunk = [b'x'; 1000];
+        for _ in 0..100 {
+            tail.push(&chunk);
+            assert!(tail.bytes.len() <= OUTPUT_TAIL_BYTES);
+        }
+        assert_eq!(tail.into_string().len(), OUTPUT_TAIL_BYTES);
+    }
+
+    #[test]
+    fn config_detects_half_open_connections() {
+        let config = client_config(&SshOptions::default());
+        assert_eq!(config.keepalive_interval, Some(Duration::from_secs(5)));
+        assert_eq!(config.keepalive_max, 3);
+        assert_eq!(config.inactivity_timeout, Some(Duration::from_secs(25)));
+
+        let config = client_config(&SshOptions {
+            keepalive_interval: Duration::ZERO,
+            ..SshOptions::default()
+        });
+        assert_eq!(config.keepalive_interval, None);
+        assert_eq!(config.inactivity_timeout, None);
+    }
+
+    #[test]
+    fn signal_names_are_the_ssh_names() {
+        assert_eq!(signal_name(&Sig::KILL), "KILL");
+        assert_eq!(signal_name(&Sig::TERM), "TERM");
+        assert_eq!(signal_name(&Sig::Custom("XCPU".to_owned())), "XCPU");
+    }
+
+    #[test]
+    fn host_key_check_records_new_keys_when_asked() {
+        use russh::keys::ssh_key::public::{Ed25519PublicKey, KeyData};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("known_hosts");
+        let key = PublicKey::new(KeyData::Ed25519(Ed25519PublicKey([4; 32])), "");
+        let other = PublicKey::new(KeyData::Ed25519(Ed25519PublicKey([5; 32])), "");
+        let mut check = HostKeyCheck {
+            label: "web1 (10.0.0.1)".to_owned(),
+            address: "10.0.0.1".to_owned(),
+            port: 2222,
+            known_hosts: path.clone(),
+            accept_new: false,
+            lock: Arc::new(Mutex::new(())),
+        };
+        assert!(matches!(
+            check.run(&key),
+            Err(ShellError::HostKeyUnknown { .. })
+        ));
+        assert!(!path.exists(), "refusing must not create the file");
+
+        check.accept_new = true;
+        check.run(&key).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("[10.0.0.1]:2222 ssh-ed25519 "), "{text}");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        check.accept_new = false;
+        check.run(&key).unwrap();
+        let Err(ShellError::HostKeyChanged { line, .. }) = check.run(&other) else {
+            panic!("a different key must be refused");
+        };
+        assert_eq!(line, 1);
+
+        // A file without a final newline gets one before the new line.
+        std::fs::write(&path, "# no newline").unwrap();
+        check.accept_new = true;
+        check.run(&key).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# no newline\n[10.0.0.1]:2222 "), "{text}");
+    }
+}

@@ -1,0 +1,357 @@
+//! Client identities: loading key files, asking ssh-agent, and public-key
+//! authentication with them.
+//!
+//! fleetroll runs unattended, so it never prompts for a passphrase: an
+//! encrypted key must be in ssh-agent. No error or message built here ever
+//! contains key material; only paths, key types and fingerprints.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::client::{self, AuthResult};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use tokio::net::UnixStream;
+
+/// Where identities come from, fixed when the connector is built so that
+/// nothing below reads the environment.
+#[derive(Debug, Clone)]
+pub struct KeySources {
+    /// The user's home directory: `~/.ssh/id_*` live under it.
+    pub home: PathBuf,
+    /// ssh-agent's socket (`$SSH_AUTH_SOCK`), if there is one.
+    pub agent_socket: Option<PathBuf>,
+}
+
+/// Default identities tried, in OpenSSH's order, when no identity file is set.
+const DEFAULT_IDENTITIES: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
+
+/// A key file as read from disk.
+enum KeyFile {
+    Ready(Box<PrivateKey>),
+    /// Passphrase-protected: usable only through the agent.
+    Encrypted,
+    Missing,
+}
+
+/// Why authentication did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// Every identity was refused or none could be used; says which and why.
+    Rejected(String),
+    /// The connection broke while authenticating.
+    ConnectionLost(String),
+}
+
+/// Reads a private key file. The error message names the file, never its
+/// content.
+async fn read_key_file(path: &Path) -> Result<KeyFile, AuthError> {
+    let text = match tokio::fs::read_to_string(path).await {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(KeyFile::Missing),
+        Err(err) => {
+            return Err(AuthError::Rejected(format!(
+                "cannot read {}: {err}",
+                path.display()
+            )));
+        }
+    };
+    match russh::keys::decode_secret_key(&text, None) {
+        Ok(key) => Ok(KeyFile::Ready(Box::new(key))),
+        Err(russh::keys::Error::KeyIsEncrypted) => Ok(KeyFile::Encrypted),
+        // Parse errors describe the format problem, not the bytes.
+        Err(err) => Err(AuthError::Rejected(format!(
+            "cannot load the private key {}: {err}",
+            path.display()
+        ))),
+    }
+}
+
+/// Authenticates `user` with public keys: the identity file if one is given
+/// (through the agent if it is encrypted), otherwise the agent's identities
+/// and then the default key files.
+pub async fn authenticate<H: client::Handler>(
+    handle: &mut client::Handle<H>,
+    user: &str,
+    identity_file: Option<&Path>,
+    sources: &KeySources,
+) -> Result<(), AuthError> {
+    authenticate_inner(handle, user, identity_file, sources)
+        .await
+        .map_err(|failure| match failure {
+            Failure::Refused(reason) => AuthError::Rejected(reason),
+            Failure::Lost(reason) => AuthError::ConnectionLost(reason),
+        })
+}
+
+/// Internal: a `String` error is a refusal, so `?` and `Err(format!(…))`
+/// read naturally below.
+enum Failure {
+    Refused(String),
+    Lost(String),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure::Refused(reason)
+    }
+}
+
+impl From<AuthError> for Failure {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Rejected(reason) => Failure::Refused(reason),
+            AuthError::ConnectionLost(reason) => Failure::Lost(reason),
+        }
+    }
+}
+
+async fn authenticate_inner<H: client::Handler>(
+    handle: &mut client::Handle<H>,
+    user: &str,
+    identity_file: Option<&Path>,
+    sources: &KeySources,
+) -> Result<(), Failure> {
+    let mut attempt = Attempt::new(handle, user);
+    match identity_file {
+        Some(path) => match read_key_file(path).await? {
+            KeyFile::Ready(key) => {
+                if attempt.with_key(key).await? {
+                    return Ok(());
+                }
+                Err(format!("the server refused the key {}", path.display()).into())
+            }
+            KeyFile::Missing => {
+                Err(format!("identity file {} does not exist", path.display()).into())
+            }
+            KeyFile::Encrypted => {
+                let Some(socket) = &sources.agent_socket else {
+                    return Err(format!(
+                        "identity file {} is encrypted and fleetroll does not prompt for \
+                         passphrases: load it into ssh-agent (ssh-add {}) and set SSH_AUTH_SOCK",
+                        path.display(),
+                        path.display()
+                    )
+                    .into());
+                };
+                if attempt.with_agent(socket).await? {
+                    return Ok(());
+                }
+                Err(format!(
+                    "identity file {} is encrypted and no ssh-agent identity was accepted: \
+                     load it into ssh-agent (ssh-add {}){}",
+                    path.display(),
+                    path.display(),
+                    attempt.agent_note()
+                )
+                .into())
+            }
+        },
+        None => {
+            if let Some(socket) = &sources.agent_socket {
+                if attempt.with_agent(socket).await? {
+                    return Ok(());
+                }
+            }
+            let mut encrypted = Vec::new();
+            let mut tried = Vec::new();
+            for name in DEFAULT_IDENTITIES {
+                let path = sources.home.join(".ssh").join(name);
+                match read_key_file(&path).await {
+                    Ok(KeyFile::Ready(key)) => {
+                        if attempt.with_key(key).await? {
+                            return Ok(());
+                        }
+                        tried.push(path.display().to_string());
+                    }
+                    Ok(KeyFile::Encrypted) => encrypted.push(path.display().to_string()),
+                    Ok(KeyFile::Missing) => {}
+                    // A broken default key is noted, not fatal: the next may work.
+                    Err(AuthError::Rejected(reason) | AuthError::ConnectionLost(reason)) => {
+                        tried.push(reason);
+                    }
+                }
+            }
+            let mut reason = String::from("no identity was accepted");
+            if sources.agent_socket.is_none() {
+                reason.push_str(" (no ssh-agent: SSH_AUTH_SOCK is not set)");
+            }
+            reason.push_str(&attempt.agent_note());
+            if !tried.is_empty() {
+                reason.push_str(&format!("; tried {}", tried.join(", ")));
+            }
+            if !encrypted.is_empty() {
+                reason.push_str(&format!(
+                    "; skipped encrypted keys {} (load them into ssh-agent)",
+                    encrypted.join(", ")
+                ));
+            }
+            if tried.is_empty() && encrypted.is_empty() {
+                reason.push_str(&format!(
+                    "; no key in {}/.ssh and no identity_file set",
+                    sources.home.display()
+                ));
+            }
+            Err(reason.into())
+        }
+    }
+}
+
+/// One authentication conversation; remembers what the agent said so the
+/// final error can explain itself.
+struct Attempt<'a, H: client::Handler> {
+    handle: &'a mut client::Handle<H>,
+    user: &'a str,
+    /// Asked once: the server's preferred RSA signature hash.
+    rsa_hash: Option<Option<HashAlg>>,
+    agent: AgentOutcome,
+}
+
+enum AgentOutcome {
+    NotAsked,
+    Unreachable(String),
+    Offered(usize),
+}
+
+impl<'a, H: client::Handler> Attempt<'a, H> {
+    fn new(handle: &'a mut client::Handle<H>, user: &'a str) -> Self {
+        Self {
+            handle,
+            user,
+            rsa_hash: None,
+            agent: AgentOutcome::NotAsked,
+        }
+    }
+
+    /// For RSA keys, `rsa-sha2-512`/`-256` when the server advertises them:
+    /// modern OpenSSH refuses SHA-1 `ssh-rsa` signatures.
+    async fn hash_for(&mut self, key: &PublicKey) -> Option<HashAlg> {
+        if !matches!(key.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
+            return None;
+        }
+        if let Some(hash) = self.rsa_hash {
+            return hash;
+        }
+        let hash = self
+            .handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten();
+        self.rsa_hash = Some(hash);
+        hash
+    }
+
+    /// `Ok(true)` when the server accepted the key.
+    async fn with_key(&mut self, key: Box<PrivateKey>) -> Result<bool, Failure> {
+        let hash = self.hash_for(key.public_key()).await;
+        let key = PrivateKeyWithHashAlg::new(Arc::from(key), hash);
+        let result = self
+            .handle
+            .authenticate_publickey(self.user, key)
+            .await
+            .map_err(|err| Failure::Lost(format!("authentication broke off: {err}")))?;
+        Ok(matches!(result, AuthResult::Success))
+    }
+
+    /// Offers every plain-key identity the agent holds; `Ok(true)` on the
+    /// first one accepted. An unreachable agent is noted, not fatal.
+    async fn with_agent(&mut self, socket: &Path) -> Result<bool, Failure> {
+        let mut agent = match AgentClient::connect_uds(socket).await {
+            Ok(agent) => agent,
+            Err(err) => {
+                self.agent = AgentOutcome::Unreachable(format!(
+                    "cannot reach ssh-agent at {}: {err}",
+                    socket.display()
+                ));
+                return Ok(false);
+            }
+        };
+        let identities = match agent.request_identities().await {
+            Ok(identities) => identities,
+            Err(err) => {
+                self.agent = AgentOutcome::Unreachable(format!(
+                    "ssh-agent at {} did not list its keys: {err}",
+                    socket.display()
+                ));
+                return Ok(false);
+            }
+        };
+        let keys: Vec<PublicKey> = identities
+            .into_iter()
+            .filter_map(|identity| match identity {
+                AgentIdentity::PublicKey { key, .. } => Some(key),
+                // Host and user certificates are out of scope.
+                AgentIdentity::Certificate { .. } => None,
+            })
+            .collect();
+        self.agent = AgentOutcome::Offered(keys.len());
+        for key in keys {
+            if self.offer_agent_key(&mut agent, key).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn offer_agent_key(
+        &mut self,
+        agent: &mut AgentClient<UnixStream>,
+        key: PublicKey,
+    ) -> Result<bool, Failure> {
+        let hash = self.hash_for(&key).await;
+        match self
+            .handle
+            .authenticate_publickey_with(self.user, key, hash, agent)
+            .await
+        {
+            Ok(result) => Ok(matches!(result, AuthResult::Success)),
+            // The agent refusing to sign with one key (confirmation denied,
+            // key removed meanwhile) should not stop us trying the next; a
+            // dead connection will fail the next attempt anyway.
+            Err(russh::AgentAuthError::Key(_)) => Ok(false),
+            Err(err) => Err(Failure::Lost(format!("authentication broke off: {err}"))),
+        }
+    }
+
+    fn agent_note(&self) -> String {
+        match &self.agent {
+            AgentOutcome::NotAsked => String::new(),
+            AgentOutcome::Unreachable(reason) => format!("; {reason}"),
+            AgentOutcome::Offered(0) => "; ssh-agent holds no keys".to_owned(),
+            AgentOutcome::Offered(count) => {
+                format!("; ssh-agent offered {count} key(s), none accepted")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn key_files_are_classified_without_leaking_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent");
+        assert!(matches!(
+            read_key_file(&missing).await,
+            Ok(KeyFile::Missing)
+        ));
+
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0\n").unwrap();
+        let Err(AuthError::Rejected(reason)) = read_key_file(&garbage).await else {
+            panic!("garbage loaded as a key");
+        };
+        assert!(reason.contains("garbage"), "{reason}");
+        // "c2VjcmV0" is base64 for "secret".
+        assert!(
+            !reason.contains("c2VjcmV0") && !reason.contains("secret"),
+            "{reason}"
+        );
+    }
+}
