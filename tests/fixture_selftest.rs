@@ -174,6 +174,8 @@ fn fleet_serves_over_ssh_and_haproxy_and_rolls_one_host_without_failed_requests(
         info.contains(&format!("Pid: {}", fleet.haproxy_pid())),
         "{info}"
     );
+    let logs = fleet.logs();
+    assert!(logs.contains("Server listening on"), "{logs}");
     let started_pids = fleet.pids();
     assert_eq!(started_pids.len(), 3 + 3 + 1, "3 sshd, 3 apps, haproxy");
 
@@ -362,8 +364,9 @@ fn inventory_options_break_ssh_the_way_they_say() {
     // appctl stop makes the port refuse connections; start brings it back.
     let host = &fleet.hosts()[0];
     let appctl = |args: &[&str]| {
+        // A trailing slash names the same host directory.
         Command::new(fleet.appctl_path())
-            .arg(&host.dir)
+            .arg(format!("{}/", host.dir.display()))
             .args(args)
             .output()
             .expect("run appctl")
@@ -405,4 +408,22 @@ fn fleets_started_at_once_get_their_own_addresses() {
             assert_eq!(answer.body, "1.0");
         }
     }
+}
+
+#[test]
+fn tmp_hold() {
+    if std::env::var("FIXTURE_HOLD").is_err() {
+        return;
+    }
+    let t = Instant::now();
+    let fleet = Fleet::start(FleetSpec::new(3, 3));
+    eprintln!(
+        "9-host fleet started in {:?}; dir {}",
+        t.elapsed(),
+        fleet.dir().display()
+    );
+    if std::env::var("FIXTURE_HOLD").as_deref() == Ok("panic") {
+        panic!("deliberate");
+    }
+    std::thread::sleep(Duration::from_secs(60));
 }

@@ -20,29 +20,37 @@ if ((${#missing[@]} > 0)); then
     fi
     echo "setup.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
-    # policy-rc.d exit 101 tells invoke-rc.d not to start (or restart) any
-    # service while the packages install. Leave an existing policy alone.
+    # policy-rc.d exit 101 tells invoke-rc.d (and deb-systemd-invoke) not to
+    # start any service while the packages install. A policy the machine
+    # already has is set aside meanwhile and put back afterwards.
     policy=/usr/sbin/policy-rc.d
-    own_policy=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod 755 "$policy"
-        own_policy=1
-    fi
-    cleanup() { if [ "$own_policy" -eq 1 ]; then rm -f "$policy"; fi; }
-    trap cleanup EXIT
+    saved="$policy.fleetroll-setup-saved"
+    # (A saved policy left by an interrupted run is the original: keep it.)
+    if [ -e "$policy" ] && [ ! -e "$saved" ]; then mv -f "$policy" "$saved"; fi
+    restore_policy() {
+        rm -f "$policy"
+        if [ -e "$saved" ]; then mv -f "$saved" "$policy"; fi
+    }
+    trap restore_policy EXIT
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
     # Wait for another apt/dpkg (a concurrent setup, unattended-upgrades)
     # instead of failing at once; bounded at 10 minutes.
     apt_opts=(-o DPkg::Lock::Timeout=600)
     apt-get "${apt_opts[@]}" update
     apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}"
-fi
 
-# Belt and braces: if an init system started the services anyway (a machine
-# with systemd where policy-rc.d was already permissive), stop them. Errors
-# are ignored because most containers have no init system at all.
-if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    systemctl stop ssh.service haproxy.service >/dev/null 2>&1 || true
+    # Belt and braces: should systemd have started the services of what was
+    # just installed anyway, stop them. Services that were there before are
+    # left alone: this may be someone's workstation, reached over its sshd.
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        for pkg in "${missing[@]}"; do
+            case "$pkg" in
+                openssh-server) systemctl stop ssh.service >/dev/null 2>&1 || true ;;
+                haproxy) systemctl stop haproxy.service >/dev/null 2>&1 || true ;;
+            esac
+        done
+    fi
 fi
 
 # sshd refuses to start without its privilege separation directory.

@@ -4,7 +4,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::rollout::{Rollout, acquire_lock, fresh_run_id, load_record, refuse_unsupported};
+use super::rollout::{
+    Rollout, acquire_lock, fresh_run_id, load_record, refuse_unsupported, take_over_lock,
+};
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
 use crate::cli::{FileArgs, ResumeArgs, RunArgs, StatusArgs, UnlockArgs};
 use crate::config::diagnostics::Diagnostic;
@@ -123,7 +125,7 @@ pub fn resume(
     refuse_unsupported(&config)?;
     let fresh = make_plan(&config, &files.limit)?;
     let plan = recorded_plan(&record, &config, fresh)?;
-    let lock = acquire_lock(state_dir, &options.inventory, &run_id)?;
+    let lock = take_over_lock(state_dir, &options.inventory, &run_id)?;
     let rollout = Rollout {
         config: &config,
         options: &options,

@@ -157,7 +157,50 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 pub fn acquire_lock(state_dir: &Path, inventory: &Path, run_id: &str) -> Result<RunLock, AppError> {
+    acquire(state_dir, inventory, run_id, false)
+}
+
+/// For `resume`: a lock left by this same run, whose process is certainly
+/// dead (same machine, pid gone), is taken over and the journal says so. A
+/// holder presumed dead only from an old heartbeat may be alive on another
+/// machine, so that still needs `unlock --force`.
+pub fn take_over_lock(
+    state_dir: &Path,
+    inventory: &Path,
+    run_id: &str,
+) -> Result<RunLock, AppError> {
+    acquire(state_dir, inventory, run_id, true)
+}
+
+fn acquire(
+    state_dir: &Path,
+    inventory: &Path,
+    run_id: &str,
+    take_over: bool,
+) -> Result<RunLock, AppError> {
     let now = jiff::Timestamp::now();
+    let path = lock_path(state_dir, inventory);
+    if take_over
+        && let Ok(holder) = crate::lock::read(&path)
+        && holder.run_id == run_id
+        && holder.host == this_host()
+        && !crate::lock::pid_alive(holder.pid)
+    {
+        let mut journal = JournalWriter::open(state_dir, run_id).map_err(AppError::Journal)?;
+        let envelope = crate::events::Envelope {
+            ts: now.to_string(),
+            run_id: run_id.to_owned(),
+            event: Event::LockBroken {
+                holder_pid: holder.pid,
+                holder_host: holder.host.clone(),
+            },
+        };
+        journal
+            .append(&envelope)
+            .and_then(|()| journal.sync())
+            .map_err(AppError::Journal)?;
+        let _ = std::fs::remove_file(&path);
+    }
     let info = LockInfo {
         host: this_host(),
         pid: std::process::id(),
@@ -166,7 +209,7 @@ pub fn acquire_lock(state_dir: &Path, inventory: &Path, run_id: &str) -> Result<
         since: now.to_string(),
         heartbeat: now.to_string(),
     };
-    RunLock::acquire(&lock_path(state_dir, inventory), info, now).map_err(AppError::Lock)
+    RunLock::acquire(&path, info, now).map_err(AppError::Lock)
 }
 
 /// Everything a rollout needs, built once.
@@ -299,6 +342,17 @@ impl Rollout<'_> {
             }
         };
         dispatcher.emit(event).map_err(AppError::Journal)?;
+        if resuming {
+            // Hosts the interruption left drained go back first.
+            let in_flight: Vec<Host> = batches
+                .iter()
+                .flat_map(|b| b.hosts.iter().cloned())
+                .collect();
+            dispatcher
+                .recover(in_flight)
+                .await
+                .map_err(AppError::Journal)?;
+        }
         let finish = dispatcher.run(batches).await.map_err(AppError::Journal)?;
         let summary = Summary::of(&dispatcher.record);
         if !self.options.quiet {

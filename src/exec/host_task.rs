@@ -121,10 +121,11 @@ pub async fn roll_host(
     }
 }
 
-/// After an interruption: a host left drained goes back into service if
-/// it is healthy. Returns `Updated` if its steps had all finished, `Pending`
-/// if it must be updated again, or a failure if it is not healthy (it then
-/// stays out, as a failed host does).
+/// After an interruption: a host left drained goes back into service if one
+/// round of probes passes. It is then `Updated` if its steps had all
+/// finished, and `Pending` (to be updated again) otherwise. A host that is
+/// not healthy is not failed: its update may simply not have finished. It
+/// stays drained and `Pending`, and its batch finishes it as usual.
 pub async fn return_host(
     env: Arc<RunEnv>,
     host: Host,
@@ -143,18 +144,20 @@ pub async fn return_host(
     };
     let result: Result<Outcome, Stop> = async {
         task.connect().await?;
-        task.phase(
-            Phase::Verifying,
-            None,
-            Some("left drained by an interrupted run".to_owned()),
-        )
-        .await?;
-        task.verify().await?;
-        task.phase(Phase::Undraining, None, None).await?;
+        if !task.healthy_now().await? {
+            task.phase(
+                Phase::Pending,
+                None,
+                Some("left drained by an interrupted run and not healthy yet; its batch will finish it".to_owned()),
+            )
+            .await?;
+            return Ok(Outcome::Pending);
+        }
+        task.phase(Phase::Undraining, None, Some("left drained by an interrupted run; healthy".to_owned()))
+            .await?;
         task.undrain_all().await?;
         if start.steps_done >= steps_total {
-            task.phase(Phase::Done, Some(Outcome::Updated), None)
-                .await?;
+            task.phase(Phase::Done, Some(Outcome::Updated), None).await?;
             Ok(Outcome::Updated)
         } else {
             task.phase(
@@ -169,19 +172,8 @@ pub async fn return_host(
     .await;
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(Stop::Outcome(outcome, detail)) => {
-            let _ = task
-                .reporter
-                .record(Event::HostPhase {
-                    host: task.host.name.clone(),
-                    phase: Phase::Failed,
-                    outcome: Some(outcome),
-                    detail: Some(format!("left drained by an interrupted run and {detail}")),
-                })
-                .await;
-            outcome
-        }
-        Err(Stop::Cancelled | Stop::Closed) => Outcome::Pending,
+        // Unreachable now, or a balancer error: leave it to its batch.
+        Err(Stop::Outcome(..) | Stop::Cancelled | Stop::Closed) => Outcome::Pending,
     };
     if let Some(shell) = &task.shell {
         shell.close().await;
@@ -530,6 +522,44 @@ impl HostTask {
         }
     }
 
+    /// One round of every probe, reported; true if all passed.
+    async fn probe_round(&self, last_failure: &mut String) -> Result<bool, Stop> {
+        let playbook = &self.env.playbook;
+        let per_probe = playbook
+            .health
+            .interval
+            .max(Duration::from_millis(500))
+            .min(Duration::from_secs(10));
+        let checks = playbook.probes.iter().map(|probe| {
+            self.env
+                .transports
+                .prober
+                .check(probe, &self.host, self.shell.as_ref(), per_probe)
+        });
+        let results = tokio::select! {
+            results = futures_util::future::join_all(checks) => results,
+            () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+        };
+        let mut all_ok = true;
+        for (probe, result) in playbook.probes.iter().zip(results) {
+            if !result.ok {
+                all_ok = false;
+                *last_failure = format!("{}: {}", probe.name, result.detail);
+            }
+            self.reporter.note(Event::Probe {
+                host: self.name(),
+                probe: probe.name.clone(),
+                ok: result.ok,
+                detail: result.detail,
+            });
+        }
+        Ok(all_ok)
+    }
+
+    async fn healthy_now(&self) -> Result<bool, Stop> {
+        self.probe_round(&mut String::new()).await
+    }
+
     /// Probes until `healthy_after` consecutive rounds pass, or time runs out.
     async fn verify(&self) -> Result<(), Stop> {
         let playbook = &self.env.playbook;
@@ -542,33 +572,7 @@ impl HostTask {
         let mut last_failure = String::new();
         loop {
             let round_started = Instant::now();
-            let per_probe = health
-                .interval
-                .max(Duration::from_millis(500))
-                .min(Duration::from_secs(10));
-            let checks = playbook.probes.iter().map(|probe| {
-                self.env
-                    .transports
-                    .prober
-                    .check(probe, &self.host, self.shell.as_ref(), per_probe)
-            });
-            let results = tokio::select! {
-                results = futures_util::future::join_all(checks) => results,
-                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-            };
-            let mut all_ok = true;
-            for (probe, result) in playbook.probes.iter().zip(results) {
-                if !result.ok {
-                    all_ok = false;
-                    last_failure = format!("{}: {}", probe.name, result.detail);
-                }
-                self.reporter.note(Event::Probe {
-                    host: self.name(),
-                    probe: probe.name.clone(),
-                    ok: result.ok,
-                    detail: result.detail,
-                });
-            }
+            let all_ok = self.probe_round(&mut last_failure).await?;
             passing = if all_ok { passing + 1 } else { 0 };
             if passing >= health.healthy_after {
                 return Ok(());

@@ -80,6 +80,16 @@ impl Haproxy {
         }
     }
 
+    /// The admin state of `server`, from `show servers state`: the status
+    /// column of `show stat` says DOWN for a drained server that fails its
+    /// health check, which would hide an operator's drain.
+    async fn admin(&self, server: &str) -> Result<AdminState, BalancerError> {
+        let reply = self
+            .command(&format!("show servers state {}", self.backend))
+            .await?;
+        parse_admin_state(&reply, server).ok_or_else(|| self.unknown_server(server))
+    }
+
     async fn stat_rows(&self) -> Result<Vec<StatRow>, BalancerError> {
         let reply = self
             .command(&format!("show stat {} 4 -1", self.backend))
@@ -138,16 +148,30 @@ pub fn parse_stat(csv: &str) -> Vec<StatRow> {
         .collect()
 }
 
-/// Reads the admin state from `show stat`'s status: HAProxy shows MAINT for
-/// maintenance (set by an operator or by us) and DRAIN for drain.
-fn admin_state(status: &str) -> AdminState {
-    if status.starts_with("MAINT") {
+/// The admin state of one server in `show servers state` output: a
+/// version line, a `#` header naming the columns, then one row per server.
+pub fn parse_admin_state(text: &str, server: &str) -> Option<AdminState> {
+    let mut lines = text.lines().skip_while(|line| !line.starts_with('#'));
+    let header: Vec<&str> = lines
+        .next()?
+        .trim_start_matches('#')
+        .split_whitespace()
+        .collect();
+    let name_at = header.iter().position(|c| *c == "srv_name")?;
+    let admin_at = header.iter().position(|c| *c == "srv_admin_state")?;
+    let row = lines
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.get(name_at) == Some(&server))?;
+    let bits: u32 = row.get(admin_at)?.parse().ok()?;
+    // SRV_ADMF_*: FMAINT 0x01, IMAINT 0x02, CMAINT 0x04, FDRAIN 0x08,
+    // IDRAIN 0x10, RMAINT 0x20, HMAINT 0x40.
+    Some(if bits & (0x01 | 0x02 | 0x04 | 0x20 | 0x40) != 0 {
         AdminState::Maint
-    } else if status.starts_with("DRAIN") {
+    } else if bits & (0x08 | 0x10) != 0 {
         AdminState::Drain
     } else {
         AdminState::Ready
-    }
+    })
 }
 
 /// Whether HAProxy's own health check passes: "UP", "UP 1/2" (going down
@@ -170,7 +194,7 @@ impl LoadBalancer for Haproxy {
             .find(|row| &row.server == server)
             .ok_or_else(|| self.unknown_server(server))?;
         Ok(ServerStatus {
-            admin: admin_state(&row.status),
+            admin: self.admin(server).await?,
             up: Some(is_up(&row.status)),
             sessions: Some(row.sessions),
         })
@@ -214,8 +238,21 @@ mod tests {
                 sessions: 3
             }
         );
-        assert_eq!(admin_state(&rows[1].status), AdminState::Drain);
-        assert_eq!(admin_state(&rows[2].status), AdminState::Maint);
+        assert_eq!(rows[2].status, "MAINT");
+    }
+
+    #[test]
+    fn admin_state_comes_from_the_server_state_bits() {
+        let text = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n\
+                    3 app 1 web-01 127.0.1.2 2 0 1\n\
+                    3 app 2 web-02 127.0.1.3 0 8 1\n\
+                    3 app 3 web-03 127.0.1.4 0 1 1\n\
+                    3 app 4 web-04 127.0.1.5 0 9 1\n";
+        assert_eq!(parse_admin_state(text, "web-01"), Some(AdminState::Ready));
+        assert_eq!(parse_admin_state(text, "web-02"), Some(AdminState::Drain));
+        assert_eq!(parse_admin_state(text, "web-03"), Some(AdminState::Maint));
+        assert_eq!(parse_admin_state(text, "web-04"), Some(AdminState::Maint));
+        assert_eq!(parse_admin_state(text, "web-09"), None);
     }
 
     #[test]

@@ -1,6 +1,15 @@
 //! The one integration-test binary: drives the real CLI end to end.
 
+#[path = "../fixture/mod.rs"]
+#[expect(
+    dead_code,
+    unused_imports,
+    reason = "the fixture serves several test binaries; each uses a subset"
+)]
+mod fixture;
+
 mod diagnostics;
 mod examples;
 mod plan;
+mod rollout;
 mod support;

@@ -139,7 +139,7 @@ impl SshConnector {
         let lost = Arc::new(Mutex::new(None));
         let handler = SessionHandler {
             check: HostKeyCheck {
-                label: endpoint.label.clone(),
+                label: endpoint.key_label.clone(),
                 address: endpoint.address.to_owned(),
                 port: endpoint.port,
                 known_hosts: known_hosts.to_owned(),
@@ -226,8 +226,10 @@ impl Connector for SshConnector {
     async fn connect(&self, host: &Host) -> Result<Arc<dyn RemoteShell>, ShellError> {
         let known_hosts = self.known_hosts_path(host);
         let identity = host.ssh.identity_file.as_deref();
+        let lookup = known_hosts::lookup_name(&host.address, host.ssh.port);
         let target = Endpoint {
             label: label(&host.name, &host.address),
+            key_label: label(&host.name, &lookup),
             address: &host.address,
             port: host.ssh.port,
             user: &host.ssh.user,
@@ -244,6 +246,11 @@ impl Connector for SshConnector {
                 let jump_label = format!("jump host {} for {}", jump.host, host.name);
                 let hop = Endpoint {
                     label: jump_label.clone(),
+                    key_label: format!(
+                        "jump host {} for {}",
+                        known_hosts::lookup_name(&jump.host, jump.port),
+                        host.name
+                    ),
                     address: &jump.host,
                     port: jump.port,
                     user: jump.user.as_deref().unwrap_or(&host.ssh.user),
@@ -270,13 +277,17 @@ impl Connector for SshConnector {
 struct Endpoint<'a> {
     /// How errors name it.
     label: String,
+    /// How host key errors name it: with the name known_hosts is searched
+    /// for, so that the user can fix the right line.
+    key_label: String,
     address: &'a str,
     port: u16,
     user: &'a str,
 }
 
+/// `name (address)`, or just the name when it is the address.
 fn label(name: &str, address: &str) -> String {
-    if name == address {
+    if name.eq_ignore_ascii_case(address) {
         name.to_owned()
     } else {
         format!("{name} ({address})")
@@ -429,6 +440,7 @@ impl client::Handler for SessionHandler {
 /// Everything needed to check a host key against a known_hosts file.
 #[derive(Debug, Clone)]
 struct HostKeyCheck {
+    /// Names the host in errors, with its known_hosts lookup name.
     label: String,
     address: String,
     port: u16,
@@ -458,12 +470,7 @@ impl HostKeyCheck {
             }
         };
         let entries = known_hosts::parse(&text);
-        let lookup = known_hosts::lookup_name(&self.address, self.port);
-        let host = if self.label == lookup {
-            lookup.clone()
-        } else {
-            format!("{} as {lookup}", self.label)
-        };
+        let host = self.label.clone();
         let key_type = key.algorithm().as_str().to_owned();
         let fingerprint = known_hosts::fingerprint(key);
         match known_hosts::verify(&entries, &self.address, self.port, key) {
@@ -592,9 +599,11 @@ impl SshShell {
     }
 }
 
-/// Best effort when giving up on a command: ask the remote side to stop it
-/// (OpenSSH honours `signal` requests), then close the channel. Closing
-/// alone would leave a command that writes nothing running.
+/// Best effort when giving up on a command: ask the remote side to stop it,
+/// then close the channel. Closing alone leaves a command that writes
+/// nothing running. OpenSSH (7.9+) honours `signal` requests, except for root
+/// logins, which it serves without privilege separation: there the command
+/// may outlive its deadline.
 async fn abandon(channel: &russh::Channel<client::Msg>) {
     let _ = timeout(Duration::from_secs(1), async {
         let _ = channel.signal(Sig::TERM).await;
@@ -834,7 +843,7 @@ mod tests {
         let key = PublicKey::new(KeyData::Ed25519(Ed25519PublicKey([4; 32])), "");
         let other = PublicKey::new(KeyData::Ed25519(Ed25519PublicKey([5; 32])), "");
         let mut check = HostKeyCheck {
-            label: "web1 (10.0.0.1)".to_owned(),
+            label: "web1 ([10.0.0.1]:2222)".to_owned(),
             address: "10.0.0.1".to_owned(),
             port: 2222,
             known_hosts: path.clone(),

@@ -78,42 +78,6 @@ pub async fn authenticate<H: client::Handler>(
     identity_file: Option<&Path>,
     sources: &KeySources,
 ) -> Result<(), AuthError> {
-    authenticate_inner(handle, user, identity_file, sources)
-        .await
-        .map_err(|failure| match failure {
-            Failure::Refused(reason) => AuthError::Rejected(reason),
-            Failure::Lost(reason) => AuthError::ConnectionLost(reason),
-        })
-}
-
-/// Internal: a `String` error is a refusal, so `?` and `Err(format!(…))`
-/// read naturally below.
-enum Failure {
-    Refused(String),
-    Lost(String),
-}
-
-impl From<String> for Failure {
-    fn from(reason: String) -> Self {
-        Failure::Refused(reason)
-    }
-}
-
-impl From<AuthError> for Failure {
-    fn from(err: AuthError) -> Self {
-        match err {
-            AuthError::Rejected(reason) => Failure::Refused(reason),
-            AuthError::ConnectionLost(reason) => Failure::Lost(reason),
-        }
-    }
-}
-
-async fn authenticate_inner<H: client::Handler>(
-    handle: &mut client::Handle<H>,
-    user: &str,
-    identity_file: Option<&Path>,
-    sources: &KeySources,
-) -> Result<(), Failure> {
     let mut attempt = Attempt::new(handle, user);
     match identity_file {
         Some(path) => match read_key_file(path).await? {
@@ -121,32 +85,34 @@ async fn authenticate_inner<H: client::Handler>(
                 if attempt.with_key(key).await? {
                     return Ok(());
                 }
-                Err(format!("the server refused the key {}", path.display()).into())
+                Err(AuthError::Rejected(format!(
+                    "the server refused the key {}",
+                    path.display()
+                )))
             }
-            KeyFile::Missing => {
-                Err(format!("identity file {} does not exist", path.display()).into())
-            }
+            KeyFile::Missing => Err(AuthError::Rejected(format!(
+                "identity file {} does not exist",
+                path.display()
+            ))),
             KeyFile::Encrypted => {
                 let Some(socket) = &sources.agent_socket else {
-                    return Err(format!(
+                    return Err(AuthError::Rejected(format!(
                         "identity file {} is encrypted and fleetroll does not prompt for \
                          passphrases: load it into ssh-agent (ssh-add {}) and set SSH_AUTH_SOCK",
                         path.display(),
                         path.display()
-                    )
-                    .into());
+                    )));
                 };
                 if attempt.with_agent(socket).await? {
                     return Ok(());
                 }
-                Err(format!(
+                Err(AuthError::Rejected(format!(
                     "identity file {} is encrypted and no ssh-agent identity was accepted: \
                      load it into ssh-agent (ssh-add {}){}",
                     path.display(),
                     path.display(),
                     attempt.agent_note()
-                )
-                .into())
+                )))
             }
         },
         None => {
@@ -194,7 +160,7 @@ async fn authenticate_inner<H: client::Handler>(
                     sources.home.display()
                 ));
             }
-            Err(reason.into())
+            Err(AuthError::Rejected(reason))
         }
     }
 }
@@ -246,20 +212,20 @@ impl<'a, H: client::Handler> Attempt<'a, H> {
     }
 
     /// `Ok(true)` when the server accepted the key.
-    async fn with_key(&mut self, key: Box<PrivateKey>) -> Result<bool, Failure> {
+    async fn with_key(&mut self, key: Box<PrivateKey>) -> Result<bool, AuthError> {
         let hash = self.hash_for(key.public_key()).await;
         let key = PrivateKeyWithHashAlg::new(Arc::from(key), hash);
         let result = self
             .handle
             .authenticate_publickey(self.user, key)
             .await
-            .map_err(|err| Failure::Lost(format!("authentication broke off: {err}")))?;
+            .map_err(|err| AuthError::ConnectionLost(format!("authentication broke off: {err}")))?;
         Ok(matches!(result, AuthResult::Success))
     }
 
     /// Offers every plain-key identity the agent holds; `Ok(true)` on the
     /// first one accepted. An unreachable agent is noted, not fatal.
-    async fn with_agent(&mut self, socket: &Path) -> Result<bool, Failure> {
+    async fn with_agent(&mut self, socket: &Path) -> Result<bool, AuthError> {
         let mut agent = match AgentClient::connect_uds(socket).await {
             Ok(agent) => agent,
             Err(err) => {
@@ -301,7 +267,7 @@ impl<'a, H: client::Handler> Attempt<'a, H> {
         &mut self,
         agent: &mut AgentClient<UnixStream>,
         key: PublicKey,
-    ) -> Result<bool, Failure> {
+    ) -> Result<bool, AuthError> {
         let hash = self.hash_for(&key).await;
         match self
             .handle
@@ -313,7 +279,9 @@ impl<'a, H: client::Handler> Attempt<'a, H> {
             // key removed meanwhile) should not stop us trying the next; a
             // dead connection will fail the next attempt anyway.
             Err(russh::AgentAuthError::Key(_)) => Ok(false),
-            Err(err) => Err(Failure::Lost(format!("authentication broke off: {err}"))),
+            Err(err) => Err(AuthError::ConnectionLost(format!(
+                "authentication broke off: {err}"
+            ))),
         }
     }
 

@@ -1,0 +1,843 @@
+//! The SSH transport against a real OpenSSH sshd, started per test on its own
+//! loopback address (127.0.1.200 and up) and a free port.
+//!
+//! Each test owns its sshd, keys and known_hosts in a temporary directory,
+//! so tests run in parallel and repeatedly. When /usr/sbin/sshd is absent the
+//! tests that need it print "skipping: sshd not installed" and pass.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetroll::model::inventory::{Host, JumpHost, SshSettings};
+use fleetroll::transport::ssh::{SshConnector, SshOptions};
+use fleetroll::transport::{Connector, ExitStatus, RemoteShell, ShellError};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+fn sshd_missing() -> bool {
+    if Path::new(SSHD).exists() {
+        return false;
+    }
+    println!("skipping: sshd not installed");
+    true
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().expect("run a helper command");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Generates an ed25519 key pair at `path`; `passphrase` empty for none.
+fn keygen(path: &Path, passphrase: &str) {
+    keygen_typed(path, "ed25519", passphrase);
+}
+
+fn keygen_typed(path: &Path, key_type: &str, passphrase: &str) {
+    run(Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            key_type,
+            "-C",
+            "fleetroll-test",
+            "-N",
+            passphrase,
+            "-f",
+        ])
+        .arg(path));
+}
+
+/// `keytype base64` of a public key file, without the comment.
+fn public_key(path: &Path) -> String {
+    let text = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    let mut fields = text.split_whitespace();
+    format!("{} {}", fields.next().unwrap(), fields.next().unwrap())
+}
+
+fn current_user() -> String {
+    let output = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .expect("bind a loopback address")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An sshd of our own, killed when dropped.
+struct Sshd {
+    child: Child,
+    ip: String,
+    port: u16,
+    /// Its host key's private half; `.pub` next to it.
+    host_key: PathBuf,
+    log: PathBuf,
+}
+
+impl Sshd {
+    /// Starts sshd on `ip` accepting `client_key` (a private key path), with
+    /// `extra` lines of configuration. Above `LogLevel VERBOSE`, sshd also
+    /// writes its debug lines into sessions' stderr, so only servers that
+    /// run no command may log at `DEBUG1`.
+    fn start(dir: &Path, ip: &str, client_key: &Path, extra: &str) -> Sshd {
+        let dir = dir.join(format!("sshd-{ip}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // sshd's privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let host_key = dir.join("host_ed25519");
+        keygen(&host_key, "");
+        let authorized = dir.join("authorized_keys");
+        std::fs::write(&authorized, format!("{}\n", public_key(client_key))).unwrap();
+        let port = free_port(ip);
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {ip}:{port}\n\
+                 HostKey {host_key}\n\
+                 AuthorizedKeysFile {authorized}\n\
+                 PidFile {pid}\n\
+                 StrictModes no\n\
+                 UsePAM no\n\
+                 PermitRootLogin yes\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 AllowTcpForwarding yes\n\
+                 {extra}\n",
+                host_key = host_key.display(),
+                authorized = authorized.display(),
+                pid = dir.join("sshd.pid").display(),
+            ),
+        )
+        .unwrap();
+        let log = dir.join("sshd.log");
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start sshd");
+        let mut sshd = Sshd {
+            child,
+            ip: ip.to_owned(),
+            port,
+            host_key,
+            log,
+        };
+        sshd.wait_ready();
+        sshd
+    }
+
+    /// Polls the port until sshd accepts, bounded; fails early if it died.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("sshd exited with {status}: {}", self.log_text());
+            }
+            if TcpStream::connect_timeout(
+                &format!("{}:{}", self.ip, self.port).parse().unwrap(),
+                Duration::from_millis(200),
+            )
+            .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd not ready: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lets the client key at `key` (a private key path) log in too; sshd
+    /// reads authorized_keys at every login.
+    fn authorize(&self, key: &Path) {
+        let path = self.host_key.with_file_name("authorized_keys");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&public_key(key));
+        text.push('\n');
+        std::fs::write(&path, text).unwrap();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The known_hosts line recording this server's real key.
+    fn known_hosts_line(&self) -> String {
+        format!("[{}]:{} {}", self.ip, self.port, public_key(&self.host_key))
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An ssh-agent of our own, killed when dropped.
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        let agent = Agent { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !agent.socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent
+    }
+
+    /// `ssh-add`s `key`, answering its passphrase prompt through an askpass
+    /// script as no terminal is there.
+    fn add(&self, key: &Path, passphrase: &str) {
+        let askpass = key.with_extension("askpass");
+        std::fs::write(&askpass, format!("#!/bin/sh\necho '{passphrase}'\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        run(Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .stdin(Stdio::null()));
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test's scratch space: a home, a client key, a known_hosts path.
+struct Fixture {
+    dir: tempfile::TempDir,
+    client_key: PathBuf,
+    known_hosts: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let client_key = dir.path().join("id_client");
+        keygen(&client_key, "");
+        let known_hosts = dir.path().join("known_hosts");
+        Fixture {
+            dir,
+            client_key,
+            known_hosts,
+        }
+    }
+
+    fn sshd(&self, ip: &str) -> Sshd {
+        Sshd::start(self.dir.path(), ip, &self.client_key, "LogLevel VERBOSE")
+    }
+
+    fn connector(&self, accept_new_host_keys: bool) -> SshConnector {
+        // The temporary directory is the home: no real ~/.ssh is consulted,
+        // and no agent, whatever the environment says.
+        SshConnector::new(
+            SshOptions {
+                accept_new_host_keys,
+                ..SshOptions::default()
+            },
+            self.dir.path(),
+            None,
+        )
+    }
+
+    fn host(&self, address: &str, port: u16) -> Host {
+        Host {
+            name: format!("test-{address}"),
+            address: address.to_owned(),
+            zone: "z1".to_owned(),
+            ssh: SshSettings {
+                user: current_user(),
+                port,
+                identity_file: Some(self.client_key.clone()),
+                known_hosts: Some(self.known_hosts.clone()),
+                jump: None,
+                sudo: false,
+            },
+            balancers: Vec::new(),
+            lb_server: format!("test-{address}"),
+            target_id: None,
+            vars: Default::default(),
+        }
+    }
+
+    fn host_for(&self, sshd: &Sshd) -> Host {
+        self.host(&sshd.ip, sshd.port)
+    }
+
+    fn trust(&self, servers: &[&Sshd]) {
+        let lines: Vec<String> = servers.iter().map(|s| s.known_hosts_line()).collect();
+        std::fs::write(&self.known_hosts, lines.join("\n") + "\n").unwrap();
+    }
+
+    async fn connect(&self, sshd: &Sshd) -> Arc<dyn RemoteShell> {
+        self.trust(&[sshd]);
+        self.connector(false)
+            .connect(&self.host_for(sshd))
+            .await
+            .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()))
+    }
+}
+
+const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn exec_reports_exit_code_and_output_tails() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.200");
+    let shell = fixture.connect(&sshd).await;
+
+    let output = shell
+        .exec("printf 'hello out'; printf 'hello err' >&2", EXEC_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(output.status, ExitStatus::Code(0));
+    assert_eq!(output.stdout_tail, "hello out");
+    assert_eq!(output.stderr_tail, "hello err");
+
+    // Far more output than is kept: only the tail survives, on both streams.
+    let output = shell
+        .exec(
+            "head -c 200000 /dev/zero | tr '\\0' a; echo END; \
+             head -c 100000 /dev/zero | tr '\\0' b >&2; echo FIN >&2",
+            EXEC_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(output.status, ExitStatus::Code(0));
+    assert_eq!(
+        output.stdout_tail.len(),
+        fleetroll::transport::shell::OUTPUT_TAIL_BYTES
+    );
+    assert!(output.stdout_tail.ends_with("aaaEND\n"));
+    assert_eq!(
+        output.stderr_tail.len(),
+        fleetroll::transport::shell::OUTPUT_TAIL_BYTES
+    );
+    assert!(output.stderr_tail.ends_with("bbbFIN\n"));
+
+    // The same connection serves command after command.
+    for round in 0..5 {
+        let output = shell
+            .exec(&format!("echo {round}"), EXEC_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(output.stdout_tail, format!("{round}\n"));
+    }
+    shell.close().await;
+}
+
+#[tokio::test]
+async fn non_zero_exit_is_reported() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.201");
+    let shell = fixture.connect(&sshd).await;
+    let output = shell
+        .exec("echo failing >&2; exit 3", EXEC_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(output.status, ExitStatus::Code(3));
+    assert!(!output.status.success());
+    assert_eq!(output.stderr_tail, "failing\n");
+}
+
+#[tokio::test]
+async fn a_command_killed_by_a_signal_reports_the_signal() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.202");
+    let shell = fixture.connect(&sshd).await;
+    let output = shell
+        .exec("echo before; kill -9 $$", EXEC_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(output.status, ExitStatus::Signal("KILL".to_owned()));
+    assert_eq!(output.stdout_tail, "before\n");
+}
+
+#[tokio::test]
+async fn a_command_past_its_deadline_times_out_and_the_connection_survives() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.203");
+    let shell = fixture.connect(&sshd).await;
+    let started = Instant::now();
+    let err = shell
+        .exec("echo started; sleep 30", Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ShellError::Timeout { after, .. } if after == Duration::from_secs(1)),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let output = shell.exec("echo still here", EXEC_TIMEOUT).await.unwrap();
+    assert_eq!(output.stdout_tail, "still here\n");
+}
+
+#[tokio::test]
+async fn a_changed_host_key_is_refused_with_its_line() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.204");
+    let impostor = fixture.dir.path().join("impostor");
+    keygen(&impostor, "");
+    std::fs::write(
+        &fixture.known_hosts,
+        format!(
+            "# recorded keys\nother.example {other}\n[{ip}]:{port} {other}\n[{ip}]:{port} {other}\n",
+            other = public_key(&impostor),
+            ip = sshd.ip,
+            port = sshd.port,
+        ),
+    )
+    .unwrap();
+    let err = fixture
+        .connector(true)
+        .connect(&fixture.host_for(&sshd))
+        .await
+        .unwrap_err();
+    let ShellError::HostKeyChanged {
+        line, known_hosts, ..
+    } = &err
+    else {
+        panic!("expected a changed key, got {err:?}");
+    };
+    assert_eq!(*line, 3);
+    assert_eq!(known_hosts, &fixture.known_hosts.display().to_string());
+    assert!(!err.retryable());
+    // accept-new never overrides a changed key, and never writes.
+    let text = std::fs::read_to_string(&fixture.known_hosts).unwrap();
+    assert_eq!(text.lines().count(), 4);
+
+    // The real key appended after the stale one (a rotation) is accepted.
+    let mut text = text;
+    text.push_str(&sshd.known_hosts_line());
+    text.push('\n');
+    std::fs::write(&fixture.known_hosts, text).unwrap();
+    let shell = fixture
+        .connector(false)
+        .connect(&fixture.host_for(&sshd))
+        .await
+        .unwrap();
+    assert!(
+        shell
+            .exec("true", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_host_key_is_refused_then_recorded_with_accept_new() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.205");
+    let host = fixture.host_for(&sshd);
+
+    let err = fixture.connector(false).connect(&host).await.unwrap_err();
+    assert!(
+        matches!(&err, ShellError::HostKeyUnknown { key_type, fingerprint, .. }
+            if key_type == "ssh-ed25519" && fingerprint.starts_with("SHA256:")),
+        "{err:?}"
+    );
+    assert!(!fixture.known_hosts.exists());
+
+    let shell = fixture.connector(true).connect(&host).await.unwrap();
+    assert!(
+        shell
+            .exec("true", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+    let text = std::fs::read_to_string(&fixture.known_hosts).unwrap();
+    assert_eq!(text, format!("{}\n", sshd.known_hosts_line()));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&fixture.known_hosts)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Now known: strict checking accepts it, and nothing more is appended.
+    fixture.connector(false).connect(&host).await.unwrap();
+    fixture.connector(true).connect(&host).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&fixture.known_hosts).unwrap(), text);
+}
+
+#[tokio::test]
+async fn a_hashed_known_hosts_entry_is_accepted() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.206");
+    fixture.trust(&[&sshd]);
+    run(Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&fixture.known_hosts));
+    let text = std::fs::read_to_string(&fixture.known_hosts).unwrap();
+    assert!(text.starts_with("|1|"), "{text}");
+    assert!(!text.contains(&sshd.ip), "{text}");
+
+    let shell = fixture
+        .connector(false)
+        .connect(&fixture.host_for(&sshd))
+        .await
+        .unwrap();
+    assert!(
+        shell
+            .exec("true", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn an_encrypted_key_without_an_agent_says_what_to_do() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.207");
+    fixture.trust(&[&sshd]);
+    let encrypted = fixture.dir.path().join("id_encrypted");
+    keygen(&encrypted, "correct horse");
+    let mut host = fixture.host_for(&sshd);
+    host.ssh.identity_file = Some(encrypted.clone());
+
+    let err = fixture.connector(false).connect(&host).await.unwrap_err();
+    let ShellError::Auth { reason, user, .. } = &err else {
+        panic!("expected an auth error, got {err:?}");
+    };
+    assert_eq!(user, &current_user());
+    assert!(reason.contains("encrypted"), "{reason}");
+    assert!(reason.contains("ssh-agent"), "{reason}");
+    assert!(
+        reason.contains(&encrypted.display().to_string()),
+        "{reason}"
+    );
+    assert!(!err.to_string().contains("correct horse"), "{err}");
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable() {
+    // Needs no sshd: nothing listens on this address.
+    let fixture = Fixture::new();
+    let port = free_port("127.0.1.250");
+    let err = fixture
+        .connector(true)
+        .connect(&fixture.host("127.0.1.250", port))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ShellError::Unreachable { .. }), "{err:?}");
+    assert!(err.retryable());
+    assert!(!fixture.known_hosts.exists());
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_reported_as_disconnected() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.208");
+    let shell = fixture.connect(&sshd).await;
+    // The shell's parent is the sshd process serving this connection.
+    let err = shell
+        .exec("kill -9 $PPID; sleep 5", EXEC_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ShellError::Disconnected { .. }), "{err:?}");
+    assert!(err.retryable());
+    let err = shell.exec("true", EXEC_TIMEOUT).await.unwrap_err();
+    assert!(matches!(err, ShellError::Disconnected { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_jump_host_carries_the_connection() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    // DEBUG1 so that its log shows the tunnel it opens.
+    let bastion = Sshd::start(
+        fixture.dir.path(),
+        "127.0.1.209",
+        &fixture.client_key,
+        "LogLevel DEBUG1",
+    );
+    let target = fixture.sshd("127.0.1.210");
+    let mut host = fixture.host_for(&target);
+    host.ssh.jump = Some(JumpHost {
+        user: None,
+        host: bastion.ip.clone(),
+        port: bastion.port,
+    });
+
+    // Only the target known: the jump host's key is checked too.
+    fixture.trust(&[&target]);
+    let err = fixture.connector(false).connect(&host).await.unwrap_err();
+    assert!(
+        matches!(&err, ShellError::HostKeyUnknown { host, .. } if host.contains("jump host")),
+        "{err:?}"
+    );
+
+    fixture.trust(&[&bastion, &target]);
+    let shell = fixture.connector(false).connect(&host).await.unwrap();
+    let output = shell
+        .exec("echo through; exit 4", EXEC_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(output.status, ExitStatus::Code(4));
+    assert_eq!(output.stdout_tail, "through\n");
+    // The bastion opened the tunnel to the target.
+    let log = bastion.log_text();
+    assert!(
+        log.contains(&format!("target {} port {}", target.ip, target.port)),
+        "{log}"
+    );
+    shell.close().await;
+}
+
+#[tokio::test]
+async fn an_encrypted_key_loaded_in_the_agent_is_used() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.211");
+    fixture.trust(&[&sshd]);
+    let encrypted = fixture.dir.path().join("id_encrypted");
+    keygen(&encrypted, "correct horse");
+    sshd.authorize(&encrypted);
+    let agent = Agent::start(fixture.dir.path());
+    // A key the server does not accept comes first: the next one is tried.
+    let stranger = fixture.dir.path().join("id_stranger");
+    keygen(&stranger, "");
+    agent.add(&stranger, "");
+    agent.add(&encrypted, "correct horse");
+
+    let mut host = fixture.host_for(&sshd);
+    host.ssh.identity_file = Some(encrypted);
+    let connector = SshConnector::new(
+        SshOptions::default(),
+        fixture.dir.path(),
+        Some(agent.socket.clone()),
+    );
+    let shell = connector
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    assert!(
+        shell
+            .exec("true", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn rsa_keys_sign_with_sha2_from_a_file_and_from_the_agent() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.212");
+    fixture.trust(&[&sshd]);
+    // OpenSSH 8.8+ refuses SHA-1 `ssh-rsa` signatures: success proves the
+    // best hash the server offers was used.
+    let rsa = fixture.dir.path().join("id_rsa_test");
+    keygen_typed(&rsa, "rsa", "");
+    sshd.authorize(&rsa);
+    let mut host = fixture.host_for(&sshd);
+    host.ssh.identity_file = Some(rsa.clone());
+    let shell = fixture
+        .connector(false)
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    assert!(
+        shell
+            .exec("true", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(
+        sshd.log_text().contains("Accepted publickey for"),
+        "{}",
+        sshd.log_text()
+    );
+
+    // No identity file: the agent's keys are offered.
+    let agent = Agent::start(fixture.dir.path());
+    agent.add(&rsa, "");
+    host.ssh.identity_file = None;
+    let connector = SshConnector::new(
+        SshOptions::default(),
+        fixture.dir.path(),
+        Some(agent.socket.clone()),
+    );
+    let shell = connector
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    assert!(
+        shell
+            .exec("true", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn default_identities_in_home_are_tried() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.213");
+    fixture.trust(&[&sshd]);
+    let dot_ssh = fixture.dir.path().join(".ssh");
+    std::fs::create_dir_all(&dot_ssh).unwrap();
+    // id_ed25519 is encrypted (skipped without an agent); id_ecdsa works.
+    keygen(&dot_ssh.join("id_ed25519"), "secret words");
+    keygen_typed(&dot_ssh.join("id_ecdsa"), "ecdsa", "");
+    sshd.authorize(&dot_ssh.join("id_ecdsa"));
+    let mut host = fixture.host_for(&sshd);
+    host.ssh.identity_file = None;
+    let shell = fixture
+        .connector(false)
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    assert!(
+        shell
+            .exec("true", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+
+    // Without the working key, the error lists what was tried and skipped.
+    std::fs::remove_file(dot_ssh.join("id_ecdsa")).unwrap();
+    let err = fixture.connector(false).connect(&host).await.unwrap_err();
+    let ShellError::Auth { reason, .. } = &err else {
+        panic!("expected an auth error, got {err:?}");
+    };
+    assert!(
+        reason.contains("id_ed25519") && reason.contains("encrypted"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn sudo_wraps_the_command_with_shell_quoting() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    // A stand-in sudo, first on the session's PATH: it insists on -n (never
+    // prompt), says it ran, and runs the rest as given.
+    let bin = fixture.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let stub = bin.join("sudo");
+    std::fs::write(
+        &stub,
+        "#!/bin/sh\n[ \"$1\" = -n ] || exit 99\nshift\necho via-sudo >&2\nexec \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sshd = Sshd::start(
+        fixture.dir.path(),
+        "127.0.1.214",
+        &fixture.client_key,
+        &format!(
+            "LogLevel VERBOSE\nSetEnv PATH={}:/usr/bin:/bin",
+            bin.display()
+        ),
+    );
+    fixture.trust(&[&sshd]);
+    let mut host = fixture.host_for(&sshd);
+    host.ssh.sudo = true;
+    let shell = fixture.connector(false).connect(&host).await.unwrap();
+    let output = shell
+        .exec(
+            "printf '%s|' \"it's\" 'a  b' \"$((1 + 1))\"; exit 5",
+            EXEC_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(output.stderr_tail, "via-sudo\n");
+    assert_eq!(output.stdout_tail, "it's|a  b|2|");
+    assert_eq!(output.status, ExitStatus::Code(5));
+}
