@@ -226,6 +226,11 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A later run took over this host, still drained, from this run.
+    HandedOver {
+        host: String,
+        to_run: String,
+    },
     /// `unlock --force` broke this run's lock.
     LockBroken {
         holder_pid: u32,
@@ -243,7 +248,8 @@ impl Event {
             | Event::StepStarted { host, .. }
             | Event::StepFinished { host, .. }
             | Event::StepSkipped { host, .. }
-            | Event::Probe { host, .. } => Some(host),
+            | Event::Probe { host, .. }
+            | Event::HandedOver { host, .. } => Some(host),
             Event::Warning { host, .. } => host.as_deref(),
             _ => None,
         }

@@ -409,21 +409,3 @@ fn fleets_started_at_once_get_their_own_addresses() {
         }
     }
 }
-
-#[test]
-fn tmp_hold() {
-    if std::env::var("FIXTURE_HOLD").is_err() {
-        return;
-    }
-    let t = Instant::now();
-    let fleet = Fleet::start(FleetSpec::new(3, 3));
-    eprintln!(
-        "9-host fleet started in {:?}; dir {}",
-        t.elapsed(),
-        fleet.dir().display()
-    );
-    if std::env::var("FIXTURE_HOLD").as_deref() == Ok("panic") {
-        panic!("deliberate");
-    }
-    std::thread::sleep(Duration::from_secs(60));
-}

@@ -260,6 +260,113 @@ impl Rollout<'_> {
         }
     }
 
+    /// The promise that no host stays out by accident: before a new run
+    /// starts, hosts that an earlier, interrupted run of this inventory left
+    /// drained go back into service if healthy (recorded in that run's
+    /// journal). Failed hosts stay out.
+    ///
+    /// Hosts that are not healthy yet stay drained; the new run adopts them
+    /// (returned as host → balancers) and the old journal says so.
+    async fn recover_previous(
+        &self,
+        lock: RunLock,
+        env: &Arc<RunEnv>,
+        new_run: &str,
+    ) -> Result<(RunLock, Vec<(String, Vec<String>)>), AppError> {
+        let state_dir = &self.options.state_dir;
+        let inventory = absolute(&self.options.inventory).display().to_string();
+        let mut adopted = Vec::new();
+        let Ok(entries) = std::fs::read_dir(crate::journal::store::runs_dir(state_dir)) else {
+            return Ok((lock, adopted));
+        };
+        let mut run_ids: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .into_string()
+                    .ok()?
+                    .strip_suffix(".jsonl")
+                    .map(str::to_owned)
+            })
+            .collect();
+        run_ids.sort();
+        let mut lock = lock;
+        for run_id in run_ids {
+            let record = load_record(state_dir, &run_id)?;
+            if record
+                .settings
+                .as_ref()
+                .is_none_or(|s| s.inventory != inventory)
+            {
+                continue;
+            }
+            let stranded: Vec<Host> = self
+                .config
+                .inventory
+                .hosts()
+                .filter(|h| {
+                    record
+                        .hosts
+                        .get(&h.name)
+                        .is_some_and(|r| !r.drained.is_empty() && !r.is_settled())
+                })
+                .cloned()
+                .collect();
+            if stranded.is_empty() {
+                continue;
+            }
+            let mut dispatcher = Dispatcher {
+                env: Arc::clone(env),
+                run_id: run_id.clone(),
+                journal: JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?,
+                record,
+                sinks: self.sinks(),
+                lock,
+                limits: Limits {
+                    max_unavailable: usize::MAX,
+                    zone_caps: HashMap::new(),
+                    failure_budget: usize::MAX,
+                    zone_failure_budgets: HashMap::new(),
+                    pause: std::time::Duration::ZERO,
+                },
+                signals: tokio::sync::mpsc::unbounded_channel().1,
+                started: Instant::now(),
+                zone_of: HashMap::new(),
+            };
+            dispatcher
+                .emit(Event::Warning {
+                    host: None,
+                    message: format!(
+                        "run {run_id} was interrupted with {} hosts drained; returning the healthy ones to service first",
+                        stranded.len()
+                    ),
+                })
+                .map_err(AppError::Journal)?;
+            dispatcher
+                .recover(stranded)
+                .await
+                .map_err(AppError::Journal)?;
+            let still_out: Vec<(String, Vec<String>)> = dispatcher
+                .record
+                .hosts
+                .iter()
+                .filter(|(_, r)| !r.drained.is_empty() && !r.is_settled())
+                .map(|(name, r)| (name.clone(), r.drained.clone()))
+                .collect();
+            for (host, _) in &still_out {
+                dispatcher
+                    .emit(Event::HandedOver {
+                        host: host.clone(),
+                        to_run: new_run.to_owned(),
+                    })
+                    .map_err(AppError::Journal)?;
+            }
+            adopted.extend(still_out);
+            lock = dispatcher.lock;
+        }
+        Ok((lock, adopted))
+    }
+
     /// Starts a new run (`record` is None) or continues one.
     pub async fn execute(
         &self,
@@ -289,8 +396,13 @@ impl Rollout<'_> {
             playbook: Arc::new(self.config.playbook.clone()),
             cadence: Cadence::default(),
         });
-        let journal = JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?;
         let resuming = previous.is_some();
+        let (lock, adopted) = if resuming {
+            (lock, Vec::new())
+        } else {
+            self.recover_previous(lock, &env, &run_id).await?
+        };
+        let journal = JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?;
         let mut dispatcher = Dispatcher {
             env,
             run_id: run_id.clone(),
@@ -342,6 +454,18 @@ impl Rollout<'_> {
             }
         };
         dispatcher.emit(event).map_err(AppError::Journal)?;
+        // Hosts an earlier run left drained and not yet healthy: this run
+        // owns their drain now, so it will not mistake it for an operator's.
+        for (host, drained) in adopted {
+            for balancer in drained {
+                dispatcher
+                    .emit(Event::Drain {
+                        host: host.clone(),
+                        balancer,
+                    })
+                    .map_err(AppError::Journal)?;
+            }
+        }
         if resuming {
             // Hosts the interruption left drained go back first.
             let in_flight: Vec<Host> = batches

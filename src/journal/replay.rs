@@ -204,6 +204,14 @@ impl RunRecord {
                 self.finished = Some(envelope.ts.clone());
             }
             Event::LockBroken { .. } => self.lock_broken = true,
+            Event::HandedOver { host, to_run } => {
+                let record = self
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new);
+                record.drained.clear();
+                record.detail = Some(format!("handed over to run {to_run}, still drained"));
+            }
             Event::StepStarted { .. }
             | Event::BatchStarted { .. }
             | Event::Probe { .. }

@@ -169,6 +169,9 @@ impl EventSink for HumanSink {
                 let reason = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
                 self.line(ts, &format!("run {} {}{reason}", envelope.run_id, outcome.label()));
             }
+            Event::HandedOver { host, to_run } => {
+                self.line(ts, &format!("{host} handed over to run {to_run}, still drained"));
+            }
             Event::LockBroken { holder_pid, holder_host } => {
                 self.line(ts, &format!("lock of pid {holder_pid} on {holder_host} broken"));
             }

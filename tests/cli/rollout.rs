@@ -286,6 +286,10 @@ fn kill_9_mid_batch_then_resume_finishes_without_redoing_finished_hosts() {
     assert_eq!(done_before_kill, ["web-01"], "the kill came in batch 2");
     let status = status_json(&work);
     assert_eq!(status["outcome"], "interrupted");
+    assert_eq!(
+        status["hosts"]["web-02"]["drained_from"],
+        serde_json::json!(["web"])
+    );
 
     let resume = work.fleetroll(&["resume"]);
     assert_eq!(resume.code, 0, "{}", resume.stderr);
@@ -435,4 +439,103 @@ fn an_operator_disabled_server_is_skipped_and_left_disabled() {
     assert_eq!(fleet.server_state("web-02").status, "MAINT");
     assert_eq!(fleet.host("web-01").version(), "2.0");
     assert_eq!(fleet.host("web-03").version(), "2.0");
+}
+
+#[test]
+fn sigint_finishes_in_flight_hosts_then_exits_130_and_resume_completes() {
+    let fleet = Fleet::start(FleetSpec::new(1, 4));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &playbook(" && sleep 1", "batch = [2]"),
+    );
+    let mut child = work
+        .command(&[
+            "run",
+            "-i",
+            "inventory.toml",
+            "-p",
+            "playbook.toml",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("\"step_started\"") {
+            break;
+        }
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    // The first batch finished and is back in service; the second never started.
+    for host in ["web-01", "web-02"] {
+        assert_eq!(fleet.host(host).version(), "2.0", "{host}");
+    }
+    for host in ["web-03", "web-04"] {
+        assert!(
+            fleet.host(host).deploys().is_empty(),
+            "{host} must not be started"
+        );
+    }
+    assert_all_in_service(&fleet, &[]);
+    assert_eq!(status_json(&work)["outcome"], "interrupted");
+    let resume = work.fleetroll(&["resume"]);
+    assert_eq!(resume.code, 0, "{}", resume.stderr);
+    assert!(fleet.hosts().iter().all(|h| h.version() == "2.0"));
+    assert!(fleet.hosts().iter().all(|h| h.deploys().len() == 1));
+}
+
+#[test]
+fn a_new_run_first_returns_hosts_an_interrupted_run_left_drained() {
+    let fleet = Fleet::start(FleetSpec::new(1, 2));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &playbook(" && sleep 2", "batch = [1]"),
+    );
+    let mut child = work
+        .command(&[
+            "run",
+            "-i",
+            "inventory.toml",
+            "-p",
+            "playbook.toml",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        if line.unwrap().contains("\"step_started\"") {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    // The kill left web-01 drained mid-step.
+    assert_ne!(fleet.server_state("web-01").status, "UP");
+    // Another run (after the dead holder's lock is broken) puts it back first.
+    assert_eq!(work.fleetroll(&["unlock", "--force"]).code, 0);
+    let run = work.run(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("returning the healthy ones to service first"),
+        "{}",
+        run.stderr
+    );
+    assert_all_in_service(&fleet, &[]);
+    assert!(fleet.hosts().iter().all(|h| h.version() == "2.0"));
 }

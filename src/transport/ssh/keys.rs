@@ -61,6 +61,15 @@ async fn read_key_file(path: &Path) -> Result<KeyFile, AuthError> {
     match russh::keys::decode_secret_key(&text, None) {
         Ok(key) => Ok(KeyFile::Ready(Box::new(key))),
         Err(russh::keys::Error::KeyIsEncrypted) => Ok(KeyFile::Encrypted),
+        // russh says "encrypted" only for OpenSSH and AES PEM keys; without
+        // a passphrase, encrypted PKCS#8 and other PEM ciphers fail to parse
+        // instead. Their headers are plain text: recognise them.
+        Err(_)
+            if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+                || text.contains("Proc-Type: 4,ENCRYPTED") =>
+        {
+            Ok(KeyFile::Encrypted)
+        }
         // Parse errors describe the format problem, not the bytes.
         Err(err) => Err(AuthError::Rejected(format!(
             "cannot load the private key {}: {err}",
@@ -321,5 +330,17 @@ mod tests {
             !reason.contains("c2VjcmV0") && !reason.contains("secret"),
             "{reason}"
         );
+
+        for encrypted in [
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nc2VjcmV0\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: DES-EDE3-CBC,0011223344556677\n\nc2VjcmV0\n-----END RSA PRIVATE KEY-----\n",
+        ] {
+            let path = dir.path().join("encrypted");
+            std::fs::write(&path, encrypted).unwrap();
+            assert!(
+                matches!(read_key_file(&path).await, Ok(KeyFile::Encrypted)),
+                "{encrypted}"
+            );
+        }
     }
 }
