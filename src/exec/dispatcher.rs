@@ -131,6 +131,19 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Commits `first` (if any) and every message already waiting behind it.
+    fn commit_waiting(
+        &mut self,
+        first: Option<HostMessage>,
+        rx: &mut mpsc::UnboundedReceiver<HostMessage>,
+    ) -> Result<(), JournalError> {
+        let mut group: Vec<HostMessage> = first.into_iter().collect();
+        while let Ok(more) = rx.try_recv() {
+            group.push(more);
+        }
+        self.commit(group)
+    }
+
     fn failures_in_zone(&self, zone: &str) -> usize {
         self.record
             .hosts
@@ -199,20 +212,8 @@ impl Dispatcher {
         drop(tx);
         while !tasks.is_empty() {
             tokio::select! {
-                Some(first) = rx.recv() => {
-                    let mut group = vec![first];
-                    while let Ok(more) = rx.try_recv() {
-                        group.push(more);
-                    }
-                    self.commit(group)?;
-                }
-                Some(_) = tasks.join_next() => {
-                    let mut group = Vec::new();
-                    while let Ok(more) = rx.try_recv() {
-                        group.push(more);
-                    }
-                    self.commit(group)?;
-                }
+                Some(first) = rx.recv() => self.commit_waiting(Some(first), &mut rx)?,
+                Some(_) = tasks.join_next() => self.commit_waiting(None, &mut rx)?,
             }
         }
         Ok(())
@@ -311,20 +312,10 @@ impl Dispatcher {
                     break;
                 }
                 tokio::select! {
-                    Some(first) = rx.recv() => {
-                        let mut group = vec![first];
-                        while let Ok(more) = rx.try_recv() {
-                            group.push(more);
-                        }
-                        self.commit(group)?;
-                    }
+                    Some(first) = rx.recv() => self.commit_waiting(Some(first), &mut rx)?,
                     Some(joined) = tasks.join_next() => {
                         // Everything the task sent is already queued; take it first.
-                        let mut group = Vec::new();
-                        while let Ok(more) = rx.try_recv() {
-                            group.push(more);
-                        }
-                        self.commit(group)?;
+                        self.commit_waiting(None, &mut rx)?;
                         let report = match joined {
                             Ok(report) => report,
                             Err(error) => {

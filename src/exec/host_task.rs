@@ -16,7 +16,7 @@ use super::messages::{Closed, Reporter};
 use crate::events::{Event, Outcome, Phase};
 use crate::model::inventory::Host;
 use crate::model::playbook::{Step, StepAction};
-use crate::model::template::{Quoting, TemplateContext};
+use crate::model::template::Quoting;
 use crate::transport::balancer::{AdminState, LoadBalancer, Target};
 use crate::transport::shell::{RemoteShell, ShellError};
 
@@ -224,15 +224,7 @@ impl HostTask {
 
     fn render(&self, template: &crate::model::template::Template) -> Result<String, Stop> {
         template
-            .render(
-                &TemplateContext {
-                    host: &self.host.name,
-                    address: &self.host.address,
-                    zone: &self.host.zone,
-                    vars: &self.host.vars,
-                },
-                Quoting::Shell,
-            )
+            .render(&self.host.template_context(), Quoting::Shell)
             .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))
     }
 
@@ -673,6 +665,7 @@ fn shell_outcome(error: &ShellError) -> Outcome {
         ShellError::Unreachable { .. }
         | ShellError::HostKeyUnknown { .. }
         | ShellError::HostKeyChanged { .. }
+        | ShellError::HostKeyRevoked { .. }
         | ShellError::Auth { .. } => Outcome::Unreachable,
         ShellError::Disconnected { .. } | ShellError::Other(_) => Outcome::Failed,
     }

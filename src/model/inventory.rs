@@ -50,6 +50,18 @@ pub struct Host {
     pub vars: Vars,
 }
 
+impl Host {
+    /// The values this host's templates are rendered with.
+    pub fn template_context(&self) -> super::template::TemplateContext<'_> {
+        super::template::TemplateContext {
+            host: &self.name,
+            address: &self.address,
+            zone: &self.zone,
+            vars: &self.vars,
+        }
+    }
+}
+
 /// How to reach a host over SSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSettings {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::balancer::{AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target};
 use crate::model::inventory::Host;
-use crate::model::template::{Quoting, Template, TemplateContext};
+use crate::model::template::{Quoting, Template};
 
 /// Drain and undrain commands are bounded by this.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,15 +80,7 @@ fn render(
     template: &Template,
     host: &Host,
 ) -> Result<String, crate::model::template::TemplateError> {
-    template.render(
-        &TemplateContext {
-            host: &host.name,
-            address: &host.address,
-            zone: &host.zone,
-            vars: &host.vars,
-        },
-        Quoting::Shell,
-    )
+    template.render(&host.template_context(), Quoting::Shell)
 }
 
 #[async_trait]

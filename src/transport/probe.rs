@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::shell::RemoteShell;
 use crate::model::inventory::Host;
 use crate::model::playbook::{Probe, ProbeKind};
-use crate::model::template::{Quoting, Template, TemplateContext};
+use crate::model::template::{Quoting, Template};
 
 /// One probe's verdict, with what it saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,17 +39,8 @@ impl Prober {
         shell: Option<&Arc<dyn RemoteShell>>,
         timeout: Duration,
     ) -> ProbeResult {
-        let render = |template: &Template, quoting| {
-            template.render(
-                &TemplateContext {
-                    host: &host.name,
-                    address: &host.address,
-                    zone: &host.zone,
-                    vars: &host.vars,
-                },
-                quoting,
-            )
-        };
+        let context = host.template_context();
+        let render = |template: &Template, quoting| template.render(&context, quoting);
         let fail = |detail: String| ProbeResult { ok: false, detail };
         match &probe.kind {
             ProbeKind::Http {

@@ -70,6 +70,17 @@ pub enum ShellError {
         known_hosts: String,
         line: usize,
     },
+    /// The host presented a key that known_hosts marks `@revoked`.
+    #[error(
+        "host key of {host} ({key_type} {fingerprint}) is marked @revoked at {known_hosts}:{line}; refusing to connect"
+    )]
+    HostKeyRevoked {
+        host: String,
+        key_type: String,
+        fingerprint: String,
+        known_hosts: String,
+        line: usize,
+    },
     #[error("authentication as {user} on {host} failed: {reason}")]
     Auth {
         host: String,

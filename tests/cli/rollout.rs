@@ -3,9 +3,9 @@
 //! Each test starts its own fleet (its own 127.0.1.N addresses, sshd, apps
 //! and HAProxy) and state directory, so tests run in parallel.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use crate::fixture::{Fleet, FleetSpec, InventoryOptions, Traffic};
 use crate::support::Output;
@@ -84,6 +84,32 @@ impl Workdir {
 
     fn state(&self) -> PathBuf {
         self.path().join("state")
+    }
+
+    /// Starts `fleetroll run --json` and returns once it has printed an
+    /// event containing `marker`, with the rest of its output unread.
+    fn run_until(&self, marker: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
+        let mut child = self
+            .command(&[
+                "run",
+                "-i",
+                "inventory.toml",
+                "-p",
+                "playbook.toml",
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fleetroll run");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        for line in lines.by_ref() {
+            if line.expect("read fleetroll's output").contains(marker) {
+                return (child, lines);
+            }
+        }
+        let status = child.wait();
+        panic!("fleetroll ended ({status:?}) before printing {marker}");
     }
 }
 
@@ -366,27 +392,8 @@ fn one_run_at_a_time_and_a_dead_holders_lock_can_be_broken() {
         &InventoryOptions::default(),
         &playbook(" && sleep 3", "batch = [1]"),
     );
-    let mut first = work
-        .command(&[
-            "run",
-            "-i",
-            "inventory.toml",
-            "-p",
-            "playbook.toml",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = first.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
     // Wait until the first run holds the lock and is working.
-    for line in lines.by_ref() {
-        if line.unwrap().contains("\"step_started\"") {
-            break;
-        }
-    }
+    let (mut first, _output) = work.run_until("\"step_started\"");
     let second = work.run(&[]);
     assert_eq!(second.code, 4, "{}", second.stderr);
     assert!(
@@ -449,26 +456,7 @@ fn sigint_finishes_in_flight_hosts_then_exits_130_and_resume_completes() {
         &InventoryOptions::default(),
         &playbook(" && sleep 1", "batch = [2]"),
     );
-    let mut child = work
-        .command(&[
-            "run",
-            "-i",
-            "inventory.toml",
-            "-p",
-            "playbook.toml",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("\"step_started\"") {
-            break;
-        }
-    }
+    let (mut child, lines) = work.run_until("\"step_started\"");
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -503,26 +491,8 @@ fn a_new_run_first_returns_hosts_an_interrupted_run_left_drained() {
         &InventoryOptions::default(),
         &playbook(" && sleep 2", "batch = [1]"),
     );
-    let mut child = work
-        .command(&[
-            "run",
-            "-i",
-            "inventory.toml",
-            "-p",
-            "playbook.toml",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines() {
-        if line.unwrap().contains("\"step_started\"") {
-            child.kill().unwrap();
-            break;
-        }
-    }
+    let (mut child, _output) = work.run_until("\"step_started\"");
+    child.kill().unwrap();
     child.wait().unwrap();
     // The kill left web-01 drained mid-step.
     assert_ne!(fleet.server_state("web-01").status, "UP");

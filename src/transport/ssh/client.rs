@@ -482,11 +482,13 @@ impl HostKeyCheck {
                 known_hosts: path,
                 line,
             }),
-            // ShellError has no variant of its own for this yet.
-            Verdict::Revoked { line } => Err(ShellError::Other(format!(
-                "host key of {host} ({key_type} {fingerprint}) is marked @revoked at \
-                 {path}:{line}; refusing to connect"
-            ))),
+            Verdict::Revoked { line } => Err(ShellError::HostKeyRevoked {
+                host,
+                key_type,
+                fingerprint,
+                known_hosts: path,
+                line,
+            }),
             Verdict::Unknown if self.accept_new => {
                 let Some(entry) = known_hosts::format_entry(&self.address, self.port, key) else {
                     return Err(ShellError::Other(format!(
