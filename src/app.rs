@@ -96,6 +96,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Resume(args) => commands::resume(&args, cli.quiet, cli.verbose > 0, color),
         Command::Status(args) => commands::status(&args),
         Command::Unlock(args) => commands::unlock(&args),
+        Command::Demo(args) => commands::demo(&args, cli.quiet, cli.verbose > 0, color),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -37,6 +37,16 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the lock holders; with --force, break a stale lock.
     Unlock(UnlockArgs),
+    /// Roll an update across a simulated fleet started in-process (real SSH
+    /// servers, HTTP apps, a drain-aware balancer, live traffic).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Machine events on stdout, one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

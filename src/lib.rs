@@ -21,4 +21,5 @@ pub mod lock;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod sim;
 pub mod transport;

@@ -8,7 +8,7 @@ use super::rollout::{
     Rollout, acquire_lock, fresh_run_id, load_record, refuse_unsupported, take_over_lock,
 };
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
-use crate::cli::{FileArgs, ResumeArgs, RunArgs, StatusArgs, UnlockArgs};
+use crate::cli::{DemoArgs, FileArgs, ResumeArgs, RunArgs, StateArgs, StatusArgs, UnlockArgs};
 use crate::config::diagnostics::Diagnostic;
 use crate::events::{Envelope, Event, RunOutcome};
 use crate::journal::replay::RunRecord;
@@ -361,4 +361,58 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
         println!("  broken");
     }
     Ok(if refused { Exit::Locked } else { Exit::Success })
+}
+
+/// `fleetroll demo`: the real `run` over a fleet simulated in this process,
+/// with traffic through its balancer the whole time.
+pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<Exit, AppError> {
+    use crate::sim::{SimFleet, SimSpec};
+    let spec = SimSpec::demo();
+    let fleet = SimFleet::spawn_background(spec.clone())
+        .map_err(|error| invalid(format!("cannot start the demo fleet: {error}")))?;
+    if !quiet {
+        eprintln!(
+            "demo: {} simulated hosts in {} zones, each a real SSH server and an HTTP app at version {}, \
+             behind a drain-aware balancer with live traffic; rolling out 2.0\n  files: {}\n",
+            fleet.hosts().len(),
+            spec.zones.len(),
+            spec.version,
+            fleet.dir().display()
+        );
+    }
+    let run_args = RunArgs {
+        files: FileArgs {
+            inventory: fleet.inventory_path().to_path_buf(),
+            playbook: fleet.playbook_path().to_path_buf(),
+            vars: Vec::new(),
+            limit: Vec::new(),
+        },
+        state: StateArgs {
+            state_dir: fleet.dir().join("state"),
+        },
+        json: args.json,
+        accept_new_host_keys: false,
+    };
+    let exit = run(&run_args, quiet, verbose, color);
+    let report = fleet.stop();
+    if !quiet {
+        let versions: Vec<String> = report
+            .by_version
+            .iter()
+            .map(|(v, n)| format!("{n} served {v}"))
+            .collect();
+        eprintln!(
+            "\ntraffic during the rollout: {} requests, {} failed ({})",
+            report.ok + report.failed,
+            report.failed,
+            versions.join(", ")
+        );
+        for failure in &report.failures {
+            eprintln!("  {failure}");
+        }
+    }
+    match exit {
+        Ok(Exit::Success) if report.failed > 0 => Ok(Exit::Halted),
+        other => other,
+    }
 }

@@ -97,7 +97,7 @@ impl EventSink for HumanSink {
                 detail,
             } => {
                 let finished = matches!(phase, Phase::Done | Phase::Failed | Phase::Skipped);
-                if finished || self.verbose || self.bars.is_none() {
+                {
                     let mut text = format!("{host} {}", phase.label());
                     if let Some(outcome) = outcome
                         && outcome.label() != phase.label()

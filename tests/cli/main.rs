@@ -8,6 +8,7 @@
 )]
 mod fixture;
 
+mod demo;
 mod diagnostics;
 mod examples;
 mod plan;
