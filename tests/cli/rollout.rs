@@ -509,3 +509,56 @@ fn a_new_run_first_returns_hosts_an_interrupted_run_left_drained() {
     assert_all_in_service(&fleet, &[]);
     assert!(fleet.hosts().iter().all(|h| h.version() == "2.0"));
 }
+
+#[test]
+fn command_balancers_drain_and_undrain_locally_and_over_ssh() {
+    let fleet = Fleet::start(FleetSpec::new(1, 2));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions {
+            balancer: crate::fixture::BalancerAccess::None,
+            ..InventoryOptions::default()
+        },
+        &playbook("", "batch = [1]"),
+    );
+    // Two command balancers: one runs on the host over SSH and writes next
+    // to the deploy log; the other runs locally on the controller.
+    let path = work.path().join("inventory.toml");
+    let inventory = std::fs::read_to_string(&path).unwrap().replacen(
+        "balancer = \"none\"",
+        "balancer = [\"viassh\", \"local\"]",
+        1,
+    ) + &format!(
+        r#"
+[balancers.viassh]
+kind = "command"
+ssh = true
+drain = "echo drain {{host}} >> {{vars.dir}}/runs.log"
+undrain = "echo undrain {{host}} >> {{vars.dir}}/runs.log"
+
+[balancers.local]
+kind = "command"
+drain = "echo drain {{host}} >> {local}"
+undrain = "echo undrain {{host}} >> {local}"
+"#,
+        local = work.path().join("local.log").display()
+    );
+    std::fs::write(&path, inventory).unwrap();
+    let run = work.run(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // On the host: drained before the deploy, returned after it.
+    assert_eq!(
+        fleet.host("web-01").deploys(),
+        ["drain web-01", "deploy 2.0", "undrain web-01"]
+    );
+    let local = std::fs::read_to_string(work.path().join("local.log")).unwrap();
+    assert_eq!(
+        local.lines().collect::<Vec<_>>(),
+        [
+            "drain web-01",
+            "undrain web-01",
+            "drain web-02",
+            "undrain web-02"
+        ]
+    );
+}
