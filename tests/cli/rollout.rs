@@ -40,6 +40,12 @@ timeout = "8s"
 [[probes]]
 http = "http://{{address}}:{{vars.app_port}}/healthz"
 expect_body = "{{vars.version}}"
+
+[[probes]]
+tcp = "{{address}}:{{vars.app_port}}"
+
+[[probes]]
+command = "test \"$({{vars.appctl}} {{vars.dir}} version)\" = {{vars.version}}"
 "#
     )
 }
@@ -427,11 +433,12 @@ fn one_run_at_a_time_and_a_dead_holders_lock_can_be_broken() {
 fn an_operator_disabled_server_is_skipped_and_left_disabled() {
     let fleet = Fleet::start(FleetSpec::new(1, 3));
     fleet.haproxy_command("set server app/web-02 state maint");
-    let work = Workdir::new(
-        &fleet,
-        &InventoryOptions::default(),
-        &playbook("", "batch = [1]"),
-    );
+    // This test reaches HAProxy's runtime API over TCP instead of the socket.
+    let options = InventoryOptions {
+        balancer: crate::fixture::BalancerAccess::Tcp,
+        ..InventoryOptions::default()
+    };
+    let work = Workdir::new(&fleet, &options, &playbook("", "batch = [1]"));
     let run = work.run(&[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let status = status_json(&work);

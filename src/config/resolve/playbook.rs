@@ -608,7 +608,9 @@ fn resolve_probe(index: usize, raw: Spanned<RawProbe>, checker: &mut Checker<'_>
             .get_ref()
             .rsplit_once(':')
             .is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+                // A port from a placeholder is checked when it is rendered.
+                let templated = port.starts_with('{') && port.ends_with('}');
+                !host.is_empty() && (templated || port.parse::<u16>().is_ok_and(|p| p != 0))
             });
         if !port_ok {
             checker.error(
