@@ -17,10 +17,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use fleetroll::config::load::{LoadOptions, load_from_text};
 use fleetroll::config::source::SourceFile;
 use fleetroll::events::{Event, PlannedBatch, RunSettings};
@@ -32,11 +31,9 @@ use fleetroll::lock::{LockInfo, RunLock};
 use fleetroll::model::inventory::Host;
 use fleetroll::plan::batches::plan_batches;
 use fleetroll::plan::select::select;
-use fleetroll::transport::balancer::{
-    AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target,
-};
+use fleetroll::transport::balancer::LoadBalancer;
+use fleetroll::transport::fake::{FakeBehaviour, FakeFleet};
 use fleetroll::transport::probe::Prober;
-use fleetroll::transport::shell::{Connector, ExecOutput, ExitStatus, RemoteShell, ShellError};
 
 const STEP: Duration = Duration::from_secs(1);
 const WARMUP: Duration = Duration::from_secs(1);
@@ -77,105 +74,6 @@ fn main() {
             .output()
             .expect("run one N");
         print!("{}", String::from_utf8_lossy(&output.stdout));
-    }
-}
-
-/// One simulated VM.
-#[derive(Debug)]
-struct FakeHost {
-    ready_at: Mutex<Option<Instant>>,
-}
-
-#[derive(Debug)]
-struct FakeShell {
-    host: Arc<FakeHost>,
-}
-
-#[async_trait]
-impl RemoteShell for FakeShell {
-    async fn exec(&self, command: &str, _timeout: Duration) -> Result<ExecOutput, ShellError> {
-        let started = Instant::now();
-        let code = if command.starts_with("deploy") {
-            tokio::time::sleep(STEP).await;
-            *self.host.ready_at.lock().unwrap() = Some(Instant::now() + WARMUP);
-            0
-        } else if command == "healthy" {
-            let ready = self
-                .host
-                .ready_at
-                .lock()
-                .unwrap()
-                .is_none_or(|at| Instant::now() >= at);
-            u32::from(!ready)
-        } else {
-            127
-        };
-        Ok(ExecOutput {
-            status: ExitStatus::Code(code),
-            stdout_tail: String::new(),
-            stderr_tail: String::new(),
-            duration: started.elapsed(),
-        })
-    }
-
-    async fn close(&self) {}
-}
-
-#[derive(Debug)]
-struct FakeConnector {
-    hosts: HashMap<String, Arc<FakeHost>>,
-}
-
-#[async_trait]
-impl Connector for FakeConnector {
-    async fn connect(&self, host: &Host) -> Result<Arc<dyn RemoteShell>, ShellError> {
-        Ok(Arc::new(FakeShell {
-            host: Arc::clone(&self.hosts[&host.name]),
-        }))
-    }
-}
-
-/// A balancer that drains at once and reports every server up.
-#[derive(Debug, Default)]
-struct FakeBalancer {
-    admin: Mutex<HashMap<String, AdminState>>,
-}
-
-#[async_trait]
-impl LoadBalancer for FakeBalancer {
-    fn name(&self) -> &str {
-        "lb"
-    }
-    async fn status(&self, target: Target<'_>) -> Result<ServerStatus, BalancerError> {
-        let admin = self
-            .admin
-            .lock()
-            .unwrap()
-            .get(&target.host.name)
-            .copied()
-            .unwrap_or(AdminState::Ready);
-        Ok(ServerStatus {
-            admin,
-            up: Some(true),
-            sessions: Some(0),
-        })
-    }
-    async fn drain(&self, target: Target<'_>) -> Result<(), BalancerError> {
-        self.admin
-            .lock()
-            .unwrap()
-            .insert(target.host.name.clone(), AdminState::Drain);
-        Ok(())
-    }
-    async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError> {
-        self.admin
-            .lock()
-            .unwrap()
-            .insert(target.host.name.clone(), AdminState::Ready);
-        Ok(())
-    }
-    async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError> {
-        Ok(None)
     }
 }
 
@@ -231,17 +129,11 @@ async fn bench(n: usize) -> String {
     let input = select(&config.inventory, &[]).expect("select");
     let plan = plan_batches(&input, &config.playbook.strategy).expect("plan");
     let hosts: Vec<&Host> = config.inventory.hosts().collect();
-    let fakes: HashMap<String, Arc<FakeHost>> = hosts
-        .iter()
-        .map(|h| {
-            (
-                h.name.clone(),
-                Arc::new(FakeHost {
-                    ready_at: Mutex::new(None),
-                }),
-            )
-        })
-        .collect();
+    let fleet = FakeFleet::new(FakeBehaviour {
+        step_time: STEP,
+        warmup: WARMUP,
+        ..FakeBehaviour::default()
+    });
     let state = std::env::temp_dir().join(format!("fleetroll-bench-{}", std::process::id()));
     let run_id = format!("bench-{n}");
     let now = jiff::Timestamp::now();
@@ -259,10 +151,10 @@ async fn bench(n: usize) -> String {
     )
     .expect("lock");
     let mut balancers: HashMap<String, Arc<dyn LoadBalancer>> = HashMap::new();
-    balancers.insert("lb".into(), Arc::new(FakeBalancer::default()));
+    balancers.insert("lb".into(), fleet.balancer("lb"));
     let env = Arc::new(RunEnv {
         transports: Transports {
-            connector: Arc::new(FakeConnector { hosts: fakes }),
+            connector: fleet.connector(),
             balancers,
             prober: Prober::new(),
         },
@@ -282,24 +174,14 @@ async fn bench(n: usize) -> String {
                 .collect(),
         })
         .collect();
-    let mut dispatcher = Dispatcher {
+    let mut dispatcher = Dispatcher::new(
         env,
-        run_id: run_id.clone(),
-        journal: JournalWriter::open(&state, &run_id).expect("journal"),
-        record: RunRecord::new(&run_id),
-        sinks: Vec::new(),
+        JournalWriter::open(&state, &run_id).expect("journal"),
+        RunRecord::new(&run_id),
         lock,
-        limits: Limits {
-            max_unavailable: plan.max_unavailable,
-            zone_caps: HashMap::new(),
-            failure_budget: 0,
-            zone_failure_budgets: HashMap::new(),
-            pause: Duration::ZERO,
-        },
-        signals: tokio::sync::mpsc::unbounded_channel().1,
-        started: Instant::now(),
-        zone_of: HashMap::new(),
-    };
+        Limits::of(&plan, Duration::ZERO),
+        tokio::sync::mpsc::unbounded_channel().1,
+    );
     let started = Instant::now();
     dispatcher
         .emit(Event::RunStarted {

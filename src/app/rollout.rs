@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::{AppError, Exit, RunOptions};
 use crate::config::diagnostics::Diagnostic;
@@ -240,26 +239,6 @@ impl Rollout<'_> {
         sinks
     }
 
-    fn limits(&self, plan: &Plan) -> Limits {
-        Limits {
-            max_unavailable: plan.max_unavailable,
-            zone_caps: plan
-                .zone_caps
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            failure_budget: plan.failure_budget,
-            zone_failure_budgets: plan
-                .zone_failure_budgets
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            pause: self.config.playbook.strategy.pause,
-        }
-    }
-
     /// The promise that no host stays out by accident: before a new run
     /// starts, hosts that an earlier, interrupted run of this inventory left
     /// drained go back into service if healthy (recorded in that run's
@@ -315,24 +294,15 @@ impl Rollout<'_> {
             if stranded.is_empty() {
                 continue;
             }
-            let mut dispatcher = Dispatcher {
-                env: Arc::clone(env),
-                run_id: run_id.clone(),
-                journal: JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?,
+            let mut dispatcher = Dispatcher::new(
+                Arc::clone(env),
+                JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?,
                 record,
-                sinks: self.sinks(),
                 lock,
-                limits: Limits {
-                    max_unavailable: usize::MAX,
-                    zone_caps: HashMap::new(),
-                    failure_budget: usize::MAX,
-                    zone_failure_budgets: HashMap::new(),
-                    pause: std::time::Duration::ZERO,
-                },
-                signals: tokio::sync::mpsc::unbounded_channel().1,
-                started: Instant::now(),
-                zone_of: HashMap::new(),
-            };
+                Limits::unlimited(),
+                tokio::sync::mpsc::unbounded_channel().1,
+            );
+            dispatcher.sinks = self.sinks();
             dispatcher
                 .emit(Event::Warning {
                     host: None,
@@ -403,18 +373,15 @@ impl Rollout<'_> {
             self.recover_previous(lock, &env, &run_id).await?
         };
         let journal = JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?;
-        let mut dispatcher = Dispatcher {
+        let mut dispatcher = Dispatcher::new(
             env,
-            run_id: run_id.clone(),
             journal,
-            record: previous.unwrap_or_else(|| RunRecord::new(&run_id)),
-            sinks: self.sinks(),
+            previous.unwrap_or_else(|| RunRecord::new(&run_id)),
             lock,
-            limits: self.limits(plan),
-            signals: crate::exec::signals::listen(),
-            started: Instant::now(),
-            zone_of: HashMap::new(),
-        };
+            Limits::of(plan, self.config.playbook.strategy.pause),
+            crate::exec::signals::listen(),
+        );
+        dispatcher.sinks = self.sinks();
         let batches: Vec<RunBatch> = plan
             .batches
             .iter()

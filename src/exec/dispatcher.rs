@@ -48,6 +48,40 @@ pub struct Limits {
     pub pause: Duration,
 }
 
+impl Limits {
+    /// The plan's caps and budgets, with the strategy's pause.
+    pub fn of(plan: &crate::plan::batches::Plan, pause: Duration) -> Self {
+        Self {
+            max_unavailable: plan.max_unavailable,
+            zone_caps: plan
+                .zone_caps
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            failure_budget: plan.failure_budget,
+            zone_failure_budgets: plan
+                .zone_failure_budgets
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            pause,
+        }
+    }
+
+    /// No caps, no budget: for returning hosts to service.
+    pub fn unlimited() -> Self {
+        Self {
+            max_unavailable: usize::MAX,
+            zone_caps: HashMap::new(),
+            failure_budget: usize::MAX,
+            zone_failure_budgets: HashMap::new(),
+            pause: Duration::ZERO,
+        }
+    }
+}
+
 /// How the run ended, for the exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finish {
@@ -88,6 +122,29 @@ enum Stopping {
 }
 
 impl Dispatcher {
+    /// A dispatcher for `run_id`, continuing `record` (a fresh one for a new run).
+    pub fn new(
+        env: Arc<RunEnv>,
+        journal: JournalWriter,
+        record: RunRecord,
+        lock: RunLock,
+        limits: Limits,
+        signals: mpsc::UnboundedReceiver<&'static str>,
+    ) -> Self {
+        Self {
+            env,
+            run_id: record.run_id.clone(),
+            journal,
+            record,
+            sinks: Vec::new(),
+            lock,
+            limits,
+            signals,
+            started: Instant::now(),
+            zone_of: HashMap::new(),
+        }
+    }
+
     /// Appends, fsyncs and reports one event the dispatcher itself produces.
     pub fn emit(&mut self, event: Event) -> Result<(), JournalError> {
         let envelope = self.envelope(event);
@@ -403,3 +460,7 @@ impl Dispatcher {
         self.emit(event)
     }
 }
+
+#[cfg(test)]
+#[path = "dispatcher_tests.rs"]
+mod tests;

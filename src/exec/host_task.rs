@@ -305,7 +305,7 @@ impl HostTask {
         let output = self
             .exec(&command, Duration::from_secs(60))
             .await
-            .map_err(|error| Stop::Outcome(shell_outcome(&error), format!("skip_if: {error}")))?;
+            .map_err(|error| self.failure(&error, "skip_if"))?;
         Ok(output
             .status
             .success()
@@ -421,12 +421,7 @@ impl HostTask {
             let output = self
                 .exec(&command, Duration::from_secs(60))
                 .await
-                .map_err(|error| {
-                    Stop::Outcome(
-                        shell_outcome(&error),
-                        format!("{}: only_if: {error}", step.name),
-                    )
-                })?;
+                .map_err(|error| self.failure(&error, &format!("{}: only_if", step.name)))?;
             if !output.status.success() {
                 self.reporter
                     .record(Event::StepSkipped {
@@ -469,6 +464,10 @@ impl HostTask {
                 .await?;
             let started = Instant::now();
             let result = self.exec(&command, step.timeout).await;
+            if self.cancel.is_cancelled() {
+                // Cut short by a second signal: not a failure of the host.
+                return Err(Stop::Cancelled);
+            }
             let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let (ok, exit_code, output_tail, failure) = match &result {
                 Ok(output) => (
@@ -644,6 +643,15 @@ impl HostTask {
         tokio::select! {
             result = shell.exec(command, timeout) => result,
             () = self.cancel.cancelled() => Err(ShellError::Other("cancelled".to_owned())),
+        }
+    }
+
+    /// What a command's error means: cancelled by the run, or a host failure.
+    fn failure(&self, error: &ShellError, what: &str) -> Stop {
+        if self.cancel.is_cancelled() {
+            Stop::Cancelled
+        } else {
+            Stop::Outcome(shell_outcome(error), format!("{what}: {error}"))
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod balancer;
 pub mod command_balancer;
+pub mod fake;
 pub mod haproxy;
 pub mod probe;
 pub mod shell;

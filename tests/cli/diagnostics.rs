@@ -289,12 +289,22 @@ fn a_bad_var_override_is_refused() {
 
 #[test]
 fn a_tcp_probe_needs_a_port_unless_a_placeholder_gives_it() {
-    let templated = playbook_with("[[probes]]", "[[probes]]\ntcp = \"{address}:{vars.port}\"\n\n[[probes]]");
-    let scratch = Scratch::new()
-        .file("inventory.toml", INVENTORY)
-        .file("playbook.toml", &templated.replacen("[vars]", "[vars]\nport = \"8080\"", 1));
+    let templated = playbook_with(
+        "[[probes]]",
+        "[[probes]]\ntcp = \"{address}:{vars.port}\"\n\n[[probes]]",
+    );
+    let scratch = Scratch::new().file("inventory.toml", INVENTORY).file(
+        "playbook.toml",
+        &templated.replacen("[vars]", "[vars]\nport = \"8080\"", 1),
+    );
     let output = scratch.run(&["validate", "-i", "inventory.toml", "-p", "playbook.toml"]);
     assert_eq!(output.code, 0, "{}", output.stderr);
-    let stderr = refused(INVENTORY, &playbook_with("[[probes]]", "[[probes]]\ntcp = \"{address}\"\n\n[[probes]]"));
+    let stderr = refused(
+        INVENTORY,
+        &playbook_with(
+            "[[probes]]",
+            "[[probes]]\ntcp = \"{address}\"\n\n[[probes]]",
+        ),
+    );
     assert!(stderr.contains("a tcp probe needs HOST:PORT"), "{stderr}");
 }

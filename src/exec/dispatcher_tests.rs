@@ -1,0 +1,277 @@
+//! The dispatcher over in-memory hosts: caps, budgets, signals.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::config::load::{LoadOptions, load_from_text};
+use crate::config::source::SourceFile;
+use crate::events::Outcome;
+use crate::exec::env::{Cadence, RunEnv, Transports};
+use crate::journal::replay::RunRecord;
+use crate::journal::store::JournalWriter;
+use crate::lock::{LockInfo, RunLock};
+use crate::plan::batches::plan_batches;
+use crate::plan::select::select;
+use crate::transport::fake::{FakeBehaviour, FakeFleet};
+use crate::transport::probe::Prober;
+
+/// A fleet of `zones` × `per_zone` fake hosts named `{zone}{n}`: a0, a1, b0…
+fn inventory(zones: &[&str], per_zone: usize) -> String {
+    let mut text = String::from(
+        "[defaults]\nbalancer = \"lb\"\n[balancers.lb]\nkind = \"command\"\ndrain = \"true\"\nundrain = \"true\"\n",
+    );
+    for zone in zones {
+        text.push_str(&format!("[zones.{zone}]\nhosts = [\n"));
+        for n in 0..per_zone {
+            text.push_str(&format!(
+                "  {{ name = \"{zone}{n}\", address = \"127.0.0.1\" }},\n"
+            ));
+        }
+        text.push_str("]\n");
+    }
+    text
+}
+
+fn playbook(strategy: &str) -> String {
+    format!(
+        "name = \"t\"\n[strategy]\n{strategy}\n[drain]\nsettle = \"0s\"\n\
+         [[steps]]\nname = \"deploy\"\nrun = \"deploy\"\ntimeout = \"30s\"\n\
+         [health]\ninterval = \"20ms\"\nhealthy_after = 1\ntimeout = \"2s\"\n\
+         [[probes]]\ncommand = \"healthy\"\n"
+    )
+}
+
+struct Harness {
+    dispatcher: Dispatcher,
+    batches: Vec<RunBatch>,
+    signals: mpsc::UnboundedSender<&'static str>,
+    _state: tempfile::TempDir,
+}
+
+fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
+    let config = load_from_text(
+        SourceFile::new("inventory.toml", inventory),
+        SourceFile::new("playbook.toml", playbook),
+        Path::new("."),
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|d| panic!("{}", d.render(false)));
+    let plan = plan_batches(
+        &select(&config.inventory, &[]).unwrap(),
+        &config.playbook.strategy,
+    )
+    .unwrap();
+    let hosts: Vec<&Host> = config.inventory.hosts().collect();
+    let batches = plan
+        .batches
+        .iter()
+        .map(|b| RunBatch {
+            index: b.index,
+            zones: b.zones.clone(),
+            hosts: b
+                .hosts
+                .iter()
+                .map(|id| hosts[id.0 as usize].clone())
+                .collect(),
+        })
+        .collect();
+    let state = tempfile::tempdir().unwrap();
+    let now = jiff::Timestamp::now();
+    let lock = RunLock::acquire(
+        &state.path().join("locks/t.lock"),
+        LockInfo {
+            host: "test".into(),
+            pid: std::process::id(),
+            run_id: "r".into(),
+            inventory: "t".into(),
+            since: now.to_string(),
+            heartbeat: now.to_string(),
+        },
+        now,
+    )
+    .unwrap();
+    let mut balancers: HashMap<String, Arc<dyn crate::transport::balancer::LoadBalancer>> =
+        HashMap::new();
+    balancers.insert("lb".into(), fleet.balancer("lb"));
+    let env = Arc::new(RunEnv {
+        transports: Transports {
+            connector: fleet.connector(),
+            balancers,
+            prober: Prober::new(),
+        },
+        playbook: Arc::new(config.playbook.clone()),
+        cadence: Cadence {
+            balancer_poll: Duration::from_millis(10),
+            up_timeout: Duration::from_secs(2),
+            connect_attempts: 1,
+        },
+    });
+    let (signals, receiver) = mpsc::unbounded_channel();
+    let dispatcher = Dispatcher::new(
+        env,
+        JournalWriter::open(state.path(), "r").unwrap(),
+        RunRecord::new("r"),
+        lock,
+        Limits::of(&plan, Duration::ZERO),
+        receiver,
+    );
+    Harness {
+        dispatcher,
+        batches,
+        signals,
+        _state: state,
+    }
+}
+
+fn quick() -> FakeBehaviour {
+    FakeBehaviour {
+        step_time: Duration::from_millis(20),
+        ..FakeBehaviour::default()
+    }
+}
+
+#[tokio::test]
+async fn failed_hosts_that_stay_drained_count_against_max_unavailable() {
+    let fleet = FakeFleet::new(quick());
+    fleet.set(
+        "a0",
+        FakeBehaviour {
+            fail_step: true,
+            ..quick()
+        },
+    );
+    let mut h = harness(
+        &inventory(&["a"], 6),
+        &playbook("batch = [2]\nmax_unavailable = 2\nmax_failed = 5"),
+        &fleet,
+    );
+    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    // a0 failed and stays out; with it, never more than 2 hosts were out.
+    assert_eq!(fleet.drained(), ["a0"]);
+    assert!(
+        fleet.max_drained() <= 2,
+        "{} out at once",
+        fleet.max_drained()
+    );
+    assert_eq!(h.dispatcher.record.count(Outcome::Updated), 5);
+    assert_eq!(h.dispatcher.record.hosts["a0"].outcome, Outcome::Failed);
+    assert_eq!(finish.outcome, RunOutcome::Succeeded);
+}
+
+#[tokio::test]
+async fn a_cap_filled_by_failed_hosts_halts_instead_of_waiting_forever() {
+    let fleet = FakeFleet::new(quick());
+    fleet.set(
+        "a0",
+        FakeBehaviour {
+            fail_step: true,
+            ..quick()
+        },
+    );
+    let mut h = harness(
+        &inventory(&["a"], 3),
+        &playbook("batch = [1]\nmax_unavailable = 1\nmax_failed = 3"),
+        &fleet,
+    );
+    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    assert_eq!(finish.outcome, RunOutcome::Halted);
+    assert!(finish.reason.unwrap().contains("max_unavailable"));
+    assert_eq!(fleet.deploys("a1"), 0);
+}
+
+#[tokio::test]
+async fn the_failure_budget_counts_every_kind_of_failure() {
+    let fleet = FakeFleet::new(quick());
+    fleet.set(
+        "a0",
+        FakeBehaviour {
+            unreachable: true,
+            ..quick()
+        },
+    );
+    fleet.set(
+        "a1",
+        FakeBehaviour {
+            fail_step: true,
+            ..quick()
+        },
+    );
+    let mut h = harness(
+        &inventory(&["a"], 5),
+        &playbook("batch = [1]\nmax_failed = 1"),
+        &fleet,
+    );
+    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    // One failure is tolerated; the second (of another kind) halts.
+    assert_eq!(finish.outcome, RunOutcome::Halted);
+    assert_eq!(
+        h.dispatcher.record.hosts["a0"].outcome,
+        Outcome::Unreachable
+    );
+    assert_eq!(h.dispatcher.record.hosts["a1"].outcome, Outcome::Failed);
+    assert_eq!(fleet.deploys("a2"), 0);
+    // The unreachable host was never drained; the failed one stays drained.
+    assert_eq!(fleet.drained(), ["a1"]);
+}
+
+#[tokio::test]
+async fn a_zone_that_spends_its_budget_halts_the_run() {
+    let fleet = FakeFleet::new(quick());
+    fleet.set(
+        "a1",
+        FakeBehaviour {
+            fail_step: true,
+            ..quick()
+        },
+    );
+    let mut h = harness(
+        &inventory(&["a", "b"], 3),
+        &playbook("batch = [1]\nmax_failed = 10\nmax_failed_per_zone = 0"),
+        &fleet,
+    );
+    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    assert_eq!(finish.outcome, RunOutcome::Halted);
+    assert!(finish.reason.unwrap().contains("zone a"));
+    for untouched in ["a2", "b0", "b1", "b2"] {
+        assert_eq!(fleet.deploys(untouched), 0, "{untouched}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_signal_cancels_steps_and_still_returns_hosts() {
+    let slow = FakeBehaviour {
+        step_time: Duration::from_secs(20),
+        ..FakeBehaviour::default()
+    };
+    let fleet = FakeFleet::new(slow);
+    let mut h = harness(&inventory(&["a"], 4), &playbook("batch = [2]"), &fleet);
+    let signals = h.signals.clone();
+    let watcher = fleet.clone();
+    tokio::spawn(async move {
+        // Once both hosts of the first batch are drained, signal twice.
+        while watcher.drained().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        signals.send("SIGINT").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        signals.send("SIGINT").unwrap();
+    });
+    let started = Instant::now();
+    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cancelled steps must not run to the end"
+    );
+    assert_eq!(finish.outcome, RunOutcome::Interrupted);
+    assert!(
+        fleet.drained().is_empty(),
+        "hosts left drained: {:?}",
+        fleet.drained()
+    );
+    assert_eq!(fleet.deploys("a2"), 0);
+    assert_eq!(h.dispatcher.record.hosts["a0"].outcome, Outcome::Pending);
+}
