@@ -85,6 +85,8 @@ pub struct RunOptions {
     /// stderr is a terminal: draw progress bars.
     pub terminal: bool,
     pub accept_new_host_keys: bool,
+    pub metrics_file: Option<PathBuf>,
+    pub clock: crate::clock::Clock,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -95,6 +97,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => commands::run(&args, cli.quiet, cli.verbose > 0, color),
         Command::Resume(args) => commands::resume(&args, cli.quiet, cli.verbose > 0, color),
         Command::Status(args) => commands::status(&args),
+        Command::Rollback(args) => commands::rollback(&args, cli.quiet, cli.verbose > 0, color),
         Command::Unlock(args) => commands::unlock(&args),
         Command::Demo(args) => commands::demo(&args, cli.quiet, cli.verbose > 0, color),
     };

@@ -35,6 +35,9 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Show a run's progress from its journal.
     Status(StatusArgs),
+    /// Run the playbook's [[rollback]] steps on the hosts a run changed, in
+    /// reverse batch order, with the same drain and probe discipline.
+    Rollback(RollbackArgs),
     /// Show the lock holders; with --force, break a stale lock.
     Unlock(UnlockArgs),
     /// Roll an update across a simulated fleet started in-process (real SSH
@@ -68,6 +71,25 @@ pub struct RunArgs {
     /// Record unknown host keys, like OpenSSH's StrictHostKeyChecking=accept-new.
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// Write the run's figures here in the Prometheus text format.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The run whose changes to undo.
+    pub run_id: String,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Variables the run was started with must be given again.
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    #[arg(long)]
+    pub json: bool,
+    /// Write the figures here in the Prometheus text format.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +104,9 @@ pub struct ResumeArgs {
     pub vars: Vec<(String, String)>,
     #[arg(long)]
     pub json: bool,
+    /// Write the run's figures here in the Prometheus text format.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

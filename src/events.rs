@@ -180,6 +180,9 @@ pub enum Event {
         step: String,
         index: usize,
         attempt: u32,
+        /// A `[[rollback]]` step rather than a forward one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rollback: bool,
     },
     StepFinished {
         host: String,
@@ -190,6 +193,8 @@ pub enum Event {
         ok: bool,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         output_tail: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rollback: bool,
     },
     /// A step whose `only_if` said no.
     StepSkipped {
@@ -210,6 +215,11 @@ pub enum Event {
     BatchFinished {
         index: usize,
         ok: bool,
+    },
+    /// Bake time before the next batch.
+    Pause {
+        seconds: u64,
+        next_batch: usize,
     },
     /// A warning worth reading in the morning (a drain that timed out, say).
     Warning {

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::rollout::{
-    Rollout, acquire_lock, fresh_run_id, load_record, refuse_unsupported, take_over_lock,
+    Kind, Rollout, acquire_lock, fresh_run_id, load_record, refuse_unsupported, take_over_lock,
 };
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
-use crate::cli::{DemoArgs, FileArgs, ResumeArgs, RunArgs, StateArgs, StatusArgs, UnlockArgs};
+use crate::cli::{
+    DemoArgs, FileArgs, ResumeArgs, RollbackArgs, RunArgs, StateArgs, StatusArgs, UnlockArgs,
+};
 use crate::config::diagnostics::Diagnostic;
 use crate::events::{Envelope, Event, RunOutcome};
 use crate::journal::replay::RunRecord;
@@ -54,10 +56,15 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
         verbose,
         terminal: std::io::stderr().is_terminal(),
         accept_new_host_keys: args.accept_new_host_keys,
+        metrics_file: args.metrics_file.clone(),
+        clock: clock()?,
     };
     let config = load_config(&args.files, quiet, color)?;
     refuse_unsupported(&config)?;
     let plan = make_plan(&config, &args.files.limit)?;
+    if let Some(exit) = outside_window(&config, &options, quiet) {
+        return Ok(exit);
+    }
     let run_id = fresh_run_id();
     let lock = acquire_lock(&options.state_dir, &options.inventory, &run_id)?;
     let rollout = Rollout {
@@ -65,7 +72,33 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
         options: &options,
         connector: connector(&options),
     };
-    runtime()?.block_on(rollout.execute(&plan, run_id, lock, None))
+    runtime()?.block_on(rollout.execute(&plan, run_id, lock, Kind::Start))
+}
+
+fn clock() -> Result<crate::clock::Clock, AppError> {
+    crate::clock::Clock::from_env().map_err(invalid)
+}
+
+/// A run started outside its maintenance window touches nothing: exit 3.
+fn outside_window(
+    config: &crate::config::load::Config,
+    options: &RunOptions,
+    quiet: bool,
+) -> Option<Exit> {
+    let window = config.playbook.window.as_ref()?;
+    let now = options.clock.now();
+    match crate::plan::window::window_state(window, now) {
+        Ok(crate::plan::window::WindowState::Open { .. }) => None,
+        Ok(crate::plan::window::WindowState::Closed { .. }) | Err(_) => {
+            if !quiet {
+                eprintln!(
+                    "fleetroll: outside the maintenance window; nothing was touched. The window {}",
+                    crate::plan::window::describe_next(window, now)
+                );
+            }
+            Some(Exit::WindowClosed)
+        }
+    }
 }
 
 pub fn resume(
@@ -120,18 +153,23 @@ pub fn resume(
         verbose,
         terminal: std::io::stderr().is_terminal(),
         accept_new_host_keys: settings.accept_new_host_keys,
+        metrics_file: args.metrics_file.clone(),
+        clock: clock()?,
     };
     let config = load_config(&files, quiet, color)?;
     refuse_unsupported(&config)?;
     let fresh = make_plan(&config, &files.limit)?;
     let plan = recorded_plan(&record, &config, fresh)?;
+    if let Some(exit) = outside_window(&config, &options, quiet) {
+        return Ok(exit);
+    }
     let lock = take_over_lock(state_dir, &options.inventory, &run_id)?;
     let rollout = Rollout {
         config: &config,
         options: &options,
         connector: connector(&options),
     };
-    runtime()?.block_on(rollout.execute(&plan, run_id, lock, Some(record)))
+    runtime()?.block_on(rollout.execute(&plan, run_id, lock, Kind::Resume(record)))
 }
 
 /// The batches as the run recorded them (so hosts stay in their batches),
@@ -392,6 +430,7 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
         },
         json: args.json,
         accept_new_host_keys: false,
+        metrics_file: None,
     };
     let exit = run(&run_args, quiet, verbose, color);
     let report = fleet.stop();
@@ -415,4 +454,76 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
         Ok(Exit::Success) if report.failed > 0 => Ok(Exit::Halted),
         other => other,
     }
+}
+
+/// `fleetroll rollback RUN_ID`: undo what a run changed, newest batch first.
+pub fn rollback(
+    args: &RollbackArgs,
+    quiet: bool,
+    verbose: bool,
+    color: bool,
+) -> Result<Exit, AppError> {
+    let state_dir = &args.state.state_dir;
+    let run_id = args.run_id.clone();
+    let record = load_record(state_dir, &run_id)?;
+    let Some(settings) = record.settings.clone() else {
+        return Err(invalid(format!(
+            "run {run_id} has no start record; there is nothing to roll back"
+        )));
+    };
+    let files = FileArgs {
+        inventory: PathBuf::from(&settings.inventory),
+        playbook: PathBuf::from(&settings.playbook),
+        vars: args.vars.clone(),
+        limit: settings.limit.clone(),
+    };
+    let options = RunOptions {
+        inventory: files.inventory.clone(),
+        playbook: files.playbook.clone(),
+        vars: files.vars.clone(),
+        limit: files.limit.clone(),
+        state_dir: state_dir.clone(),
+        json: args.json,
+        quiet,
+        verbose,
+        terminal: std::io::stderr().is_terminal(),
+        accept_new_host_keys: settings.accept_new_host_keys,
+        metrics_file: args.metrics_file.clone(),
+        clock: clock()?,
+    };
+    let config = load_config(&files, quiet, color)?;
+    if config.playbook.rollback.is_empty() {
+        return Err(invalid(format!(
+            "the playbook {} has no [[rollback]] steps; there is nothing to roll back with",
+            settings.playbook
+        )));
+    }
+    refuse_unsupported(&config)?;
+    let fresh = make_plan(&config, &files.limit)?;
+    let mut plan = recorded_plan(&record, &config, fresh)?;
+    // Newest batch first, only the hosts the run changed.
+    let names: Vec<&str> = config.inventory.hosts().map(|h| h.name.as_str()).collect();
+    plan.batches.reverse();
+    for batch in &mut plan.batches {
+        batch.hosts.retain(|id| {
+            record
+                .hosts
+                .get(names[id.0 as usize])
+                .is_some_and(|h| h.was_changed() && h.outcome != crate::events::Outcome::RolledBack)
+        });
+    }
+    plan.batches.retain(|b| !b.hosts.is_empty());
+    if plan.batches.is_empty() {
+        if !quiet {
+            eprintln!("run {run_id} changed no host that is not already rolled back");
+        }
+        return Ok(Exit::Success);
+    }
+    let lock = take_over_lock(state_dir, &options.inventory, &run_id)?;
+    let rollout = Rollout {
+        config: &config,
+        options: &options,
+        connector: connector(&options),
+    };
+    runtime()?.block_on(rollout.execute(&plan, run_id, lock, Kind::Rollback(record)))
 }

@@ -8,7 +8,7 @@ use super::{AppError, Exit, RunOptions};
 use crate::config::diagnostics::Diagnostic;
 use crate::config::load::Config;
 use crate::events::{Event, Outcome, PlannedBatch, RunOutcome, RunSettings};
-use crate::exec::dispatcher::{Dispatcher, EventSink, Finish, Limits, RunBatch};
+use crate::exec::dispatcher::{Dispatcher, EventSink, Finish, Limits, RunBatch, WindowGuard};
 use crate::exec::env::{Cadence, RunEnv, Transports};
 use crate::journal::replay::{RunRecord, replay};
 use crate::journal::store::{JournalWriter, new_run_id, read_run};
@@ -16,8 +16,10 @@ use crate::lock::{LockError, LockInfo, RunLock, lock_path, this_host};
 use crate::model::inventory::{BalancerKind, Host, Inventory};
 use crate::model::playbook::StepAction;
 use crate::plan::batches::Plan;
+use crate::plan::estimate::Estimate;
 use crate::report::human::HumanSink;
 use crate::report::json::JsonSink;
+use crate::report::notify::{Notifier, message_for_end, message_for_start};
 use crate::report::summary::Summary;
 use crate::transport::balancer::{LoadBalancer, Target};
 use crate::transport::command_balancer::CommandBalancer;
@@ -32,26 +34,9 @@ pub fn refuse_unsupported(config: &Config) -> Result<(), AppError> {
     if playbook
         .steps
         .iter()
-        .chain(&playbook.rollback)
-        .any(|s| matches!(s.action, StepAction::Reboot))
-    {
-        missing.push("`reboot = true` steps");
-    }
-    if playbook
-        .steps
-        .iter()
         .any(|s| matches!(s.action, StepAction::ReplaceAsg { .. }))
     {
         missing.push("`replace` steps");
-    }
-    if playbook.window.is_some() {
-        missing.push("maintenance windows ([window])");
-    }
-    if !playbook.gates.is_empty() {
-        missing.push("gates ([[gates]])");
-    }
-    if playbook.strategy.on_failure == crate::model::playbook::OnFailure::Rollback {
-        missing.push("on_failure = \"rollback\"");
     }
     if playbook.asg_standby {
         missing.push("asg_standby");
@@ -337,14 +322,19 @@ impl Rollout<'_> {
         Ok((lock, adopted))
     }
 
-    /// Starts a new run (`record` is None) or continues one.
+    /// Starts a new run, continues one, or rolls one back.
     pub async fn execute(
         &self,
         plan: &Plan,
         run_id: String,
         lock: RunLock,
-        previous: Option<RunRecord>,
+        kind: Kind,
     ) -> Result<Exit, AppError> {
+        let (previous, rolling_back) = match kind {
+            Kind::Start => (None, false),
+            Kind::Resume(record) => (Some(record), false),
+            Kind::Rollback(record) => (Some(record), true),
+        };
         let state_dir = &self.options.state_dir;
         let hosts: Vec<&Host> = self.config.inventory.hosts().collect();
         let balancers = balancers(&self.config.inventory);
@@ -382,6 +372,15 @@ impl Rollout<'_> {
             crate::exec::signals::listen(),
         );
         dispatcher.sinks = self.sinks();
+        if let Some(window) = &self.config.playbook.window
+            && !rolling_back
+        {
+            dispatcher.window = Some(WindowGuard {
+                window: window.clone(),
+                clock: self.options.clock,
+                first_batch_estimate: Estimate::of(plan, &self.config.playbook).per_batch(),
+            });
+        }
         let batches: Vec<RunBatch> = plan
             .batches
             .iter()
@@ -433,7 +432,26 @@ impl Rollout<'_> {
                     .map_err(AppError::Journal)?;
             }
         }
-        if resuming {
+        let notifier = Notifier::new(self.config.playbook.webhooks.clone()).ok();
+        if let Some(notifier) = &notifier
+            && !resuming
+        {
+            let message = message_for_start(
+                &run_id,
+                &self.config.playbook.name,
+                plan.selected,
+                plan.batches.len(),
+            );
+            for warning in notifier.send(&message).await {
+                dispatcher
+                    .emit(Event::Warning {
+                        host: None,
+                        message: warning,
+                    })
+                    .map_err(AppError::Journal)?;
+            }
+        }
+        if resuming && !rolling_back {
             // Hosts the interruption left drained go back first.
             let in_flight: Vec<Host> = batches
                 .iter()
@@ -444,8 +462,37 @@ impl Rollout<'_> {
                 .await
                 .map_err(AppError::Journal)?;
         }
-        let finish = dispatcher.run(batches).await.map_err(AppError::Journal)?;
+        let finish = if rolling_back {
+            dispatcher.roll_back(batches).await
+        } else {
+            dispatcher.run(batches).await
+        }
+        .map_err(AppError::Journal)?;
         let summary = Summary::of(&dispatcher.record);
+        if let Some(notifier) = &notifier {
+            for warning in notifier
+                .send(&message_for_end(&summary, &self.config.playbook.name))
+                .await
+            {
+                eprintln!("fleetroll: warning: {warning}");
+            }
+        }
+        if let Some(path) = &self.options.metrics_file {
+            let previous = std::fs::read_to_string(path).ok();
+            let text = crate::report::metrics::render(
+                &summary,
+                &self.config.playbook.name,
+                self.options.clock.now(),
+                dispatcher.started.elapsed(),
+                previous.as_deref(),
+            );
+            if let Err(error) = crate::report::metrics::write_atomically(path, &text) {
+                eprintln!(
+                    "fleetroll: warning: cannot write the metrics file {}: {error}",
+                    path.display()
+                );
+            }
+        }
         if !self.options.quiet {
             eprint!("{}", summary.render());
         }
@@ -460,12 +507,31 @@ impl Rollout<'_> {
             println!("{line}");
         }
         dispatcher.lock.release();
-        Ok(exit_for(&finish, &dispatcher.record))
+        Ok(exit_for(&finish, &dispatcher.record, rolling_back))
     }
 }
 
+/// What `execute` is asked to do.
+#[derive(Debug)]
+pub enum Kind {
+    Start,
+    Resume(RunRecord),
+    Rollback(RunRecord),
+}
+
 /// 0 only when every selected host was updated or skipped and is healthy.
-fn exit_for(finish: &Finish, record: &RunRecord) -> Exit {
+fn exit_for(finish: &Finish, record: &RunRecord, rolling_back: bool) -> Exit {
+    if rolling_back {
+        let failed = record
+            .hosts
+            .values()
+            .any(|h| h.outcome.is_failure() && h.was_changed());
+        return if finish.outcome == RunOutcome::RolledBack && !failed {
+            Exit::Success
+        } else {
+            Exit::Halted
+        };
+    }
     match finish.outcome {
         RunOutcome::Interrupted => Exit::Interrupted,
         RunOutcome::WindowClosed => Exit::WindowClosed,

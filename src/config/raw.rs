@@ -164,6 +164,8 @@ pub struct RawStep {
     pub timeout: Option<S<String>>,
     pub retries: Option<S<i64>>,
     pub estimate: Option<S<String>>,
+    pub reboot_command: Option<S<String>>,
+    pub boot_id_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

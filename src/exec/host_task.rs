@@ -15,7 +15,7 @@ use super::env::RunEnv;
 use super::messages::{Closed, Reporter};
 use crate::events::{Event, Outcome, Phase};
 use crate::model::inventory::Host;
-use crate::model::playbook::{Step, StepAction};
+use crate::model::playbook::{Probe, ProbeKind, Step, StepAction};
 use crate::model::template::Quoting;
 use crate::transport::balancer::{AdminState, LoadBalancer, Target};
 use crate::transport::shell::{RemoteShell, ShellError};
@@ -61,6 +61,10 @@ struct HostTask {
     cancel: CancellationToken,
     shell: Option<Arc<dyn RemoteShell>>,
     drained: Vec<String>,
+    /// The probes this task runs (rollback drops `expect_body`).
+    probes: Vec<Probe>,
+    /// Running `[[rollback]]` steps instead of the forward ones.
+    rollback: bool,
 }
 
 /// Rolls one host; never panics on the outside world's errors.
@@ -71,6 +75,7 @@ pub async fn roll_host(
     reporter: Reporter,
     cancel: CancellationToken,
 ) -> HostReport {
+    let probes = env.playbook.probes.clone();
     let mut task = HostTask {
         env,
         host,
@@ -78,6 +83,8 @@ pub async fn roll_host(
         cancel,
         shell: None,
         drained: start.drained,
+        probes,
+        rollback: false,
     };
     let result = task.journey(start.steps_done).await;
     let outcome = match result {
@@ -134,6 +141,7 @@ pub async fn return_host(
     cancel: CancellationToken,
 ) -> HostReport {
     let steps_total = env.playbook.steps.len();
+    let probes = env.playbook.probes.clone();
     let mut task = HostTask {
         env,
         host,
@@ -141,6 +149,8 @@ pub async fn return_host(
         cancel,
         shell: None,
         drained: start.drained,
+        probes,
+        rollback: false,
     };
     let result: Result<Outcome, Stop> = async {
         task.connect().await?;
@@ -174,6 +184,89 @@ pub async fn return_host(
         Ok(outcome) => outcome,
         // Unreachable now, or a balancer error: leave it to its batch.
         Err(Stop::Outcome(..) | Stop::Cancelled | Stop::Closed) => Outcome::Pending,
+    };
+    if let Some(shell) = &task.shell {
+        shell.close().await;
+    }
+    HostReport {
+        host: task.host.name.clone(),
+        outcome,
+        out_of_service: !task.drained.is_empty(),
+    }
+}
+
+/// Undoes a host's update with the playbook's `[[rollback]]` steps, under
+/// the same discipline: drain, steps, probes, return. The probes' expected
+/// bodies are not checked, since they usually name the new version.
+pub async fn roll_back_host(
+    env: Arc<RunEnv>,
+    host: Host,
+    start: StartFrom,
+    reporter: Reporter,
+    cancel: CancellationToken,
+) -> HostReport {
+    let probes = env
+        .playbook
+        .probes
+        .iter()
+        .map(|probe| {
+            let mut probe = probe.clone();
+            if let ProbeKind::Http { expect_body, .. } = &mut probe.kind {
+                *expect_body = None;
+            }
+            probe
+        })
+        .collect();
+    let mut task = HostTask {
+        env,
+        host,
+        reporter,
+        cancel,
+        shell: None,
+        drained: start.drained,
+        probes,
+        rollback: true,
+    };
+    let result: Result<Outcome, Stop> = async {
+        task.phase(Phase::Checking, None, Some("rolling back".to_owned()))
+            .await?;
+        task.connect().await?;
+        task.phase(Phase::Draining, None, None).await?;
+        task.drain_all().await?;
+        task.phase(Phase::Updating, None, Some("rollback steps".to_owned()))
+            .await?;
+        let steps = task.env.playbook.rollback.clone();
+        for (index, step) in steps.iter().enumerate() {
+            task.run_step(index, step).await?;
+        }
+        task.phase(Phase::Verifying, None, None).await?;
+        task.verify().await?;
+        task.phase(Phase::Undraining, None, None).await?;
+        task.undrain_all().await?;
+        task.phase(Phase::RolledBack, Some(Outcome::RolledBack), None)
+            .await?;
+        Ok(Outcome::RolledBack)
+    }
+    .await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(Stop::Outcome(outcome, detail)) => {
+            let _ = task
+                .reporter
+                .record(Event::HostPhase {
+                    host: task.host.name.clone(),
+                    phase: Phase::Failed,
+                    outcome: Some(outcome),
+                    detail: Some(format!("rollback failed: {detail}")),
+                })
+                .await;
+            outcome
+        }
+        Err(Stop::Cancelled) => {
+            let _ = task.undrain_all().await;
+            Outcome::Pending
+        }
+        Err(Stop::Closed) => Outcome::Pending,
     };
     if let Some(shell) = &task.shell {
         shell.close().await;
@@ -415,7 +508,7 @@ impl HostTask {
         self.pause(policy.settle).await
     }
 
-    async fn run_step(&self, index: usize, step: &Step) -> Result<(), Stop> {
+    async fn run_step(&mut self, index: usize, step: &Step) -> Result<(), Stop> {
         if let Some(only_if) = &step.only_if {
             let command = self.render(only_if)?;
             let output = self
@@ -434,7 +527,11 @@ impl HostTask {
         }
         let command = match &step.action {
             StepAction::Run(template) => self.render(template)?,
-            StepAction::Reboot | StepAction::ReplaceAsg { .. } => {
+            StepAction::Reboot {
+                command,
+                boot_id_file,
+            } => return self.reboot(index, step, command, boot_id_file).await,
+            StepAction::ReplaceAsg { .. } => {
                 return Err(Stop::Outcome(
                     Outcome::Failed,
                     format!(
@@ -460,6 +557,7 @@ impl HostTask {
                     step: step.name.clone(),
                     index,
                     attempt,
+                    rollback: self.rollback,
                 })
                 .await?;
             let started = Instant::now();
@@ -495,6 +593,7 @@ impl HostTask {
                     duration_ms,
                     ok,
                     output_tail,
+                    rollback: self.rollback,
                 })
                 .await?;
             if ok {
@@ -513,6 +612,115 @@ impl HostTask {
         }
     }
 
+    /// Reboots the host and proves it: SSH must come back with a boot id
+    /// other than the one read before. Watching port 22 is not enough; a
+    /// host that never went down would pass.
+    async fn reboot(
+        &mut self,
+        index: usize,
+        step: &Step,
+        command: &crate::model::template::Template,
+        boot_id_file: &crate::model::template::Template,
+    ) -> Result<(), Stop> {
+        let read_boot_id = format!("cat {}", self.render(boot_id_file)?);
+        let before = self.boot_id(&read_boot_id).await?;
+        let reboot = self.render(command)?;
+        self.reporter
+            .record(Event::StepStarted {
+                host: self.name(),
+                step: step.name.clone(),
+                index,
+                attempt: 1,
+                rollback: self.rollback,
+            })
+            .await?;
+        let started = Instant::now();
+        let deadline = started + step.timeout;
+        // The command may never answer: the host goes down under it.
+        let _ = self.exec(&reboot, Duration::from_secs(15)).await;
+        if let Some(shell) = self.shell.take() {
+            shell.close().await;
+        }
+        let mut backoff = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(10))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut last = "SSH did not come back".to_owned();
+        let mut outcome = Outcome::TimedOut;
+        loop {
+            let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+            if Instant::now() + delay >= deadline {
+                break;
+            }
+            self.pause(delay).await?;
+            let connected = tokio::select! {
+                result = self.env.transports.connector.connect(&self.host) => result,
+                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+            };
+            let Ok(shell) = connected else { continue };
+            self.shell = Some(shell);
+            match self.boot_id(&read_boot_id).await {
+                Ok(after) if after != before => {
+                    self.reporter
+                        .record(Event::StepFinished {
+                            host: self.name(),
+                            step: step.name.clone(),
+                            index,
+                            exit_code: Some(0),
+                            duration_ms: millis(started.elapsed()),
+                            ok: true,
+                            output_tail: format!("boot id {before} -> {after}"),
+                            rollback: self.rollback,
+                        })
+                        .await?;
+                    return Ok(());
+                }
+                Ok(_) => {
+                    last = format!("boot id unchanged ({before}): the host did not reboot");
+                    outcome = Outcome::Failed;
+                }
+                Err(_) => last = "SSH is back but the boot id cannot be read".to_owned(),
+            }
+            if let Some(shell) = self.shell.take() {
+                shell.close().await;
+            }
+        }
+        self.reporter
+            .record(Event::StepFinished {
+                host: self.name(),
+                step: step.name.clone(),
+                index,
+                exit_code: None,
+                duration_ms: millis(started.elapsed()),
+                ok: false,
+                output_tail: last.clone(),
+                rollback: self.rollback,
+            })
+            .await?;
+        Err(Stop::Outcome(
+            outcome,
+            format!("{}: {last} within {:?}", step.name, step.timeout),
+        ))
+    }
+
+    async fn boot_id(&self, command: &str) -> Result<String, Stop> {
+        let output = self
+            .exec(command, Duration::from_secs(30))
+            .await
+            .map_err(|error| self.failure(&error, "reading the boot id"))?;
+        let id = output.stdout_tail.trim().to_owned();
+        if !output.status.success() || id.is_empty() {
+            return Err(Stop::Outcome(
+                Outcome::Failed,
+                format!("cannot read the boot id: {}", output.stderr_tail.trim()),
+            ));
+        }
+        Ok(id)
+    }
+
     /// One round of every probe, reported; true if all passed.
     async fn probe_round(&self, last_failure: &mut String) -> Result<bool, Stop> {
         let playbook = &self.env.playbook;
@@ -521,7 +729,7 @@ impl HostTask {
             .interval
             .max(Duration::from_millis(500))
             .min(Duration::from_secs(10));
-        let checks = playbook.probes.iter().map(|probe| {
+        let checks = self.probes.iter().map(|probe| {
             self.env
                 .transports
                 .prober
@@ -532,7 +740,7 @@ impl HostTask {
             () = self.cancel.cancelled() => return Err(Stop::Cancelled),
         };
         let mut all_ok = true;
-        for (probe, result) in playbook.probes.iter().zip(results) {
+        for (probe, result) in self.probes.iter().zip(results) {
             if !result.ok {
                 all_ok = false;
                 *last_failure = format!("{}: {}", probe.name, result.detail);
@@ -554,7 +762,7 @@ impl HostTask {
     /// Probes until `healthy_after` consecutive rounds pass, or time runs out.
     async fn verify(&self) -> Result<(), Stop> {
         let playbook = &self.env.playbook;
-        if playbook.probes.is_empty() {
+        if self.probes.is_empty() {
             return Ok(());
         }
         let health = playbook.health;
@@ -665,6 +873,10 @@ impl HostTask {
             () = self.cancel.cancelled() => Err(Stop::Cancelled),
         }
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn shell_outcome(error: &ShellError) -> Outcome {

@@ -41,6 +41,12 @@ impl HostRecord {
         }
     }
 
+    /// Whether this run changed the host: updated, or a step ran on it.
+    pub fn was_changed(&self) -> bool {
+        self.outcome == Outcome::Updated
+            || (self.outcome.is_failure() && (self.steps_done > 0 || self.failed_step.is_some()))
+    }
+
     /// Finished, one way or another; `resume` leaves it alone.
     pub fn is_settled(&self) -> bool {
         !matches!(self.outcome, Outcome::Pending)
@@ -216,6 +222,7 @@ impl RunRecord {
             | Event::BatchStarted { .. }
             | Event::Probe { .. }
             | Event::Gate { .. }
+            | Event::Pause { .. }
             | Event::Warning { .. } => {}
         }
     }

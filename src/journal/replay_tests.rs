@@ -71,6 +71,7 @@ fn journal() -> Vec<Envelope> {
                 duration_ms: 5,
                 ok: true,
                 output_tail: String::new(),
+                rollback: false,
             },
         ),
         envelope(
@@ -83,6 +84,7 @@ fn journal() -> Vec<Envelope> {
                 duration_ms: 5,
                 ok: false,
                 output_tail: "boom".into(),
+                rollback: false,
             },
         ),
         envelope(

@@ -139,7 +139,12 @@ pub struct Step {
 pub enum StepAction {
     Run(Template),
     /// Reboot and wait for SSH to come back with a new boot id.
-    Reboot,
+    Reboot {
+        /// How to reboot (default `systemctl reboot`).
+        command: Template,
+        /// Where the boot id is read (default the kernel's).
+        boot_id_file: Template,
+    },
     /// Replace the instance in its Auto Scaling group.
     ReplaceAsg {
         surge: bool,

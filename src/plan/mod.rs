@@ -4,3 +4,4 @@ pub mod batches;
 pub mod estimate;
 pub mod render;
 pub mod select;
+pub mod window;

@@ -169,6 +169,17 @@ impl EventSink for HumanSink {
                 let reason = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
                 self.line(ts, &format!("run {} {}{reason}", envelope.run_id, outcome.label()));
             }
+            Event::Pause { seconds, next_batch } => {
+                let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(*seconds as i64);
+                self.line(
+                    ts,
+                    &format!(
+                        "pausing {seconds}s before batch {} (until {})",
+                        next_batch + 1,
+                        short_time(&until.to_string())
+                    ),
+                );
+            }
             Event::HandedOver { host, to_run } => {
                 self.line(ts, &format!("{host} handed over to run {to_run}, still drained"));
             }

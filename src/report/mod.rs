@@ -2,4 +2,6 @@
 
 pub mod human;
 pub mod json;
+pub mod metrics;
+pub mod notify;
 pub mod summary;

@@ -8,6 +8,7 @@
 pub mod balancer;
 pub mod command_balancer;
 pub mod fake;
+pub mod gate;
 pub mod haproxy;
 pub mod probe;
 pub mod shell;

@@ -11,6 +11,8 @@ mod fixture;
 mod demo;
 mod diagnostics;
 mod examples;
+mod http_stub;
 mod plan;
 mod rollout;
 mod support;
+mod unattended;

@@ -12,7 +12,7 @@ use crate::support::Output;
 
 /// A playbook that deploys `{vars.version}` with the fixture's `appctl`,
 /// which really stops and restarts the host's app.
-fn playbook(extra_step: &str, strategy: &str) -> String {
+pub(crate) fn playbook(extra_step: &str, strategy: &str) -> String {
     format!(
         r#"name = "deploy"
 
@@ -51,23 +51,23 @@ command = "test \"$({{vars.appctl}} {{vars.dir}} version)\" = {{vars.version}}"
 }
 
 /// A scratch directory holding the inventory, playbook and state.
-struct Workdir {
+pub(crate) struct Workdir {
     dir: tempfile::TempDir,
 }
 
 impl Workdir {
-    fn new(fleet: &Fleet, options: &InventoryOptions, playbook: &str) -> Self {
+    pub(crate) fn new(fleet: &Fleet, options: &InventoryOptions, playbook: &str) -> Self {
         let dir = tempfile::tempdir().expect("scratch dir");
         fleet.write_inventory(&dir.path().join("inventory.toml"), options);
         std::fs::write(dir.path().join("playbook.toml"), playbook).expect("write playbook");
         Self { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fleetroll"));
         command
             .args(args)
@@ -78,23 +78,23 @@ impl Workdir {
         command
     }
 
-    fn run(&self, extra: &[&str]) -> Output {
+    pub(crate) fn run(&self, extra: &[&str]) -> Output {
         let mut args = vec!["run", "-i", "inventory.toml", "-p", "playbook.toml"];
         args.extend_from_slice(extra);
         output(self.command(&args))
     }
 
-    fn fleetroll(&self, args: &[&str]) -> Output {
+    pub(crate) fn fleetroll(&self, args: &[&str]) -> Output {
         output(self.command(args))
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.path().join("state")
     }
 
     /// Starts `fleetroll run --json` and returns once it has printed an
     /// event containing `marker`, with the rest of its output unread.
-    fn run_until(&self, marker: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
+    pub(crate) fn run_until(&self, marker: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
         let mut child = self
             .command(&[
                 "run",
@@ -128,14 +128,14 @@ fn output(mut command: Command) -> Output {
     }
 }
 
-fn status_json(work: &Workdir) -> serde_json::Value {
+pub(crate) fn status_json(work: &Workdir) -> serde_json::Value {
     let status = work.fleetroll(&["status", "--json"]);
     assert_eq!(status.code, 0, "{}", status.stderr);
     serde_json::from_str(&status.stdout).expect("status --json is one object")
 }
 
 /// Every server HAProxy knows is UP and ready, except `except`.
-fn assert_all_in_service(fleet: &Fleet, except: &[&str]) {
+pub(crate) fn assert_all_in_service(fleet: &Fleet, except: &[&str]) {
     for state in fleet.server_states() {
         if except.contains(&state.name.as_str()) {
             continue;
@@ -568,4 +568,64 @@ undrain = "echo undrain {{host}} >> {local}"
             "undrain web-02"
         ]
     );
+}
+
+/// A playbook whose second step reboots, reading the boot id from a file in
+/// the host's directory that the "reboot" command may or may not change.
+fn reboot_playbook(reboot_command: &str) -> String {
+    playbook("", "batch = [1]\nmax_failed = 1").replace(
+        "[health]",
+        &format!(
+            r#"[[steps]]
+name = "reboot if required"
+reboot = true
+only_if = "test -f {{vars.dir}}/reboot-required"
+reboot_command = "{reboot_command}"
+boot_id_file = "{{vars.dir}}/boot_id"
+timeout = "4s"
+
+[health]"#
+        ),
+    )
+}
+
+#[test]
+fn a_reboot_is_proven_by_a_new_boot_id_and_an_unchanged_one_fails() {
+    let fleet = Fleet::start(FleetSpec::new(1, 3));
+    for host in fleet.hosts() {
+        std::fs::write(host.dir.join("boot_id"), "boot-1\n").unwrap();
+    }
+    // web-01 and web-02 need a reboot; web-03 does not (only_if says no).
+    std::fs::write(fleet.host("web-01").dir.join("reboot-required"), "").unwrap();
+    std::fs::write(fleet.host("web-02").dir.join("reboot-required"), "").unwrap();
+    // The "reboot" changes the boot id on web-01 only; web-02 pretends.
+    let command = "if [ {host} = web-01 ]; then echo boot-2 > {vars.dir}/boot_id; fi";
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &reboot_playbook(command),
+    );
+    let run = work.run(&[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let status = status_json(&work);
+    assert_eq!(status["hosts"]["web-01"]["outcome"], "updated");
+    assert_eq!(
+        status["hosts"]["web-02"]["outcome"], "failed",
+        "an unchanged boot id is not a reboot"
+    );
+    assert_eq!(
+        status["hosts"]["web-02"]["failed_step"],
+        "reboot if required"
+    );
+    let detail = status["hosts"]["web-02"]["detail"].as_str().unwrap();
+    assert!(detail.contains("boot id unchanged"), "{detail}");
+    assert_eq!(status["hosts"]["web-03"]["outcome"], "updated");
+    assert!(
+        run.stderr
+            .contains("web-03 step \"reboot if required\" skipped"),
+        "{}",
+        run.stderr
+    );
+    // The one that failed stays out of service; the others are back.
+    assert_all_in_service(&fleet, &["web-02"]);
 }

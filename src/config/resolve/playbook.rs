@@ -15,6 +15,7 @@ use crate::model::playbook::{
     DrainPolicy, HealthPolicy, OnFailure, Playbook, Probe, ProbeKind, Step, StepAction, Strategy,
     Window, ZoneMode,
 };
+use crate::model::template::Template;
 
 /// A playbook whose fleet-level strings (gates) still need the final vars.
 #[derive(Debug)]
@@ -370,6 +371,8 @@ fn resolve_step(index: usize, raw: Spanned<RawStep>, checker: &mut Checker<'_>) 
         timeout,
         retries,
         estimate,
+        reboot_command,
+        boot_id_file,
     } = raw.into_inner();
     let reboot_on = reboot.as_ref().is_some_and(|r| *r.get_ref());
     let actions =
@@ -389,6 +392,20 @@ fn resolve_step(index: usize, raw: Spanned<RawStep>, checker: &mut Checker<'_>) 
             .set_help("split it into one [[steps]] table per action");
         return None;
     }
+    if !reboot_on {
+        for (key, value) in [
+            ("reboot_command", &reboot_command),
+            ("boot_id_file", &boot_id_file),
+        ] {
+            if let Some(value) = value {
+                checker.error(
+                    value.span(),
+                    format!("`{key}` only applies to `reboot = true` steps"),
+                    "remove it",
+                );
+            }
+        }
+    }
     if let Some(surge) = &surge
         && replace.is_none()
     {
@@ -407,8 +424,21 @@ fn resolve_step(index: usize, raw: Spanned<RawStep>, checker: &mut Checker<'_>) 
             Duration::from_secs(30),
         )
     } else if reboot_on {
+        let command = match &reboot_command {
+            Some(command) => checker.template(command),
+            None => Template::parse("systemctl reboot").ok(),
+        };
+        let boot_id = match &boot_id_file {
+            Some(path) => checker.template(path),
+            None => Template::parse("/proc/sys/kernel/random/boot_id").ok(),
+        };
         (
-            Some(StepAction::Reboot),
+            command
+                .zip(boot_id)
+                .map(|(command, boot_id_file)| StepAction::Reboot {
+                    command,
+                    boot_id_file,
+                }),
             Duration::from_secs(600),
             Duration::from_secs(180),
         )
@@ -480,7 +510,7 @@ fn default_step_name(index: usize, action: &StepAction) -> String {
                 short
             }
         }
-        StepAction::Reboot => "reboot".to_owned(),
+        StepAction::Reboot { .. } => "reboot".to_owned(),
         StepAction::ReplaceAsg { .. } => format!("replace instance (step {})", index + 1),
     }
 }
