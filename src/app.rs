@@ -196,7 +196,10 @@ fn validate(args: &FileArgs, quiet: bool, color: bool) -> Result<Exit, AppError>
 fn plan(args: &PlanArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
     let config = load_config(&args.files, quiet || args.json, color)?;
     let plan = make_plan(&config, &args.files.limit)?;
-    let view = PlanView::new(&plan, &config.playbook, &config.inventory);
+    let mut view = PlanView::new(&plan, &config.playbook, &config.inventory);
+    let clock = crate::clock::Clock::from_env()
+        .map_err(|e| AppError::Invalid(Diagnostic::plain(e).into()))?;
+    view.now = Some(clock.now());
     let mut out = std::io::stdout().lock();
     let text = if args.json {
         render_json(&view) + "\n"

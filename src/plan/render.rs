@@ -20,6 +20,9 @@ pub struct PlanView<'a> {
     /// The inventory's hosts in file order; `HostId` indexes this.
     pub hosts: Vec<&'a Host>,
     pub estimate: Estimate,
+    /// When the plan is shown, for "the window opens in 2d 3h"; none in
+    /// snapshot tests, where the clock would make the output change.
+    pub now: Option<jiff::Timestamp>,
 }
 
 impl<'a> PlanView<'a> {
@@ -30,6 +33,7 @@ impl<'a> PlanView<'a> {
             inventory,
             hosts: inventory.hosts().collect(),
             estimate: Estimate::of(plan, playbook),
+            now: None,
         }
     }
 
@@ -60,6 +64,8 @@ struct JsonPlan<'a> {
     estimated_s: f64,
     window: Option<JsonWindow>,
     window_fits: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_next: Option<String>,
     unresolved_sources: Vec<&'a str>,
     batches: Vec<JsonBatch<'a>>,
 }
@@ -97,6 +103,12 @@ pub fn render_json(view: &PlanView<'_>) -> String {
             length_s: w.length().as_secs(),
         }),
         window_fits: view.playbook.window.as_ref().map(|w| total <= w.length()),
+        window_next: view
+            .playbook
+            .window
+            .as_ref()
+            .zip(view.now)
+            .map(|(w, now)| super::window::describe_next(w, now)),
         unresolved_sources: view
             .inventory
             .sources
@@ -222,6 +234,13 @@ pub fn render_human(view: &PlanView<'_>) -> String {
             "  window        {}",
             window_sentence(window, estimate.total())
         );
+        if let Some(now) = view.now {
+            let _ = writeln!(
+                out,
+                "                {}",
+                super::window::describe_next(window, now)
+            );
+        }
     }
     for source in &view.inventory.sources {
         let _ = writeln!(

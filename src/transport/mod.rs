@@ -5,6 +5,7 @@
 //! never retry on their own: errors say whether they are retryable, and the
 //! caller's bounded poll loop decides.
 
+pub mod aws;
 pub mod balancer;
 pub mod command_balancer;
 pub mod fake;

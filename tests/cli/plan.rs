@@ -74,6 +74,7 @@ fn scratch() -> Scratch {
 #[test]
 fn human_plan() {
     let output = scratch().run(&["plan", "-i", "inventory.toml", "-p", "playbook.toml"]);
+    // Fixed clock: Friday 2026-11-27 12:00 UTC, the window opens Saturday 23:00.
     assert_eq!(output.code, 0, "{}", output.stderr);
     insta::assert_snapshot!(output.stdout);
 }

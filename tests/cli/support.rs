@@ -45,6 +45,7 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .env("FLEETROLL_FAKE_NOW", "2026-11-27T12:00:00Z")
         .env_remove("RUST_LOG")
         .output()
         .expect("run the fleetroll binary");

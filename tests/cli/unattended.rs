@@ -44,12 +44,14 @@ fn a_run_outside_its_window_exits_3_and_touches_nothing() {
 #[test]
 fn the_window_closing_mid_run_exits_3_and_resume_finishes_in_the_next_one() {
     let fleet = Fleet::start(FleetSpec::new(1, 4));
-    let playbook = playbook(" && sleep 1", "batch = [1]")
+    // Batches of about 3 s against 8 s of window: one or two fit, not four.
+    let playbook = playbook(" && sleep 2", "batch = [1]")
         .replace("timeout = \"30s\"", "timeout = \"30s\"\nestimate = \"1s\"")
         + WINDOW;
     let work = Workdir::new(&fleet, &InventoryOptions::default(), &playbook);
     // Eight seconds before the window closes: room for a batch or two.
     let run = at(&work, "2026-11-28T04:59:52Z", RUN);
+    eprintln!("--- run (exit {}):\n{}", run.code, run.stderr);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("window closes at"), "{}", run.stderr);
     let done = fleet
@@ -66,6 +68,7 @@ fn the_window_closing_mid_run_exits_3_and_resume_finishes_in_the_next_one() {
 
     // The next night's window: resume finishes, and nobody is deployed twice.
     let resume = at(&work, "2026-11-29T02:00:05Z", &["resume"]);
+    eprintln!("--- resume (exit {}):\n{}", resume.code, resume.stderr);
     assert_eq!(resume.code, 0, "{}", resume.stderr);
     assert!(fleet.hosts().iter().all(|h| h.version() == "2.0"));
     assert!(fleet.hosts().iter().all(|h| h.deploys().len() == 1));

@@ -1,0 +1,743 @@
+//! AWS ELBv2 target groups as a fleetroll balancer.
+//!
+//! Draining a host deregisters exactly its target (id and port) from each of
+//! its target groups and nothing else; undraining registers the same
+//! registrations again. ELBv2 forgets a deregistered target, so the
+//! registrations removed are remembered per target; with `discover = true`
+//! they are the only record of where the host belongs, and a controller that
+//! may die between drain and undrain should journal them
+//! ([`TargetGroupBalancer::drained_registrations`]) and give them back after a
+//! restart ([`TargetGroupBalancer::restore_registrations`]).
+//!
+//! ELBv2 does not count connections. `sessions` is 1 while the target is
+//! registered or draining in any group (traffic may still reach it) and 0
+//! once it is gone from every group or `unused`, so the caller's drain wait
+//! ends when AWS has finished the deregistration delay.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_elasticloadbalancingv2::Client;
+use aws_sdk_elasticloadbalancingv2::types::{
+    TargetDescription, TargetHealthDescription, TargetHealthStateEnum, TargetTypeEnum,
+};
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::config::{AwsError, sdk_config};
+use crate::model::inventory::{BalancerKind, Host, TargetGroups};
+use crate::transport::balancer::{
+    AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target,
+};
+
+/// AWS's default when a group does not say.
+const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
+/// Target groups described at once while discovering: enough to keep a large
+/// account quick, few enough not to provoke throttling.
+const DISCOVERY_CONCURRENCY: usize = 4;
+
+/// One registration of a target in a target group: what DeregisterTargets
+/// removed and RegisterTargets puts back.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Registration {
+    pub target_group_arn: String,
+    /// The target id: an instance id or an IP address.
+    pub id: String,
+    /// The port it was registered on; `None` lets the group's port apply.
+    pub port: Option<u16>,
+}
+
+/// One registration of the target at hand in one DescribeTargetHealth answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub port: Option<u16>,
+    pub state: TargetHealthStateEnum,
+}
+
+/// What the balancer remembers between calls.
+#[derive(Debug, Default)]
+struct Memory {
+    /// Registrations this balancer removed, by target id, until undrained.
+    drained: HashMap<String, BTreeSet<Registration>>,
+    /// `discover = true`: the groups each target id was found in by the last
+    /// discovery pass; a target absent from the map was not looked for yet.
+    seen: HashMap<String, BTreeSet<String>>,
+    /// Every group the last discovery pass looked at held these ids, so an
+    /// id missing from `seen` after a pass is registered nowhere.
+    discovered: bool,
+}
+
+#[derive(Debug)]
+pub struct TargetGroupBalancer {
+    name: String,
+    client: Client,
+    groups: TargetGroups,
+    /// The configured target port: only registrations on it are touched.
+    port: Option<u16>,
+    memory: Mutex<Memory>,
+}
+
+impl TargetGroupBalancer {
+    pub fn new(
+        name: &str,
+        config: &SdkConfig,
+        target_groups: TargetGroups,
+        port: Option<u16>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            client: Client::new(config),
+            groups: target_groups,
+            port,
+            memory: Mutex::new(Memory::default()),
+        }
+    }
+
+    /// The balancer for an `aws-target-group` inventory entry, with the
+    /// shared SDK configuration of its region and endpoint; `None` for other
+    /// kinds.
+    pub async fn from_kind(name: &str, kind: &BalancerKind) -> Option<Self> {
+        let BalancerKind::AwsTargetGroup {
+            target_groups,
+            region,
+            endpoint_url,
+            port,
+        } = kind
+        else {
+            return None;
+        };
+        let config = sdk_config(region.as_deref(), endpoint_url.as_deref()).await;
+        Some(Self::new(name, &config, target_groups.clone(), *port))
+    }
+
+    /// The registrations drained from and not yet given back, for the
+    /// journal.
+    pub fn drained_registrations(&self, host: &Host) -> Vec<Registration> {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory
+            .drained
+            .get(&target_id(host))
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Remembers registrations drained by an earlier process (from the
+    /// journal), so that `undrain` puts them back.
+    pub fn restore_registrations(&self, registrations: impl IntoIterator<Item = Registration>) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        for registration in registrations {
+            memory
+                .drained
+                .entry(registration.id.clone())
+                .or_default()
+                .insert(registration);
+        }
+    }
+
+    /// The group's `deregistration_delay.timeout_seconds`: how long AWS
+    /// keeps a deregistered target draining.
+    pub async fn deregistration_delay(&self, arn: &str) -> Result<Duration, BalancerError> {
+        let answer = self
+            .client
+            .describe_target_group_attributes()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map_err(|e| {
+                self.error(AwsError::from_sdk("DescribeTargetGroupAttributes", arn, &e))
+            })?;
+        Ok(answer
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+            .and_then(|a| a.value()?.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_DEREGISTRATION_DELAY))
+    }
+
+    /// The longest deregistration delay over the host's groups: how long a
+    /// drain of this host can take at most.
+    pub async fn max_deregistration_delay(
+        &self,
+        target: Target<'_>,
+    ) -> Result<Duration, BalancerError> {
+        let id = target_id(target.host);
+        let mut longest = Duration::ZERO;
+        for arn in self.groups_of(&id).await? {
+            longest = longest.max(self.deregistration_delay(&arn).await?);
+        }
+        Ok(longest)
+    }
+
+    fn error(&self, error: AwsError) -> BalancerError {
+        if error.transient {
+            BalancerError::Unreachable {
+                balancer: self.name.clone(),
+                reason: error.to_string(),
+            }
+        } else {
+            BalancerError::Refused {
+                balancer: self.name.clone(),
+                command: format!("{} {}", error.operation, error.subject),
+                reply: error.reply(),
+            }
+        }
+    }
+
+    async fn health(&self, arn: &str) -> Result<Vec<TargetHealthDescription>, BalancerError> {
+        self.client
+            .describe_target_health()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map(|answer| answer.target_health_descriptions.unwrap_or_default())
+            .map_err(|e| self.error(AwsError::from_sdk("DescribeTargetHealth", arn, &e)))
+    }
+
+    /// Every instance or IP target group of the account and region.
+    async fn all_groups(&self) -> Result<Vec<String>, BalancerError> {
+        let pages: Vec<_> = self
+            .client
+            .describe_target_groups()
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.error(AwsError::from_sdk("DescribeTargetGroups", "(all)", &e)))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.target_groups())
+            .filter(|group| {
+                // Lambda and ALB targets are never one of our hosts.
+                matches!(
+                    group.target_type(),
+                    None | Some(TargetTypeEnum::Instance | TargetTypeEnum::Ip)
+                )
+            })
+            .filter_map(|group| group.target_group_arn().map(str::to_owned))
+            .collect())
+    }
+
+    /// A discovery pass: which groups each target id is registered in.
+    async fn discover_all(&self) -> Result<(), BalancerError> {
+        let arns = self.all_groups().await?;
+        let answers: Vec<(String, Vec<TargetHealthDescription>)> = futures_util::stream::iter(arns)
+            .map(|arn| async move {
+                let health = self.health(&arn).await?;
+                Ok::<_, BalancerError>((arn, health))
+            })
+            .buffered(DISCOVERY_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut seen: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (arn, health) in answers {
+            for description in &health {
+                let Some(id) = description.target().and_then(|t| t.id()) else {
+                    continue;
+                };
+                if let Some(port) = self.port {
+                    if target_port(description) != Some(port) {
+                        continue;
+                    }
+                }
+                seen.entry(id.to_owned()).or_default().insert(arn.clone());
+            }
+        }
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.seen = seen;
+        memory.discovered = true;
+        Ok(())
+    }
+
+    /// The groups to look at for `id`: the configured ones, or those it was
+    /// discovered in plus those it was drained from (a deregistered target is
+    /// not found by discovery any more).
+    async fn groups_of(&self, id: &str) -> Result<Vec<String>, BalancerError> {
+        if let TargetGroups::Arns(arns) = &self.groups {
+            return Ok(arns.clone());
+        }
+        let known = |memory: &Memory| -> Option<BTreeSet<String>> {
+            let drained = memory.drained.get(id).into_iter().flatten();
+            let mut arns: BTreeSet<String> = drained.map(|r| r.target_group_arn.clone()).collect();
+            match memory.seen.get(id) {
+                Some(seen) => arns.extend(seen.iter().cloned()),
+                None if !memory.discovered && arns.is_empty() => return None,
+                None => {}
+            }
+            Some(arns)
+        };
+        let cached = known(&self.memory.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(arns) = cached {
+            return Ok(arns.into_iter().collect());
+        }
+        self.discover_all().await?;
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(known(&memory).unwrap_or_default().into_iter().collect())
+    }
+
+    fn remember_drained(&self, registration: Registration) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory
+            .drained
+            .entry(registration.id.clone())
+            .or_default()
+            .insert(registration);
+    }
+
+    fn describe(registration: &Registration) -> TargetDescription {
+        TargetDescription::builder()
+            .id(&registration.id)
+            .set_port(registration.port.map(i32::from))
+            .build()
+    }
+
+    async fn register(
+        &self,
+        arn: &str,
+        registrations: &[Registration],
+    ) -> Result<(), BalancerError> {
+        self.client
+            .register_targets()
+            .target_group_arn(arn)
+            .set_targets(Some(registrations.iter().map(Self::describe).collect()))
+            .send()
+            .await
+            .map_err(|e| self.error(AwsError::from_sdk("RegisterTargets", arn, &e)))?;
+        Ok(())
+    }
+}
+
+/// The id the host is registered under: its `target_id`, else its address
+/// (IP target groups).
+pub fn target_id(host: &Host) -> String {
+    host.target_id
+        .clone()
+        .unwrap_or_else(|| host.address.clone())
+}
+
+fn target_port(description: &TargetHealthDescription) -> Option<u16> {
+    description
+        .target()
+        .and_then(|t| t.port())
+        .and_then(|p| u16::try_from(p).ok())
+}
+
+/// The registrations of `id` in one DescribeTargetHealth answer: every port
+/// it is registered on, or only `port` when one is configured. Other targets,
+/// and this one on other ports when a port is configured, are never
+/// returned, so never touched.
+pub fn registrations_of(
+    answer: &[TargetHealthDescription],
+    id: &str,
+    port: Option<u16>,
+) -> Vec<Registered> {
+    answer
+        .iter()
+        .filter(|d| d.target().and_then(|t| t.id()) == Some(id))
+        .filter(|d| port.is_none() || target_port(d) == port)
+        .map(|d| Registered {
+            port: target_port(d),
+            state: d
+                .target_health()
+                .and_then(|h| h.state())
+                .cloned()
+                // A registration without a state is one AWS is still setting up.
+                .unwrap_or(TargetHealthStateEnum::Initial),
+        })
+        .collect()
+}
+
+/// Folds the target's registrations in each of its groups into one status.
+/// A group where it is absent or only draining counts as drained.
+pub fn server_status(per_group: &[Vec<Registered>]) -> ServerStatus {
+    let out_of = |regs: &Vec<Registered>| {
+        regs.iter()
+            .all(|r| r.state == TargetHealthStateEnum::Draining)
+    };
+    let carrying = per_group
+        .iter()
+        .flatten()
+        .any(|r| r.state != TargetHealthStateEnum::Unused);
+    let healthy = !per_group.is_empty()
+        && per_group.iter().all(|regs| {
+            !regs.is_empty()
+                && regs
+                    .iter()
+                    .all(|r| r.state == TargetHealthStateEnum::Healthy)
+        });
+    ServerStatus {
+        // No group at all (discovery found it nowhere): out of service.
+        admin: if per_group.is_empty() || per_group.iter().any(out_of) {
+            AdminState::Drain
+        } else {
+            AdminState::Ready
+        },
+        up: Some(healthy),
+        sessions: Some(u64::from(carrying)),
+    }
+}
+
+/// Healthy and total targets over several groups' answers: a target counts
+/// once, healthy when every registration of it is; targets this balancer
+/// drained count as unhealthy members of the pool even once AWS has
+/// forgotten them, so draining does not shrink the pool it is measured by.
+pub fn pool_status<'a>(
+    answers: impl IntoIterator<Item = &'a [TargetHealthDescription]>,
+    drained_ids: impl IntoIterator<Item = &'a str>,
+) -> PoolStatus {
+    let mut targets: BTreeMap<&str, bool> = BTreeMap::new();
+    for description in answers.into_iter().flatten() {
+        let Some(id) = description.target().and_then(|t| t.id()) else {
+            continue;
+        };
+        let healthy = description.target_health().and_then(|h| h.state())
+            == Some(&TargetHealthStateEnum::Healthy);
+        *targets.entry(id).or_insert(true) &= healthy;
+    }
+    for id in drained_ids {
+        targets.entry(id).or_insert(false);
+    }
+    PoolStatus {
+        healthy: targets.values().filter(|healthy| **healthy).count(),
+        total: targets.len(),
+    }
+}
+
+#[async_trait]
+impl LoadBalancer for TargetGroupBalancer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn status(&self, target: Target<'_>) -> Result<ServerStatus, BalancerError> {
+        let id = target_id(target.host);
+        let mut per_group = Vec::new();
+        for arn in self.groups_of(&id).await? {
+            per_group.push(registrations_of(&self.health(&arn).await?, &id, self.port));
+        }
+        Ok(server_status(&per_group))
+    }
+
+    async fn drain(&self, target: Target<'_>) -> Result<(), BalancerError> {
+        let id = target_id(target.host);
+        if matches!(self.groups, TargetGroups::Discover) {
+            // Fresh membership: a group the host joined since the last pass
+            // must not keep sending it traffic while it is updated.
+            self.discover_all().await?;
+        }
+        for arn in self.groups_of(&id).await? {
+            let registered = registrations_of(&self.health(&arn).await?, &id, self.port);
+            let registrations: Vec<Registration> = registered
+                .iter()
+                .map(|r| Registration {
+                    target_group_arn: arn.clone(),
+                    id: id.clone(),
+                    port: r.port,
+                })
+                .collect();
+            // Already draining (an earlier attempt of this drain): remember
+            // it, AWS needs no second deregistration.
+            let to_remove: Vec<TargetDescription> = registered
+                .iter()
+                .zip(&registrations)
+                .filter(|(r, _)| r.state != TargetHealthStateEnum::Draining)
+                .map(|(_, registration)| Self::describe(registration))
+                .collect();
+            if !to_remove.is_empty() {
+                self.client
+                    .deregister_targets()
+                    .target_group_arn(&arn)
+                    .set_targets(Some(to_remove))
+                    .send()
+                    .await
+                    .map_err(|e| self.error(AwsError::from_sdk("DeregisterTargets", &arn, &e)))?;
+            }
+            for registration in registrations {
+                self.remember_drained(registration);
+            }
+        }
+        Ok(())
+    }
+
+    async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError> {
+        let id = target_id(target.host);
+        let remembered = self.drained_registrations(target.host);
+        let registrations = if !remembered.is_empty() {
+            remembered
+        } else {
+            // Nothing remembered: a restart lost the record, or the host was
+            // never drained. Put it back where it is missing, on the
+            // configured port (the group's own when none).
+            let TargetGroups::Arns(arns) = &self.groups else {
+                return match self.groups_of(&id).await?.is_empty() {
+                    false => Ok(()),
+                    true => Err(BalancerError::Refused {
+                        balancer: self.name.clone(),
+                        command: format!("RegisterTargets {id}"),
+                        reply: "the target is registered in no target group and fleetroll has no \
+                                record of where it was drained from (discover = true); register it \
+                                by hand or list target_group_arns"
+                            .to_owned(),
+                    }),
+                };
+            };
+            let mut missing = Vec::new();
+            for arn in arns {
+                if registrations_of(&self.health(arn).await?, &id, self.port).is_empty() {
+                    missing.push(Registration {
+                        target_group_arn: arn.clone(),
+                        id: id.clone(),
+                        port: self.port,
+                    });
+                }
+            }
+            missing
+        };
+        let mut by_group: BTreeMap<String, Vec<Registration>> = BTreeMap::new();
+        for registration in registrations {
+            by_group
+                .entry(registration.target_group_arn.clone())
+                .or_default()
+                .push(registration);
+        }
+        for (arn, registrations) in by_group {
+            self.register(&arn, &registrations).await?;
+            // Forget each group as soon as it is back, so a failure in the
+            // next one leaves exactly the rest to retry.
+            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(set) = memory.drained.get_mut(&id) {
+                set.retain(|r| r.target_group_arn != arn);
+                if set.is_empty() {
+                    memory.drained.remove(&id);
+                }
+            }
+            memory.seen.entry(id.clone()).or_default().insert(arn);
+        }
+        Ok(())
+    }
+
+    async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError> {
+        let (arns, drained_ids): (Vec<String>, Vec<String>) = {
+            let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            let drained = memory.drained.values().flatten();
+            let arns = match &self.groups {
+                TargetGroups::Arns(arns) => arns.clone(),
+                TargetGroups::Discover => {
+                    let mut arns: BTreeSet<String> =
+                        memory.seen.values().flatten().cloned().collect();
+                    arns.extend(drained.clone().map(|r| r.target_group_arn.clone()));
+                    arns.into_iter().collect()
+                }
+            };
+            (arns, drained.map(|r| r.id.clone()).collect())
+        };
+        if arns.is_empty() {
+            return Ok(None);
+        }
+        let mut answers = Vec::with_capacity(arns.len());
+        for arn in &arns {
+            answers.push(self.health(arn).await?);
+        }
+        Ok(Some(pool_status(
+            answers.iter().map(Vec::as_slice),
+            drained_ids.iter().map(String::as_str),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::DescribeTargetHealthOutput;
+    use aws_sdk_elasticloadbalancingv2::types::TargetHealth;
+
+    fn described(id: &str, port: i32, state: TargetHealthStateEnum) -> TargetHealthDescription {
+        TargetHealthDescription::builder()
+            .target(TargetDescription::builder().id(id).port(port).build())
+            .target_health(TargetHealth::builder().state(state).build())
+            .build()
+    }
+
+    /// A fake DescribeTargetHealth answer, built like the SDK builds the
+    /// parsed one.
+    fn answer(targets: &[(&str, i32, TargetHealthStateEnum)]) -> Vec<TargetHealthDescription> {
+        DescribeTargetHealthOutput::builder()
+            .set_target_health_descriptions(Some(
+                targets
+                    .iter()
+                    .map(|(id, port, state)| described(id, *port, state.clone()))
+                    .collect(),
+            ))
+            .build()
+            .target_health_descriptions
+            .unwrap_or_default()
+    }
+
+    use TargetHealthStateEnum::{Draining, Healthy, Initial, Unhealthy, Unused};
+
+    #[test]
+    fn matches_only_the_target_at_hand() {
+        let group = answer(&[
+            ("i-1", 80, Healthy),
+            ("i-2", 80, Healthy),
+            ("i-1", 8080, Unhealthy),
+            ("i-10", 80, Healthy),
+        ]);
+        let any_port = registrations_of(&group, "i-1", None);
+        assert_eq!(
+            any_port,
+            vec![
+                Registered {
+                    port: Some(80),
+                    state: Healthy
+                },
+                Registered {
+                    port: Some(8080),
+                    state: Unhealthy
+                },
+            ]
+        );
+        let on_8080 = registrations_of(&group, "i-1", Some(8080));
+        assert_eq!(on_8080.len(), 1);
+        assert_eq!(on_8080[0].port, Some(8080));
+        assert!(registrations_of(&group, "i-3", None).is_empty());
+        assert!(registrations_of(&group, "i-2", Some(8080)).is_empty());
+    }
+
+    #[test]
+    fn the_target_id_falls_back_to_the_address() {
+        let mut host = Host {
+            name: "web-01".into(),
+            address: "10.0.1.11".into(),
+            zone: "eu-west-1a".into(),
+            ssh: crate::model::inventory::SshSettings {
+                user: "deploy".into(),
+                port: 22,
+                identity_file: None,
+                known_hosts: None,
+                jump: None,
+                sudo: false,
+            },
+            balancers: vec!["alb".into()],
+            lb_server: "web-01".into(),
+            target_id: None,
+            vars: Default::default(),
+        };
+        assert_eq!(target_id(&host), "10.0.1.11");
+        host.target_id = Some("i-0abc".into());
+        assert_eq!(target_id(&host), "i-0abc");
+    }
+
+    /// moto_server deregisters at once and never reports `draining`
+    /// (PITFALLS), so the draining → gone sequence AWS goes through is
+    /// checked here on fake DescribeTargetHealth answers.
+    #[test]
+    fn draining_reports_sessions_until_the_target_is_gone() {
+        let id = "i-1";
+        let before = [registrations_of(
+            &answer(&[(id, 80, Healthy), ("i-2", 80, Healthy)]),
+            id,
+            None,
+        )];
+        assert_eq!(
+            server_status(&before),
+            ServerStatus {
+                admin: AdminState::Ready,
+                up: Some(true),
+                sessions: Some(1)
+            }
+        );
+        let draining = [registrations_of(
+            &answer(&[(id, 80, Draining), ("i-2", 80, Healthy)]),
+            id,
+            None,
+        )];
+        assert_eq!(
+            server_status(&draining),
+            ServerStatus {
+                admin: AdminState::Drain,
+                up: Some(false),
+                sessions: Some(1)
+            }
+        );
+        let gone = [registrations_of(&answer(&[("i-2", 80, Healthy)]), id, None)];
+        assert_eq!(
+            server_status(&gone),
+            ServerStatus {
+                admin: AdminState::Drain,
+                up: Some(false),
+                sessions: Some(0)
+            }
+        );
+    }
+
+    #[test]
+    fn unused_counts_as_carrying_nothing_but_still_registered() {
+        let unused = [registrations_of(
+            &answer(&[("i-1", 80, Unused)]),
+            "i-1",
+            None,
+        )];
+        assert_eq!(
+            server_status(&unused),
+            ServerStatus {
+                admin: AdminState::Ready,
+                up: Some(false),
+                sessions: Some(0)
+            }
+        );
+    }
+
+    #[test]
+    fn several_groups_fold_into_one_status() {
+        let healthy = registrations_of(&answer(&[("i-1", 80, Healthy)]), "i-1", None);
+        let initial = registrations_of(&answer(&[("i-1", 80, Initial)]), "i-1", None);
+        let gone: Vec<Registered> = Vec::new();
+        // Registered everywhere, healthy in one only: in service, not up.
+        let status = server_status(&[healthy.clone(), initial]);
+        assert_eq!((status.admin, status.up), (AdminState::Ready, Some(false)));
+        // Gone from one group: drained (half a drain is not in service).
+        let status = server_status(&[healthy.clone(), gone]);
+        assert_eq!(status.admin, AdminState::Drain);
+        assert_eq!(status.sessions, Some(1));
+        // Healthy in both.
+        let status = server_status(&[healthy.clone(), healthy]);
+        assert_eq!((status.admin, status.up), (AdminState::Ready, Some(true)));
+        // Found in no group at all.
+        let status = server_status(&[]);
+        assert_eq!(
+            (status.admin, status.up, status.sessions),
+            (AdminState::Drain, Some(false), Some(0))
+        );
+    }
+
+    #[test]
+    fn the_pool_counts_each_target_once_and_keeps_drained_ones() {
+        let a = answer(&[
+            ("i-1", 80, Healthy),
+            ("i-2", 80, Healthy),
+            ("i-3", 80, Initial),
+        ]);
+        let b = answer(&[("i-1", 80, Healthy), ("i-2", 80, Unhealthy)]);
+        let pool = pool_status([a.as_slice(), b.as_slice()], ["i-4"]);
+        assert_eq!(
+            pool,
+            PoolStatus {
+                healthy: 1,
+                total: 4
+            }
+        );
+        // A drained target still listed (draining) is counted once.
+        let c = answer(&[("i-1", 80, Draining), ("i-2", 80, Healthy)]);
+        let pool = pool_status([c.as_slice()], ["i-1"]);
+        assert_eq!(
+            pool,
+            PoolStatus {
+                healthy: 1,
+                total: 2
+            }
+        );
+    }
+}
