@@ -17,6 +17,8 @@ pub struct HumanSink {
 struct Bars {
     multi: MultiProgress,
     current: Option<ProgressBar>,
+    /// The countdown shown during a pause between batches.
+    pause: Option<ProgressBar>,
 }
 
 impl HumanSink {
@@ -27,6 +29,7 @@ impl HumanSink {
             bars: terminal.then(|| Bars {
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
                 current: None,
+                pause: None,
             }),
         }
     }
@@ -70,6 +73,9 @@ impl EventSink for HumanSink {
                 self.line(ts, &format!("run {} resumed: {pending} hosts to go", envelope.run_id));
             }
             Event::BatchStarted { index, zones, hosts } => {
+                if let Some(pause) = self.bars.as_mut().and_then(|b| b.pause.take()) {
+                    pause.finish_and_clear();
+                }
                 let text = format!(
                     "batch {}/{} started: {} ({} hosts)",
                     index + 1,
@@ -168,6 +174,27 @@ impl EventSink for HumanSink {
             Event::RunFinished { outcome, reason, .. } => {
                 let reason = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
                 self.line(ts, &format!("run {} {}{reason}", envelope.run_id, outcome.label()));
+            }
+            Event::Pause { seconds, next_batch } if self.bars.is_some() => {
+                if let Some(bars) = &mut self.bars {
+                    // A countdown: the bar fills as the pause runs out.
+                    let bar = bars.multi.add(ProgressBar::new(*seconds));
+                    bar.set_style(
+                        ProgressStyle::with_template("pausing before batch {prefix}: {eta} left [{bar:30}]")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                    );
+                    bar.set_prefix((next_batch + 1).to_string());
+                    let ticker = bar.clone();
+                    std::thread::spawn(move || {
+                        while !ticker.is_finished() && ticker.position() < ticker.length().unwrap_or(0) {
+                            std::thread::sleep(std::time::Duration::from_secs(1));
+                            ticker.inc(1);
+                        }
+                        ticker.finish_and_clear();
+                    });
+                    bars.pause = Some(bar);
+                }
             }
             Event::Pause { seconds, next_batch } => {
                 let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(*seconds as i64);
