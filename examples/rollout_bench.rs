@@ -160,6 +160,7 @@ async fn bench(n: usize) -> String {
         },
         playbook: Arc::new(config.playbook.clone()),
         cadence: Cadence::default(),
+        needs_ssh: true,
     });
     let batches: Vec<RunBatch> = plan
         .batches

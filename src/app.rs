@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod commands;
 mod rollout;
+mod sources;
 
 use crate::cli::{Cli, Command, FileArgs, PlanArgs};
 use crate::config::diagnostics::{Diagnostic, Diagnostics};
@@ -194,9 +195,23 @@ fn validate(args: &FileArgs, quiet: bool, color: bool) -> Result<Exit, AppError>
 }
 
 fn plan(args: &PlanArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
-    let config = load_config(&args.files, quiet || args.json, color)?;
+    let mut config = load_config(&args.files, quiet || args.json, color)?;
+    let discovered = if args.offline || config.inventory.sources.is_empty() {
+        Vec::new()
+    } else {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                AppError::Invalid(
+                    Diagnostic::plain(format!("cannot start the runtime: {e}")).into(),
+                )
+            })?;
+        runtime.block_on(sources::resolve_sources(&mut config))?
+    };
     let plan = make_plan(&config, &args.files.limit)?;
     let mut view = PlanView::new(&plan, &config.playbook, &config.inventory);
+    view.discovered = discovered;
     let clock = crate::clock::Clock::from_env()
         .map_err(|e| AppError::Invalid(Diagnostic::plain(e).into()))?;
     view.now = Some(clock.now());

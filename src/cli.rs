@@ -155,6 +155,9 @@ pub struct PlanArgs {
     /// Print the plan as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Do not contact AWS: hosts of [sources] are left out of the plan.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {

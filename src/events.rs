@@ -236,6 +236,14 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A `replace` step swapped the host's instance for a new one.
+    Replaced {
+        host: String,
+        old_instance: String,
+        new_instance: String,
+        /// The zone the Auto Scaling group put the new instance in.
+        zone: String,
+    },
     /// A later run took over this host, still drained, from this run.
     HandedOver {
         host: String,
@@ -259,7 +267,8 @@ impl Event {
             | Event::StepFinished { host, .. }
             | Event::StepSkipped { host, .. }
             | Event::Probe { host, .. }
-            | Event::HandedOver { host, .. } => Some(host),
+            | Event::HandedOver { host, .. }
+            | Event::Replaced { host, .. } => Some(host),
             Event::Warning { host, .. } => host.as_deref(),
             _ => None,
         }

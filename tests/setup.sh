@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need on a fresh Debian/Ubuntu machine:
-# OpenSSH (server and client), HAProxy and Python 3. Run as root; idempotent.
+# OpenSSH (server and client), HAProxy, Python 3 and moto_server (the AWS
+# stand-in of tests/aws.rs, from PyPI). Run as root; idempotent.
 # A second run installs nothing and takes well under a second.
 #
 # The packages' own services are never started: the tests start their own
@@ -12,6 +13,14 @@ test -x /usr/sbin/sshd || missing+=(openssh-server)
 { command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing+=(openssh-client)
 test -x /usr/sbin/haproxy || missing+=(haproxy)
 command -v python3 >/dev/null || missing+=(python3)
+# pip is needed only while moto is missing (checked once: importing it takes
+# half a second).
+has_moto() { command -v python3 >/dev/null && python3 -c 'import moto.server' >/dev/null 2>&1; }
+moto_missing=false
+if ! has_moto; then
+    moto_missing=true
+    command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+fi
 
 if ((${#missing[@]} > 0)); then
     if [ "$(id -u)" -ne 0 ]; then
@@ -51,6 +60,16 @@ if ((${#missing[@]} > 0)); then
             esac
         done
     fi
+fi
+
+# moto 5.x: PITFALLS describes its behaviour for that major version. A
+# Python whose packages the distribution manages (PEP 668) needs the
+# override; a virtualenv or pyenv Python takes the plain install.
+if $moto_missing; then
+    echo "setup.sh: installing moto[server] from PyPI" >&2
+    python3 -m pip install --quiet 'moto[server]>=5,<6' 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages 'moto[server]>=5,<6'
+    python3 -c 'import moto.server'
 fi
 
 # sshd refuses to start without its privilege separation directory.

@@ -294,6 +294,7 @@ impl Fixture {
             lb_server: format!("test-{address}"),
             target_id: None,
             vars: Default::default(),
+            aws: None,
         }
     }
 

@@ -4,9 +4,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::rollout::{
-    Kind, Rollout, acquire_lock, fresh_run_id, load_record, refuse_unsupported, take_over_lock,
-};
+use super::rollout::{Kind, Rollout, acquire_lock, fresh_run_id, load_record, take_over_lock};
+use super::sources::resolve_sources;
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
 use crate::cli::{
     DemoArgs, FileArgs, ResumeArgs, RollbackArgs, RunArgs, StateArgs, StatusArgs, UnlockArgs,
@@ -59,12 +58,13 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
         metrics_file: args.metrics_file.clone(),
         clock: clock()?,
     };
-    let config = load_config(&args.files, quiet, color)?;
-    refuse_unsupported(&config)?;
-    let plan = make_plan(&config, &args.files.limit)?;
+    let runtime = runtime()?;
+    let mut config = load_config(&args.files, quiet, color)?;
     if let Some(exit) = outside_window(&config, &options, quiet) {
         return Ok(exit);
     }
+    runtime.block_on(resolve_sources(&mut config))?;
+    let plan = make_plan(&config, &args.files.limit)?;
     let run_id = fresh_run_id();
     let lock = acquire_lock(&options.state_dir, &options.inventory, &run_id)?;
     let rollout = Rollout {
@@ -72,7 +72,7 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
         options: &options,
         connector: connector(&options),
     };
-    runtime()?.block_on(rollout.execute(&plan, run_id, lock, Kind::Start))
+    runtime.block_on(rollout.execute(&plan, run_id, lock, Kind::Start))
 }
 
 fn clock() -> Result<crate::clock::Clock, AppError> {
@@ -156,20 +156,21 @@ pub fn resume(
         metrics_file: args.metrics_file.clone(),
         clock: clock()?,
     };
-    let config = load_config(&files, quiet, color)?;
-    refuse_unsupported(&config)?;
-    let fresh = make_plan(&config, &files.limit)?;
-    let plan = recorded_plan(&record, &config, fresh)?;
+    let runtime = runtime()?;
+    let mut config = load_config(&files, quiet, color)?;
     if let Some(exit) = outside_window(&config, &options, quiet) {
         return Ok(exit);
     }
+    runtime.block_on(resolve_sources(&mut config))?;
+    let fresh = make_plan(&config, &files.limit)?;
+    let plan = recorded_plan(&record, &config, fresh)?;
     let lock = take_over_lock(state_dir, &options.inventory, &run_id)?;
     let rollout = Rollout {
         config: &config,
         options: &options,
         connector: connector(&options),
     };
-    runtime()?.block_on(rollout.execute(&plan, run_id, lock, Kind::Resume(record)))
+    runtime.block_on(rollout.execute(&plan, run_id, lock, Kind::Resume(record)))
 }
 
 /// The batches as the run recorded them (so hosts stay in their batches),
@@ -491,14 +492,15 @@ pub fn rollback(
         metrics_file: args.metrics_file.clone(),
         clock: clock()?,
     };
-    let config = load_config(&files, quiet, color)?;
+    let runtime = runtime()?;
+    let mut config = load_config(&files, quiet, color)?;
+    runtime.block_on(resolve_sources(&mut config))?;
     if config.playbook.rollback.is_empty() {
         return Err(invalid(format!(
             "the playbook {} has no [[rollback]] steps; there is nothing to roll back with",
             settings.playbook
         )));
     }
-    refuse_unsupported(&config)?;
     let fresh = make_plan(&config, &files.limit)?;
     let mut plan = recorded_plan(&record, &config, fresh)?;
     // Newest batch first, only the hosts the run changed.
@@ -525,5 +527,5 @@ pub fn rollback(
         options: &options,
         connector: connector(&options),
     };
-    runtime()?.block_on(rollout.execute(&plan, run_id, lock, Kind::Rollback(record)))
+    runtime.block_on(rollout.execute(&plan, run_id, lock, Kind::Rollback(record)))
 }

@@ -27,45 +27,76 @@ use crate::transport::haproxy::Haproxy;
 use crate::transport::probe::Prober;
 use crate::transport::shell::Connector;
 
-/// Refuses what this build cannot carry out yet, before touching anything.
-pub fn refuse_unsupported(config: &Config) -> Result<(), AppError> {
-    let playbook = &config.playbook;
-    let mut missing = Vec::new();
-    if playbook
-        .steps
-        .iter()
-        .any(|s| matches!(s.action, StepAction::ReplaceAsg { .. }))
-    {
-        missing.push("`replace` steps");
+/// Before replacing instances: each group must be able to take it. No
+/// instance refresh may be in progress (AWS would fight us), and a surge
+/// needs room under the group's max size. Returns what users should know,
+/// such as the launch template version new instances will get.
+pub async fn check_groups(config: &Config, hosts: &[&Host]) -> Result<Vec<String>, AppError> {
+    use crate::transport::aws::autoscaling::AutoScaling;
+    let surge = config.playbook.steps.iter().find_map(|s| match s.action {
+        StepAction::ReplaceAsg { surge } => Some(surge),
+        _ => None,
+    });
+    let Some(surge) = surge else {
+        return Ok(Vec::new());
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut notes = Vec::new();
+    let refuse = |message: String| AppError::Invalid(Diagnostic::plain(message).into());
+    for host in hosts {
+        let Some(origin) = &host.aws else {
+            return Err(refuse(format!(
+                "{} is a static host; replace = \"aws-asg\" needs Auto Scaling members",
+                host.name
+            )));
+        };
+        let Some(group) = &origin.asg else {
+            return Err(refuse(format!(
+                "{} is in no Auto Scaling group; it cannot be replaced",
+                host.name
+            )));
+        };
+        if seen.contains(group) {
+            continue;
+        }
+        seen.push(group.clone());
+        let asg = AutoScaling::connect(
+            origin.source.region.as_deref(),
+            origin.source.endpoint_url.as_deref(),
+        )
+        .await;
+        let info = asg
+            .describe_group(group)
+            .await
+            .map_err(|e| refuse(e.to_string()))?;
+        let refresh = asg
+            .refresh_in_progress(group)
+            .await
+            .map_err(|e| refuse(e.to_string()))?;
+        if refresh.in_progress {
+            return Err(refuse(format!(
+                "Auto Scaling group {group} has an instance refresh in progress; wait for it or cancel it"
+            )));
+        }
+        if let Some(warning) = refresh.warning {
+            notes.push(warning);
+        }
+        if surge && info.desired + 1 > info.max {
+            return Err(refuse(format!(
+                "Auto Scaling group {group} is at its max size ({}): surge = true cannot launch before terminating",
+                info.max
+            )));
+        }
+        notes.push(format!(
+            "group {group}: desired {}, launch template version {}",
+            info.desired,
+            info.launch_template_version.as_deref().unwrap_or("(none)")
+        ));
     }
-    if playbook.asg_standby {
-        missing.push("asg_standby");
-    }
-    if !config.inventory.sources.is_empty() {
-        missing.push("[sources] (AWS discovery)");
-    }
-    if config
-        .inventory
-        .balancers
-        .iter()
-        .any(|b| matches!(b.kind, BalancerKind::AwsTargetGroup { .. }))
-    {
-        missing.push("aws-target-group balancers");
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(AppError::Invalid(
-        Diagnostic::plain(format!(
-            "this build of fleetroll cannot run {} yet; nothing was touched",
-            missing.join(", ")
-        ))
-        .with_help("`validate` and `plan` accept these files; `run` does not yet")
-        .into(),
-    ))
+    Ok(notes)
 }
 
-pub fn balancers(inventory: &Inventory) -> HashMap<String, Arc<dyn LoadBalancer>> {
+pub async fn balancers(inventory: &Inventory) -> HashMap<String, Arc<dyn LoadBalancer>> {
     let mut map: HashMap<String, Arc<dyn LoadBalancer>> = HashMap::new();
     for balancer in &inventory.balancers {
         let client: Arc<dyn LoadBalancer> = match &balancer.kind {
@@ -82,7 +113,17 @@ pub fn balancers(inventory: &Inventory) -> HashMap<String, Arc<dyn LoadBalancer>
                 undrain.clone(),
                 *ssh,
             )),
-            BalancerKind::AwsTargetGroup { .. } => continue,
+            kind @ BalancerKind::AwsTargetGroup { .. } => {
+                match crate::transport::aws::elbv2::TargetGroupBalancer::from_kind(
+                    &balancer.name,
+                    kind,
+                )
+                .await
+                {
+                    Some(client) => Arc::new(client),
+                    None => continue,
+                }
+            }
         };
         map.insert(balancer.name.clone(), client);
     }
@@ -337,7 +378,7 @@ impl Rollout<'_> {
         };
         let state_dir = &self.options.state_dir;
         let hosts: Vec<&Host> = self.config.inventory.hosts().collect();
-        let balancers = balancers(&self.config.inventory);
+        let balancers = balancers(&self.config.inventory).await;
         let selected: Vec<&Host> = plan
             .batches
             .iter()
@@ -347,6 +388,17 @@ impl Rollout<'_> {
             lock.release();
             return Err(error);
         }
+        let group_notes = if rolling_back {
+            Vec::new()
+        } else {
+            match check_groups(self.config, &selected).await {
+                Ok(notes) => notes,
+                Err(error) => {
+                    lock.release();
+                    return Err(error);
+                }
+            }
+        };
         let env = Arc::new(RunEnv {
             transports: Transports {
                 connector: Arc::clone(&self.connector),
@@ -355,6 +407,7 @@ impl Rollout<'_> {
             },
             playbook: Arc::new(self.config.playbook.clone()),
             cadence: Cadence::default(),
+            needs_ssh: RunEnv::needs_ssh(&self.config.playbook, &self.config.inventory),
         });
         let resuming = previous.is_some();
         let (lock, adopted) = if resuming {
@@ -420,6 +473,14 @@ impl Rollout<'_> {
             }
         };
         dispatcher.emit(event).map_err(AppError::Journal)?;
+        for note in group_notes {
+            dispatcher
+                .emit(Event::Warning {
+                    host: None,
+                    message: note,
+                })
+                .map_err(AppError::Journal)?;
+        }
         // Hosts an earlier run left drained and not yet healthy: this run
         // owns their drain now, so it will not mistake it for an operator's.
         for (host, drained) in adopted {

@@ -9,7 +9,7 @@ use super::resolve::gate::resolve_gate;
 use super::resolve::inventory::{PathContext, resolve_inventory};
 use super::resolve::playbook::resolve_playbook;
 use super::source::SourceFile;
-use crate::model::inventory::Inventory;
+use crate::model::inventory::{Host, Inventory, Zone};
 use crate::model::playbook::{Playbook, StepAction};
 use crate::model::template::{Vars, is_identifier};
 
@@ -22,6 +22,43 @@ pub struct Config {
     pub playbook_file: SourceFile,
     /// Problems that do not stop a run (an unused balancer, no probes).
     pub warnings: Diagnostics,
+    /// `--var` values, which every host's variables end with.
+    pub overrides: Vars,
+}
+
+impl Config {
+    /// Adds hosts discovered from `[sources]` (AWS) into their zones (by
+    /// availability zone; new zones after the inventory's own), with the
+    /// same variable precedence as static hosts. A discovered host named
+    /// like another host is refused: two hosts must never share a name.
+    pub fn add_discovered(&mut self, hosts: Vec<Host>) -> Result<(), String> {
+        for mut host in hosts {
+            if self.inventory.hosts().any(|h| h.name == host.name) {
+                return Err(format!(
+                    "discovered host {} has the name of a host already in the inventory",
+                    host.name
+                ));
+            }
+            let mut vars = self.inventory.vars.clone();
+            vars.extend(self.playbook.vars.clone());
+            vars.extend(std::mem::take(&mut host.vars));
+            vars.extend(self.overrides.clone());
+            host.vars = vars;
+            match self
+                .inventory
+                .zones
+                .iter_mut()
+                .find(|z| z.name == host.zone)
+            {
+                Some(zone) => zone.hosts.push(host),
+                None => self.inventory.zones.push(Zone {
+                    name: host.zone.clone(),
+                    hosts: vec![host],
+                }),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What loading needs from the environment, passed in so loading stays pure.
@@ -140,6 +177,7 @@ pub fn load_from_text(
         inventory_file,
         playbook_file,
         warnings: diagnostics,
+        overrides,
     })
 }
 

@@ -109,6 +109,7 @@ fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
             up_timeout: Duration::from_secs(2),
             connect_attempts: 1,
         },
+        needs_ssh: true,
     });
     let (signals, receiver) = mpsc::unbounded_channel();
     let dispatcher = Dispatcher::new(

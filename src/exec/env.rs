@@ -45,4 +45,29 @@ pub struct RunEnv {
     pub transports: Transports,
     pub playbook: Arc<Playbook>,
     pub cadence: Cadence,
+    /// Whether rolling a host runs anything on it over SSH; a playbook that
+    /// only replaces instances does not connect at all.
+    pub needs_ssh: bool,
+}
+
+impl RunEnv {
+    /// Whether `playbook` over `inventory` ever needs an SSH session.
+    pub fn needs_ssh(playbook: &Playbook, inventory: &crate::model::inventory::Inventory) -> bool {
+        use crate::model::inventory::BalancerKind;
+        use crate::model::playbook::{ProbeKind, StepAction};
+        let steps = playbook
+            .steps
+            .iter()
+            .chain(&playbook.rollback)
+            .any(|s| s.only_if.is_some() || !matches!(s.action, StepAction::ReplaceAsg { .. }));
+        let probes = playbook
+            .probes
+            .iter()
+            .any(|p| matches!(p.kind, ProbeKind::Command { .. }));
+        let balancers = inventory
+            .balancers
+            .iter()
+            .any(|b| matches!(b.kind, BalancerKind::Command { ssh: true, .. }));
+        playbook.strategy.skip_if.is_some() || steps || probes || balancers
+    }
 }

@@ -20,6 +20,10 @@ use crate::model::template::Quoting;
 use crate::transport::balancer::{AdminState, LoadBalancer, Target};
 use crate::transport::shell::{RemoteShell, ShellError};
 
+/// Instances already taken as some host's replacement in this process.
+static CLAIMED_INSTANCES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// Where a host starts: fresh, or part-way through after a resume.
 #[derive(Debug, Clone, Default)]
 pub struct StartFrom {
@@ -324,7 +328,11 @@ impl HostTask {
     async fn journey(&mut self, steps_done: usize) -> Result<Outcome, Stop> {
         let resumed = !self.drained.is_empty() || steps_done > 0;
         self.phase(Phase::Checking, None, None).await?;
-        self.connect().await?;
+        // A playbook that only replaces instances never needs SSH; the
+        // others connect first, so an unreachable host is never drained.
+        if self.env.needs_ssh {
+            self.connect().await?;
+        }
         if !resumed {
             if let Some(skip) = self.check_skip_if().await? {
                 self.phase(Phase::Skipped, Some(Outcome::Skipped), Some(skip))
@@ -341,12 +349,33 @@ impl HostTask {
         self.phase(Phase::Draining, None, None).await?;
         self.drain_all().await?;
         self.phase(Phase::Updating, None, None).await?;
+        let standby = self.standby_group().await;
+        if let Some((asg, group, id)) = &standby {
+            // While in Standby the group does not replace the instance for
+            // failing health checks during the update (a reboot, say).
+            asg.enter_standby(
+                group,
+                id,
+                tokio::time::Instant::now() + self.env.cadence.up_timeout,
+            )
+            .await
+            .map_err(|e| Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}")))?;
+        }
         let steps = self.env.playbook.steps.clone();
         for (index, step) in steps.iter().enumerate().skip(steps_done) {
             self.run_step(index, step).await?;
         }
         self.phase(Phase::Verifying, None, None).await?;
         self.verify().await?;
+        if let Some((asg, group, id)) = &standby {
+            asg.exit_standby(
+                group,
+                id,
+                tokio::time::Instant::now() + self.env.cadence.up_timeout,
+            )
+            .await
+            .map_err(|e| Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}")))?;
+        }
         self.phase(Phase::Undraining, None, None).await?;
         self.undrain_all().await?;
         self.phase(Phase::Done, Some(Outcome::Updated), None)
@@ -480,9 +509,14 @@ impl HostTask {
                 .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
         }
         // Wait until the balancers report no open connections, bounded by
-        // [drain].timeout; past it, go on and say so.
-        let deadline = Instant::now() + policy.timeout;
+        // [drain].timeout (or the balancer's own drain bound, if shorter);
+        // past it, go on and say so.
         for balancer in self.balancers() {
+            let bound = balancer
+                .drain_bound(self.target())
+                .await
+                .map_or(policy.timeout, |b| b.min(policy.timeout));
+            let deadline = Instant::now() + bound;
             loop {
                 let status = balancer
                     .status(self.target())
@@ -494,9 +528,9 @@ impl HostTask {
                         self.reporter.note(Event::Warning {
                             host: Some(self.name()),
                             message: format!(
-                                "balancer {}: {open} connections still open after the drain timeout ({:?}); going on",
+                                "balancer {}: {open} connections still open after {:?}; going on",
                                 balancer.name(),
-                                policy.timeout
+                                bound
                             ),
                         });
                         break;
@@ -531,15 +565,7 @@ impl HostTask {
                 command,
                 boot_id_file,
             } => return self.reboot(index, step, command, boot_id_file).await,
-            StepAction::ReplaceAsg { .. } => {
-                return Err(Stop::Outcome(
-                    Outcome::Failed,
-                    format!(
-                        "{}: this kind of step is not supported by this version",
-                        step.name
-                    ),
-                ));
-            }
+            StepAction::ReplaceAsg { surge } => return self.replace(index, step, *surge).await,
         };
         let mut backoff = ExponentialBuilder::new()
             .with_min_delay(Duration::from_secs(1))
@@ -704,6 +730,176 @@ impl HostTask {
             outcome,
             format!("{}: {last} within {:?}", step.name, step.timeout),
         ))
+    }
+
+    /// With `asg_standby`, the Auto Scaling client, group and instance of a
+    /// host that is a group member and is updated in place.
+    async fn standby_group(
+        &self,
+    ) -> Option<(
+        crate::transport::aws::autoscaling::AutoScaling,
+        String,
+        String,
+    )> {
+        if !self.env.playbook.asg_standby
+            || self
+                .env
+                .playbook
+                .steps
+                .iter()
+                .any(|s| matches!(s.action, StepAction::ReplaceAsg { .. }))
+        {
+            return None;
+        }
+        let origin = self.host.aws.as_ref()?;
+        let group = origin.asg.clone()?;
+        let id = self.host.target_id.clone()?;
+        let asg = crate::transport::aws::autoscaling::AutoScaling::connect(
+            origin.source.region.as_deref(),
+            origin.source.endpoint_url.as_deref(),
+        )
+        .await;
+        Some((asg, group, id))
+    }
+
+    /// Replaces the host's instance in its Auto Scaling group: terminate it
+    /// without lowering capacity (or, with `surge`, raise capacity first and
+    /// terminate with the decrement once the new one is in service), wait,
+    /// bounded, for the replacement, then follow it: the probes and the
+    /// balancers now look at the new instance. The journal records both ids.
+    async fn replace(&mut self, index: usize, step: &Step, surge: bool) -> Result<(), Stop> {
+        use crate::transport::aws::autoscaling::{AsgError, AutoScaling};
+        use crate::transport::aws::discovery::describe_instance;
+        let failed =
+            |what: String| Stop::Outcome(Outcome::Failed, format!("{}: {what}", step.name));
+        let Some(origin) = self.host.aws.clone() else {
+            return Err(failed("a static host cannot be replaced".to_owned()));
+        };
+        let Some(group) = origin.asg.clone() else {
+            return Err(failed(
+                "the instance is in no Auto Scaling group".to_owned(),
+            ));
+        };
+        let old = self.host.target_id.clone().unwrap_or_default();
+        self.reporter
+            .record(Event::StepStarted {
+                host: self.name(),
+                step: step.name.clone(),
+                index,
+                attempt: 1,
+                rollback: self.rollback,
+            })
+            .await?;
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + step.timeout;
+        let source = &origin.source;
+        let asg =
+            AutoScaling::connect(source.region.as_deref(), source.endpoint_url.as_deref()).await;
+        let info = asg
+            .describe_group(&group)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let members: Vec<String> = info
+            .instances
+            .iter()
+            .map(|i| i.instance_id.clone())
+            .collect();
+        // Several hosts of one batch may be replaced in the same group at
+        // once; each new instance must stand in for exactly one old one.
+        let claim = |mut exclude: Vec<String>| {
+            let asg = &asg;
+            let group = &group;
+            async move {
+                loop {
+                    let new = asg.wait_for_replacement(group, &exclude, deadline).await?;
+                    let mut claimed = CLAIMED_INSTANCES
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if claimed.insert(new.instance_id.clone()) {
+                        return Ok::<_, AsgError>(new);
+                    }
+                    exclude.push(new.instance_id);
+                }
+            }
+        };
+        let swap = async {
+            if surge {
+                asg.set_desired(&group, info.desired + 1).await?;
+                let new = claim(members.clone()).await?;
+                asg.terminate_with_decrement(&old).await?;
+                Ok::<_, AsgError>(new)
+            } else {
+                asg.terminate_without_decrement(&old).await?;
+                claim(members.clone()).await
+            }
+        };
+        let new = tokio::select! {
+            result = swap => result.map_err(|e| failed(e.to_string()))?,
+            () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+        };
+        self.reporter
+            .record(Event::Replaced {
+                host: self.name(),
+                old_instance: old.clone(),
+                new_instance: new.instance_id.clone(),
+                zone: new.zone.clone(),
+            })
+            .await?;
+        // The old instance and its registrations are gone; from here on the
+        // host is the new instance.
+        self.drained.clear();
+        let found = describe_instance(source, &new.instance_id)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.host.address = found.address;
+        self.host.target_id = Some(new.instance_id.clone());
+        self.reporter
+            .record(Event::StepFinished {
+                host: self.name(),
+                step: step.name.clone(),
+                index,
+                exit_code: Some(0),
+                duration_ms: millis(started.elapsed()),
+                ok: true,
+                output_tail: format!("{old} replaced by {} in {}", new.instance_id, new.zone),
+                rollback: self.rollback,
+            })
+            .await?;
+        self.wait_registered().await
+    }
+
+    /// After a replacement: every balancer reports the new instance healthy
+    /// (the group registers it in its target groups), bounded.
+    async fn wait_registered(&self) -> Result<(), Stop> {
+        let deadline = Instant::now() + self.env.playbook.health.timeout;
+        for balancer in self.balancers() {
+            loop {
+                let status = balancer
+                    .status(self.target())
+                    .await
+                    .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
+                if status.up != Some(false) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Stop::Outcome(
+                        Outcome::Unhealthy,
+                        format!(
+                            "balancer {} does not report the new instance healthy",
+                            balancer.name()
+                        ),
+                    ));
+                }
+                self.pause(
+                    self.env
+                        .cadence
+                        .balancer_poll
+                        .max(Duration::from_millis(500)),
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn boot_id(&self, command: &str) -> Result<String, Stop> {

@@ -17,6 +17,8 @@ pub struct HostRecord {
     pub detail: Option<String>,
     /// Milliseconds between the first drain and the last undrain.
     pub out_of_service_ms: u64,
+    /// The instance a `replace` step put in this host's place.
+    pub replaced_by: Option<String>,
     drained_at: Option<jiff::Timestamp>,
 }
 
@@ -37,6 +39,7 @@ impl HostRecord {
             failed_step: None,
             detail: None,
             out_of_service_ms: 0,
+            replaced_by: None,
             drained_at: None,
         }
     }
@@ -210,6 +213,17 @@ impl RunRecord {
                 self.finished = Some(envelope.ts.clone());
             }
             Event::LockBroken { .. } => self.lock_broken = true,
+            Event::Replaced {
+                host, new_instance, ..
+            } => {
+                let record = self
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new);
+                // The old instance is gone, and with it its registrations.
+                record.replaced_by = Some(new_instance.clone());
+                record.drained.clear();
+            }
             Event::HandedOver { host, to_run } => {
                 let record = self
                     .hosts

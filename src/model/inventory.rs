@@ -48,6 +48,17 @@ pub struct Host {
     pub target_id: Option<String>,
     /// Fleet variables with the host's own on top.
     pub vars: Vars,
+    /// Where an AWS-discovered host came from; `None` for static hosts.
+    pub aws: Option<AwsOrigin>,
+}
+
+/// The source and Auto Scaling group of a discovered instance.
+#[derive(Debug, Clone)]
+pub struct AwsOrigin {
+    /// The `[sources.NAME]` it was found by (region, endpoint, address kind).
+    pub source: Source,
+    /// The instance's Auto Scaling group, if it is in one.
+    pub asg: Option<String>,
 }
 
 impl Host {

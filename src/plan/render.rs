@@ -23,6 +23,8 @@ pub struct PlanView<'a> {
     /// When the plan is shown, for "the window opens in 2d 3h"; none in
     /// snapshot tests, where the clock would make the output change.
     pub now: Option<jiff::Timestamp>,
+    /// One line per `[sources]` entry resolved against AWS.
+    pub discovered: Vec<String>,
 }
 
 impl<'a> PlanView<'a> {
@@ -34,6 +36,7 @@ impl<'a> PlanView<'a> {
             hosts: inventory.hosts().collect(),
             estimate: Estimate::of(plan, playbook),
             now: None,
+            discovered: Vec::new(),
         }
     }
 
@@ -67,6 +70,7 @@ struct JsonPlan<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     window_next: Option<String>,
     unresolved_sources: Vec<&'a str>,
+    discovered: &'a [String],
     batches: Vec<JsonBatch<'a>>,
 }
 
@@ -115,6 +119,7 @@ pub fn render_json(view: &PlanView<'_>) -> String {
             .iter()
             .map(|s| s.name.as_str())
             .collect(),
+        discovered: &view.discovered,
         batches: view
             .plan
             .batches
@@ -161,15 +166,8 @@ pub fn render_human(view: &PlanView<'_>) -> String {
     );
     if plan.batches.is_empty() {
         // Limits and estimates of an empty plan would read like real figures.
-        for source in &view.inventory.sources {
-            let _ = writeln!(
-                out,
-                "  source        {} ({}): hosts are discovered at run time and not in this plan",
-                source.name,
-                source.kind.describe()
-            );
-        }
-        let _ = writeln!(out, "\nno static hosts to plan");
+        write_sources(&mut out, view);
+        let _ = writeln!(out, "\nno hosts to plan");
         return out;
     }
     let sizes: Vec<String> = strategy.batch.iter().map(ToString::to_string).collect();
@@ -242,14 +240,7 @@ pub fn render_human(view: &PlanView<'_>) -> String {
             );
         }
     }
-    for source in &view.inventory.sources {
-        let _ = writeln!(
-            out,
-            "  source        {} ({}): hosts are discovered at run time and not in this plan",
-            source.name,
-            source.kind.describe()
-        );
-    }
+    write_sources(&mut out, view);
 
     let rows: Vec<[String; 5]> = plan
         .batches
@@ -323,6 +314,21 @@ pub fn render_human(view: &PlanView<'_>) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
     }
     out
+}
+
+/// What became of `[sources]`: discovered, or left out with --offline.
+fn write_sources(out: &mut String, view: &PlanView<'_>) {
+    for line in &view.discovered {
+        let _ = writeln!(out, "  source        {line}");
+    }
+    for source in &view.inventory.sources {
+        let _ = writeln!(
+            out,
+            "  source        {} ({}): not contacted (--offline); its hosts are not in this plan",
+            source.name,
+            source.kind.describe()
+        );
+    }
 }
 
 /// Zones of one batch; past three, only how many.

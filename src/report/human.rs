@@ -207,6 +207,14 @@ impl EventSink for HumanSink {
                     ),
                 );
             }
+            Event::Replaced {
+                host,
+                old_instance,
+                new_instance,
+                zone,
+            } => {
+                self.line(ts, &format!("{host} replaced: {old_instance} -> {new_instance} in {zone}"));
+            }
             Event::HandedOver { host, to_run } => {
                 self.line(ts, &format!("{host} handed over to run {to_run}, still drained"));
             }

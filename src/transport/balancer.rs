@@ -87,4 +87,11 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
 
     /// The pool's health, when the balancer can report it.
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError>;
+
+    /// How long a drain of this host can take at most by the balancer's own
+    /// settings (an ELBv2 deregistration delay), when it has one; the wait
+    /// is bounded by this and by `[drain].timeout`, whichever is shorter.
+    async fn drain_bound(&self, _target: Target<'_>) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -37,18 +37,14 @@ from moto.server import main
 main(["-H", "127.0.0.1", "-p", port])
 "#;
 
-/// Whether moto can run here; tests skip (and say so) when it cannot.
+/// Whether moto can run here; tests fail (and say how to install it) when not.
 pub fn available() -> bool {
-    let ok = Command::new("python3")
+    Command::new("python3")
         .args(["-c", "import moto.server"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        println!("skipping: moto not installed (bash tests/setup.sh installs it)");
-    }
-    ok
+        .is_ok_and(|s| s.success())
 }
 
 #[derive(Debug)]
@@ -100,7 +96,10 @@ impl Moto {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("moto_server on {} not ready within {READY_WITHIN:?}", self.addr);
+        panic!(
+            "moto_server on {} not ready within {READY_WITHIN:?}",
+            self.addr
+        );
     }
 
     /// An SDK configuration pointing at `endpoint` with fixed test

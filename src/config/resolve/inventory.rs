@@ -371,6 +371,7 @@ fn resolve_host(
         balancers,
         target_id,
         vars,
+        aws: None,
     })
 }
 

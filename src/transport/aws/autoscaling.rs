@@ -153,8 +153,9 @@ impl AutoScaling {
                         in_progress: false,
                         warning: Some(format!(
                             "cannot tell whether an instance refresh is running in Auto Scaling group \
-                             {name} (the endpoint does not implement DescribeInstanceRefreshes: {error}); \
-                             assuming none"
+                             {name} (the endpoint does not implement DescribeInstanceRefreshes: {}); \
+                             assuming none",
+                            error.reply()
                         )),
                     })
                 } else {
@@ -183,6 +184,25 @@ impl AutoScaling {
             .terminate_instance_in_auto_scaling_group()
             .instance_id(instance_id)
             .should_decrement_desired_capacity(false)
+            .send()
+            .await
+            .map_err(|e| {
+                AsgError::Api(AwsError::from_sdk(
+                    "TerminateInstanceInAutoScalingGroup",
+                    instance_id,
+                    &e,
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// Terminates the instance and lowers desired capacity with it: the
+    /// second half of a surge, after the replacement was launched first.
+    pub async fn terminate_with_decrement(&self, instance_id: &str) -> Result<(), AsgError> {
+        self.client
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(instance_id)
+            .should_decrement_desired_capacity(true)
             .send()
             .await
             .map_err(|e| {

@@ -17,7 +17,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_elasticloadbalancingv2::config::Credentials;
 use aws_sdk_elasticloadbalancingv2::config::http::HttpResponse;
-use aws_sdk_elasticloadbalancingv2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
 
 /// The whole of one API call, retries and backoff included.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,10 +144,15 @@ impl AwsError {
         let code = error.code().map(str::to_owned);
         let (message, transient) = match error {
             SdkError::ServiceError(_) => {
-                let message = error
-                    .message()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| DisplayErrorContext(error).to_string());
+                // An answer that is not an AWS error document (an
+                // emulator's or a proxy's HTML page): the SDK's own text for
+                // it dumps the whole raw response, the status says enough.
+                let message = error.message().map(str::to_owned).unwrap_or_else(|| {
+                    format!(
+                        "answer without an AWS error code (HTTP {})",
+                        status.unwrap_or_default()
+                    )
+                });
                 let throttled = code
                     .as_deref()
                     .is_some_and(|code| THROTTLING_CODES.contains(&code));
@@ -155,10 +160,16 @@ impl AwsError {
             }
             // The request could not even be built: a missing region or
             // credentials. Trying again changes nothing.
-            SdkError::ConstructionFailure(_) => (DisplayErrorContext(error).to_string(), false),
-            // No answer in time, no connection, or an answer that is not
-            // AWS's (a proxy's HTML page): the endpoint may recover.
-            _ => (DisplayErrorContext(error).to_string(), true),
+            SdkError::ConstructionFailure(_) => (causes(error), false),
+            SdkError::ResponseError(_) => (
+                format!(
+                    "unreadable answer (HTTP {})",
+                    status.map_or_else(|| "status unknown".to_owned(), |s| s.to_string())
+                ),
+                true,
+            ),
+            // No answer in time or no connection: the endpoint may recover.
+            _ => (causes(error), true),
         };
         Self {
             operation,
@@ -190,13 +201,26 @@ impl AwsError {
     }
 }
 
+/// An error and its causes on one line (`dispatch failure: io error: …:
+/// Connection refused`). The SDK's `DisplayErrorContext` also appends the
+/// whole error's Debug form, which no operator wants to read.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl std::fmt::Display for AwsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.operation, self.subject, self.reply())?;
-        if let Some(status) = self.status.filter(|_| self.code.is_none()) {
-            write!(f, " (HTTP {status})")?;
-        }
-        Ok(())
+        write!(f, "{} {}: {}", self.operation, self.subject, self.reply())
     }
 }
 
@@ -265,6 +289,6 @@ mod tests {
             "DescribeInstanceRefreshes web-asg: ValidationError: boom"
         );
         let text = error(None, Some(503)).to_string();
-        assert!(text.ends_with("boom (HTTP 503)"), "{text}");
+        assert_eq!(text, "DescribeInstanceRefreshes web-asg: boom");
     }
 }

@@ -66,6 +66,35 @@ pub async fn discover(source: &Source) -> Result<Vec<DiscoveredHost>, DiscoveryE
     discover_with(&config, source).await
 }
 
+/// One instance as `source` would have discovered it: after a replacement,
+/// the new instance's name and address.
+pub async fn describe_instance(
+    source: &Source,
+    instance_id: &str,
+) -> Result<DiscoveredHost, DiscoveryError> {
+    let config = sdk_config(source.region.as_deref(), source.endpoint_url.as_deref()).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let filters = vec![
+        Filter::builder()
+            .name("instance-id")
+            .values(instance_id)
+            .build(),
+    ];
+    let instances = describe_instances(&ec2, filters, instance_id)
+        .await
+        .map_err(|error| DiscoveryError::Api {
+            source_name: source.name.clone(),
+            error,
+        })?;
+    hosts_from(source, &instances, &HashMap::new())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| DiscoveryError::GroupNotFound {
+            source_name: source.name.clone(),
+            group: format!("(instance {instance_id} not found)"),
+        })
+}
+
 /// [`discover`] with a given SDK configuration.
 pub async fn discover_with(
     config: &SdkConfig,
@@ -298,6 +327,10 @@ pub fn into_hosts(source: &Source, found: Vec<DiscoveredHost>) -> Vec<Host> {
             balancers: source.balancers.clone(),
             target_id: Some(discovered.instance_id),
             vars: source.vars.clone(),
+            aws: Some(crate::model::inventory::AwsOrigin {
+                source: source.clone(),
+                asg: discovered.asg,
+            }),
         })
         .collect()
 }

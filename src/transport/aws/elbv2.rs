@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -34,6 +34,10 @@ use crate::transport::balancer::{
 
 /// AWS's default when a group does not say.
 const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
+/// AWS reports a target gone a little after its deregistration delay ends.
+pub const DRAIN_MARGIN: Duration = Duration::from_secs(10);
+/// How long a discovery pass answers for targets it did not find.
+const REDISCOVER_AFTER: Duration = Duration::from_secs(15);
 /// Target groups described at once while discovering: enough to keep a large
 /// account quick, few enough not to provoke throttling.
 const DISCOVERY_CONCURRENCY: usize = 4;
@@ -62,11 +66,16 @@ struct Memory {
     /// Registrations this balancer removed, by target id, until undrained.
     drained: HashMap<String, BTreeSet<Registration>>,
     /// `discover = true`: the groups each target id was found in by the last
-    /// discovery pass; a target absent from the map was not looked for yet.
+    /// discovery pass (every target of every group, not only our hosts').
     seen: HashMap<String, BTreeSet<String>>,
-    /// Every group the last discovery pass looked at held these ids, so an
-    /// id missing from `seen` after a pass is registered nowhere.
-    discovered: bool,
+    /// When the last discovery pass ran. An id missing from `seen` is
+    /// registered nowhere as of then; it is looked for again once the pass
+    /// is [`REDISCOVER_AFTER`] old, since a new instance (a replacement)
+    /// gets registered after launch.
+    discovered_at: Option<Instant>,
+    /// `discover = true`: the target ids of the hosts asked about; the pool
+    /// is their groups.
+    hosts: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -247,7 +256,7 @@ impl TargetGroupBalancer {
         }
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         memory.seen = seen;
-        memory.discovered = true;
+        memory.discovered_at = Some(Instant::now());
         Ok(())
     }
 
@@ -261,14 +270,21 @@ impl TargetGroupBalancer {
         let known = |memory: &Memory| -> Option<BTreeSet<String>> {
             let drained = memory.drained.get(id).into_iter().flatten();
             let mut arns: BTreeSet<String> = drained.map(|r| r.target_group_arn.clone()).collect();
+            let fresh = memory
+                .discovered_at
+                .is_some_and(|at| at.elapsed() < REDISCOVER_AFTER);
             match memory.seen.get(id) {
                 Some(seen) => arns.extend(seen.iter().cloned()),
-                None if !memory.discovered && arns.is_empty() => return None,
+                None if !fresh && arns.is_empty() => return None,
                 None => {}
             }
             Some(arns)
         };
-        let cached = known(&self.memory.lock().unwrap_or_else(|e| e.into_inner()));
+        let cached = {
+            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            memory.hosts.insert(id.to_owned());
+            known(&memory)
+        };
         if let Some(arns) = cached {
             return Ok(arns.into_iter().collect());
         }
@@ -518,6 +534,16 @@ impl LoadBalancer for TargetGroupBalancer {
         Ok(())
     }
 
+    /// The longest deregistration delay of the host's groups plus
+    /// [`DRAIN_MARGIN`]; `None` (the caller's `[drain].timeout` alone) when
+    /// the delay cannot be read.
+    async fn drain_bound(&self, target: Target<'_>) -> Option<Duration> {
+        self.max_deregistration_delay(target)
+            .await
+            .ok()
+            .map(|delay| delay + DRAIN_MARGIN)
+    }
+
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError> {
         let (arns, drained_ids): (Vec<String>, Vec<String>) = {
             let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
@@ -525,8 +551,13 @@ impl LoadBalancer for TargetGroupBalancer {
             let arns = match &self.groups {
                 TargetGroups::Arns(arns) => arns.clone(),
                 TargetGroups::Discover => {
-                    let mut arns: BTreeSet<String> =
-                        memory.seen.values().flatten().cloned().collect();
+                    let mut arns: BTreeSet<String> = memory
+                        .hosts
+                        .iter()
+                        .filter_map(|id| memory.seen.get(id))
+                        .flatten()
+                        .cloned()
+                        .collect();
                     arns.extend(drained.clone().map(|r| r.target_group_arn.clone()));
                     arns.into_iter().collect()
                 }
@@ -624,6 +655,7 @@ mod tests {
             lb_server: "web-01".into(),
             target_id: None,
             vars: Default::default(),
+            aws: None,
         };
         assert_eq!(target_id(&host), "10.0.1.11");
         host.target_id = Some("i-0abc".into());
