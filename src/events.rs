@@ -239,6 +239,9 @@ pub enum Event {
     /// A `replace` step swapped the host's instance for a new one.
     Replaced {
         host: String,
+        /// The `replace` step's index: the replacement is its effect, so the
+        /// step counts as done even if the run dies before `step_finished`.
+        index: usize,
         old_instance: String,
         new_instance: String,
         /// The zone the Auto Scaling group put the new instance in.

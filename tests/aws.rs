@@ -1124,3 +1124,83 @@ expect_body = "{vars.version}"
     expected.insert(("127.0.1.254".to_owned(), 8080, "healthy".to_owned()));
     assert_eq!(health, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_run_killed_mid_way_resumes_without_replacing_twice() {
+    use std::io::{BufRead, BufReader};
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let cloud = Cloud::new(&config).await;
+    let originals = cloud.spread_group("web-asg", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inventory.toml"),
+        format!(
+            "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("playbook.toml"),
+        "name = \"replace\"\n[strategy]\nbatch = [1]\n\n[[steps]]\nreplace = \"aws-asg\"\ntimeout = \"60s\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetroll"))
+        .args([
+            "run",
+            "--json",
+            "-i",
+            "inventory.toml",
+            "-p",
+            "playbook.toml",
+        ])
+        .current_dir(dir.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // kill -9 right after the first replacement is recorded.
+    let mut first = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "replaced" {
+            first = Some(event["old_instance"].as_str().unwrap().to_owned());
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    let first = first.expect("a replacement before the kill");
+
+    let (code, stdout, stderr) = fleetroll(dir.path(), &["resume", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let again: Vec<String> = events(&stdout)
+        .iter()
+        .filter(|e| e["event"] == "replaced")
+        .map(|e| e["old_instance"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !again.contains(&first),
+        "{first} was replaced before the kill, and its replacement must stay"
+    );
+    assert_eq!(again.len(), 2, "the other two instances: {again:?}");
+    let group = AutoScaling::new(&config)
+        .describe_group("web-asg")
+        .await
+        .unwrap();
+    assert_eq!(group.instances.len(), 3);
+    assert!(
+        group
+            .instances
+            .iter()
+            .all(|i| !originals.contains(&i.instance_id))
+    );
+}

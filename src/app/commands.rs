@@ -162,6 +162,7 @@ pub fn resume(
         return Ok(exit);
     }
     runtime.block_on(resolve_sources(&mut config))?;
+    adopt_replaced_names(&mut config, &record);
     let fresh = make_plan(&config, &files.limit)?;
     let plan = recorded_plan(&record, &config, fresh)?;
     let lock = take_over_lock(state_dir, &options.inventory, &run_id)?;
@@ -171,6 +172,24 @@ pub fn resume(
         connector: connector(&options),
     };
     runtime.block_on(rollout.execute(&plan, run_id, lock, Kind::Resume(record)))
+}
+
+/// Instances a run put in place of others carry the journal's host names,
+/// so that the run's record of them (done, or half-way) still applies.
+fn adopt_replaced_names(config: &mut crate::config::load::Config, record: &RunRecord) {
+    for (name, host_record) in &record.hosts {
+        let Some(new) = host_record.replaced_by.as_deref() else {
+            continue;
+        };
+        for zone in &mut config.inventory.zones {
+            for host in &mut zone.hosts {
+                if host.target_id.as_deref() == Some(new) && host.name != *name {
+                    host.lb_server = host.lb_server.replace(&host.name, name);
+                    host.name = name.clone();
+                }
+            }
+        }
+    }
 }
 
 /// The batches as the run recorded them (so hosts stay in their batches),
@@ -186,17 +205,34 @@ fn recorded_plan(
         .enumerate()
         .map(|(index, host)| (host.name.as_str(), HostId(index as u32)))
         .collect();
+    // A replaced instance is found again by the id the journal recorded.
+    let by_instance: std::collections::HashMap<&str, HostId> = config
+        .inventory
+        .hosts()
+        .enumerate()
+        .filter_map(|(index, host)| Some((host.target_id.as_deref()?, HostId(index as u32))))
+        .collect();
     let mut batches = Vec::new();
     for batch in &record.plan {
         let mut hosts = Vec::new();
         for name in &batch.hosts {
-            let id = ids.get(name.as_str()).ok_or_else(|| {
-                invalid(format!(
-                    "host {name} of run {} is no longer in the inventory; finish the run with the inventory it started with",
-                    record.run_id
-                ))
-            })?;
-            hosts.push(*id);
+            let recorded = record.hosts.get(name);
+            let id = ids.get(name.as_str()).or_else(|| {
+                recorded
+                    .and_then(|r| r.replaced_by.as_deref())
+                    .and_then(|new| by_instance.get(new))
+            });
+            match id {
+                Some(id) => hosts.push(*id),
+                // Finished before, and gone since (replaced): nothing to do.
+                None if recorded.is_some_and(|r| r.is_settled()) => {}
+                None => {
+                    return Err(invalid(format!(
+                        "host {name} of run {} is no longer in the inventory; finish the run with the inventory it started with",
+                        record.run_id
+                    )));
+                }
+            }
         }
         batches.push(Batch {
             index: batch.index,
@@ -495,6 +531,7 @@ pub fn rollback(
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
     runtime.block_on(resolve_sources(&mut config))?;
+    adopt_replaced_names(&mut config, &record);
     if config.playbook.rollback.is_empty() {
         return Err(invalid(format!(
             "the playbook {} has no [[rollback]] steps; there is nothing to roll back with",

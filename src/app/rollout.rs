@@ -81,6 +81,20 @@ pub async fn check_groups(config: &Config, hosts: &[&Host]) -> Result<Vec<String
         if let Some(warning) = refresh.warning {
             notes.push(warning);
         }
+        if surge
+            && let Some(protected) = info.instances.iter().find(|i| {
+                i.protected_from_scale_in
+                    && hosts
+                        .iter()
+                        .any(|h| h.target_id.as_deref() == Some(i.instance_id.as_str()))
+            })
+        {
+            return Err(refuse(format!(
+                "instance {} of {group} is protected from scale-in: surge = true ends with a scale-in, which \
+                 would remove another instance instead; lift the protection or use surge = false",
+                protected.instance_id
+            )));
+        }
         if surge && info.desired + 1 > info.max {
             return Err(refuse(format!(
                 "Auto Scaling group {group} is at its max size ({}): surge = true cannot launch before terminating",

@@ -840,6 +840,7 @@ impl HostTask {
         self.reporter
             .record(Event::Replaced {
                 host: self.name(),
+                index,
                 old_instance: old.clone(),
                 new_instance: new.instance_id.clone(),
                 zone: new.zone.clone(),
@@ -853,6 +854,19 @@ impl HostTask {
             .map_err(|e| failed(e.to_string()))?;
         self.host.address = found.address;
         self.host.target_id = Some(new.instance_id.clone());
+        // The session was to the old instance. A command probe needs one to
+        // the new instance, whose host key nobody has seen yet: that is
+        // refused unless --accept-new-host-keys was given (documented).
+        if let Some(shell) = self.shell.take() {
+            shell.close().await;
+        }
+        if self
+            .probes
+            .iter()
+            .any(|p| matches!(p.kind, ProbeKind::Command { .. }))
+        {
+            self.connect().await?;
+        }
         self.reporter
             .record(Event::StepFinished {
                 host: self.name(),

@@ -214,15 +214,20 @@ impl RunRecord {
             }
             Event::LockBroken { .. } => self.lock_broken = true,
             Event::Replaced {
-                host, new_instance, ..
+                host,
+                index,
+                new_instance,
+                ..
             } => {
                 let record = self
                     .hosts
                     .entry(host.clone())
                     .or_insert_with(HostRecord::new);
-                // The old instance is gone, and with it its registrations.
+                // The old instance is gone, and with it its registrations;
+                // the step must never run again, on the new one.
                 record.replaced_by = Some(new_instance.clone());
                 record.drained.clear();
+                record.steps_done = record.steps_done.max(index + 1);
             }
             Event::HandedOver { host, to_run } => {
                 let record = self

@@ -212,6 +212,7 @@ impl EventSink for HumanSink {
                 old_instance,
                 new_instance,
                 zone,
+                ..
             } => {
                 self.line(ts, &format!("{host} replaced: {old_instance} -> {new_instance} in {zone}"));
             }
