@@ -136,26 +136,13 @@ pub fn resume(
             names.join(" ")
         )));
     }
-    let files = FileArgs {
-        inventory: PathBuf::from(&settings.inventory),
-        playbook: PathBuf::from(&settings.playbook),
-        vars: args.vars.clone(),
-        limit: settings.limit.clone(),
-    };
-    let options = RunOptions {
-        inventory: files.inventory.clone(),
-        playbook: files.playbook.clone(),
-        vars: files.vars.clone(),
-        limit: files.limit.clone(),
-        state_dir: state_dir.clone(),
-        json: args.json,
-        quiet,
-        verbose,
-        terminal: std::io::stderr().is_terminal(),
-        accept_new_host_keys: settings.accept_new_host_keys,
-        metrics_file: args.metrics_file.clone(),
-        clock: clock()?,
-    };
+    let (files, options) = recorded_options(
+        &settings,
+        state_dir,
+        &args.vars,
+        (args.json, quiet, verbose),
+        args.metrics_file.clone(),
+    )?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
     if let Some(exit) = outside_window(&config, &options, quiet) {
@@ -172,6 +159,38 @@ pub fn resume(
         connector: connector(&options),
     };
     runtime.block_on(rollout.execute(&plan, run_id, lock, Kind::Resume(record)))
+}
+
+/// The files and options of a run as it was started, for `resume` and
+/// `rollback`; `--var` values come from this command line.
+fn recorded_options(
+    settings: &crate::events::RunSettings,
+    state_dir: &std::path::Path,
+    vars: &[(String, String)],
+    (json, quiet, verbose): (bool, bool, bool),
+    metrics_file: Option<PathBuf>,
+) -> Result<(FileArgs, RunOptions), AppError> {
+    let files = FileArgs {
+        inventory: PathBuf::from(&settings.inventory),
+        playbook: PathBuf::from(&settings.playbook),
+        vars: vars.to_vec(),
+        limit: settings.limit.clone(),
+    };
+    let options = RunOptions {
+        inventory: files.inventory.clone(),
+        playbook: files.playbook.clone(),
+        vars: files.vars.clone(),
+        limit: files.limit.clone(),
+        state_dir: state_dir.to_path_buf(),
+        json,
+        quiet,
+        verbose,
+        terminal: std::io::stderr().is_terminal(),
+        accept_new_host_keys: settings.accept_new_host_keys,
+        metrics_file,
+        clock: clock()?,
+    };
+    Ok((files, options))
 }
 
 /// Instances a run put in place of others carry the journal's host names,
@@ -508,26 +527,13 @@ pub fn rollback(
             "run {run_id} has no start record; there is nothing to roll back"
         )));
     };
-    let files = FileArgs {
-        inventory: PathBuf::from(&settings.inventory),
-        playbook: PathBuf::from(&settings.playbook),
-        vars: args.vars.clone(),
-        limit: settings.limit.clone(),
-    };
-    let options = RunOptions {
-        inventory: files.inventory.clone(),
-        playbook: files.playbook.clone(),
-        vars: files.vars.clone(),
-        limit: files.limit.clone(),
-        state_dir: state_dir.clone(),
-        json: args.json,
-        quiet,
-        verbose,
-        terminal: std::io::stderr().is_terminal(),
-        accept_new_host_keys: settings.accept_new_host_keys,
-        metrics_file: args.metrics_file.clone(),
-        clock: clock()?,
-    };
+    let (files, options) = recorded_options(
+        &settings,
+        state_dir,
+        &args.vars,
+        (args.json, quiet, verbose),
+        args.metrics_file.clone(),
+    )?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
     runtime.block_on(resolve_sources(&mut config))?;

@@ -8,6 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod asg;
+mod reboot;
+
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
@@ -79,17 +82,7 @@ pub async fn roll_host(
     reporter: Reporter,
     cancel: CancellationToken,
 ) -> HostReport {
-    let probes = env.playbook.probes.clone();
-    let mut task = HostTask {
-        env,
-        host,
-        reporter,
-        cancel,
-        shell: None,
-        drained: start.drained,
-        probes,
-        rollback: false,
-    };
+    let mut task = HostTask::new(env, host, start.drained, reporter, cancel, false);
     let result = task.journey(start.steps_done).await;
     let outcome = match result {
         Ok(outcome) => outcome,
@@ -122,14 +115,7 @@ pub async fn roll_host(
         }
         Err(Stop::Closed) => Outcome::Pending,
     };
-    if let Some(shell) = &task.shell {
-        shell.close().await;
-    }
-    HostReport {
-        host: task.host.name.clone(),
-        outcome,
-        out_of_service: !task.drained.is_empty(),
-    }
+    task.finish(outcome).await
 }
 
 /// After an interruption: a host left drained goes back into service if one
@@ -145,17 +131,7 @@ pub async fn return_host(
     cancel: CancellationToken,
 ) -> HostReport {
     let steps_total = env.playbook.steps.len();
-    let probes = env.playbook.probes.clone();
-    let mut task = HostTask {
-        env,
-        host,
-        reporter,
-        cancel,
-        shell: None,
-        drained: start.drained,
-        probes,
-        rollback: false,
-    };
+    let mut task = HostTask::new(env, host, start.drained, reporter, cancel, false);
     let result: Result<Outcome, Stop> = async {
         task.connect().await?;
         if !task.healthy_now().await? {
@@ -189,14 +165,7 @@ pub async fn return_host(
         // Unreachable now, or a balancer error: leave it to its batch.
         Err(Stop::Outcome(..) | Stop::Cancelled | Stop::Closed) => Outcome::Pending,
     };
-    if let Some(shell) = &task.shell {
-        shell.close().await;
-    }
-    HostReport {
-        host: task.host.name.clone(),
-        outcome,
-        out_of_service: !task.drained.is_empty(),
-    }
+    task.finish(outcome).await
 }
 
 /// Undoes a host's update with the playbook's `[[rollback]]` steps, under
@@ -209,28 +178,7 @@ pub async fn roll_back_host(
     reporter: Reporter,
     cancel: CancellationToken,
 ) -> HostReport {
-    let probes = env
-        .playbook
-        .probes
-        .iter()
-        .map(|probe| {
-            let mut probe = probe.clone();
-            if let ProbeKind::Http { expect_body, .. } = &mut probe.kind {
-                *expect_body = None;
-            }
-            probe
-        })
-        .collect();
-    let mut task = HostTask {
-        env,
-        host,
-        reporter,
-        cancel,
-        shell: None,
-        drained: start.drained,
-        probes,
-        rollback: true,
-    };
+    let mut task = HostTask::new(env, host, start.drained, reporter, cancel, true);
     let result: Result<Outcome, Stop> = async {
         task.phase(Phase::Checking, None, Some("rolling back".to_owned()))
             .await?;
@@ -272,17 +220,56 @@ pub async fn roll_back_host(
         }
         Err(Stop::Closed) => Outcome::Pending,
     };
-    if let Some(shell) = &task.shell {
-        shell.close().await;
-    }
-    HostReport {
-        host: task.host.name.clone(),
-        outcome,
-        out_of_service: !task.drained.is_empty(),
-    }
+    task.finish(outcome).await
 }
 
 impl HostTask {
+    fn new(
+        env: Arc<RunEnv>,
+        host: Host,
+        drained: Vec<String>,
+        reporter: Reporter,
+        cancel: CancellationToken,
+        rollback: bool,
+    ) -> Self {
+        let probes = env
+            .playbook
+            .probes
+            .iter()
+            .map(|probe| {
+                let mut probe = probe.clone();
+                // After a rollback the old version answers: expected bodies
+                // usually name the new one, so they are not checked then.
+                if rollback && let ProbeKind::Http { expect_body, .. } = &mut probe.kind {
+                    *expect_body = None;
+                }
+                probe
+            })
+            .collect();
+        Self {
+            env,
+            host,
+            reporter,
+            cancel,
+            shell: None,
+            drained,
+            probes,
+            rollback,
+        }
+    }
+
+    /// Closes the session and says how the host ended.
+    async fn finish(self, outcome: Outcome) -> HostReport {
+        if let Some(shell) = &self.shell {
+            shell.close().await;
+        }
+        HostReport {
+            host: self.host.name.clone(),
+            outcome,
+            out_of_service: !self.drained.is_empty(),
+        }
+    }
+
     fn name(&self) -> String {
         self.host.name.clone()
     }
@@ -636,299 +623,6 @@ impl HostTask {
                 None => return Err(Stop::Outcome(failure.0, failure.1)),
             }
         }
-    }
-
-    /// Reboots the host and proves it: SSH must come back with a boot id
-    /// other than the one read before. Watching port 22 is not enough; a
-    /// host that never went down would pass.
-    async fn reboot(
-        &mut self,
-        index: usize,
-        step: &Step,
-        command: &crate::model::template::Template,
-        boot_id_file: &crate::model::template::Template,
-    ) -> Result<(), Stop> {
-        let read_boot_id = format!("cat {}", self.render(boot_id_file)?);
-        let before = self.boot_id(&read_boot_id).await?;
-        let reboot = self.render(command)?;
-        self.reporter
-            .record(Event::StepStarted {
-                host: self.name(),
-                step: step.name.clone(),
-                index,
-                attempt: 1,
-                rollback: self.rollback,
-            })
-            .await?;
-        let started = Instant::now();
-        let deadline = started + step.timeout;
-        // The command may never answer: the host goes down under it.
-        let _ = self.exec(&reboot, Duration::from_secs(15)).await;
-        if let Some(shell) = self.shell.take() {
-            shell.close().await;
-        }
-        let mut backoff = ExponentialBuilder::new()
-            .with_min_delay(Duration::from_millis(500))
-            .with_max_delay(Duration::from_secs(10))
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let mut last = "SSH did not come back".to_owned();
-        let mut outcome = Outcome::TimedOut;
-        loop {
-            let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-            if Instant::now() + delay >= deadline {
-                break;
-            }
-            self.pause(delay).await?;
-            let connected = tokio::select! {
-                result = self.env.transports.connector.connect(&self.host) => result,
-                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-            };
-            let Ok(shell) = connected else { continue };
-            self.shell = Some(shell);
-            match self.boot_id(&read_boot_id).await {
-                Ok(after) if after != before => {
-                    self.reporter
-                        .record(Event::StepFinished {
-                            host: self.name(),
-                            step: step.name.clone(),
-                            index,
-                            exit_code: Some(0),
-                            duration_ms: millis(started.elapsed()),
-                            ok: true,
-                            output_tail: format!("boot id {before} -> {after}"),
-                            rollback: self.rollback,
-                        })
-                        .await?;
-                    return Ok(());
-                }
-                Ok(_) => {
-                    last = format!("boot id unchanged ({before}): the host did not reboot");
-                    outcome = Outcome::Failed;
-                }
-                Err(_) => last = "SSH is back but the boot id cannot be read".to_owned(),
-            }
-            if let Some(shell) = self.shell.take() {
-                shell.close().await;
-            }
-        }
-        self.reporter
-            .record(Event::StepFinished {
-                host: self.name(),
-                step: step.name.clone(),
-                index,
-                exit_code: None,
-                duration_ms: millis(started.elapsed()),
-                ok: false,
-                output_tail: last.clone(),
-                rollback: self.rollback,
-            })
-            .await?;
-        Err(Stop::Outcome(
-            outcome,
-            format!("{}: {last} within {:?}", step.name, step.timeout),
-        ))
-    }
-
-    /// With `asg_standby`, the Auto Scaling client, group and instance of a
-    /// host that is a group member and is updated in place.
-    async fn standby_group(
-        &self,
-    ) -> Option<(
-        crate::transport::aws::autoscaling::AutoScaling,
-        String,
-        String,
-    )> {
-        if !self.env.playbook.asg_standby
-            || self
-                .env
-                .playbook
-                .steps
-                .iter()
-                .any(|s| matches!(s.action, StepAction::ReplaceAsg { .. }))
-        {
-            return None;
-        }
-        let origin = self.host.aws.as_ref()?;
-        let group = origin.asg.clone()?;
-        let id = self.host.target_id.clone()?;
-        let asg = crate::transport::aws::autoscaling::AutoScaling::connect(
-            origin.source.region.as_deref(),
-            origin.source.endpoint_url.as_deref(),
-        )
-        .await;
-        Some((asg, group, id))
-    }
-
-    /// Replaces the host's instance in its Auto Scaling group: terminate it
-    /// without lowering capacity (or, with `surge`, raise capacity first and
-    /// terminate with the decrement once the new one is in service), wait,
-    /// bounded, for the replacement, then follow it: the probes and the
-    /// balancers now look at the new instance. The journal records both ids.
-    async fn replace(&mut self, index: usize, step: &Step, surge: bool) -> Result<(), Stop> {
-        use crate::transport::aws::autoscaling::{AsgError, AutoScaling};
-        use crate::transport::aws::discovery::describe_instance;
-        let failed =
-            |what: String| Stop::Outcome(Outcome::Failed, format!("{}: {what}", step.name));
-        let Some(origin) = self.host.aws.clone() else {
-            return Err(failed("a static host cannot be replaced".to_owned()));
-        };
-        let Some(group) = origin.asg.clone() else {
-            return Err(failed(
-                "the instance is in no Auto Scaling group".to_owned(),
-            ));
-        };
-        let old = self.host.target_id.clone().unwrap_or_default();
-        self.reporter
-            .record(Event::StepStarted {
-                host: self.name(),
-                step: step.name.clone(),
-                index,
-                attempt: 1,
-                rollback: self.rollback,
-            })
-            .await?;
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + step.timeout;
-        let source = &origin.source;
-        let asg =
-            AutoScaling::connect(source.region.as_deref(), source.endpoint_url.as_deref()).await;
-        let info = asg
-            .describe_group(&group)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let members: Vec<String> = info
-            .instances
-            .iter()
-            .map(|i| i.instance_id.clone())
-            .collect();
-        // Several hosts of one batch may be replaced in the same group at
-        // once; each new instance must stand in for exactly one old one.
-        let claim = |mut exclude: Vec<String>| {
-            let asg = &asg;
-            let group = &group;
-            async move {
-                loop {
-                    let new = asg.wait_for_replacement(group, &exclude, deadline).await?;
-                    let mut claimed = CLAIMED_INSTANCES
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if claimed.insert(new.instance_id.clone()) {
-                        return Ok::<_, AsgError>(new);
-                    }
-                    exclude.push(new.instance_id);
-                }
-            }
-        };
-        let swap = async {
-            if surge {
-                asg.set_desired(&group, info.desired + 1).await?;
-                let new = claim(members.clone()).await?;
-                asg.terminate_with_decrement(&old).await?;
-                Ok::<_, AsgError>(new)
-            } else {
-                asg.terminate_without_decrement(&old).await?;
-                claim(members.clone()).await
-            }
-        };
-        let new = tokio::select! {
-            result = swap => result.map_err(|e| failed(e.to_string()))?,
-            () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-        };
-        self.reporter
-            .record(Event::Replaced {
-                host: self.name(),
-                index,
-                old_instance: old.clone(),
-                new_instance: new.instance_id.clone(),
-                zone: new.zone.clone(),
-            })
-            .await?;
-        // The old instance and its registrations are gone; from here on the
-        // host is the new instance.
-        self.drained.clear();
-        let found = describe_instance(source, &new.instance_id)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        self.host.address = found.address;
-        self.host.target_id = Some(new.instance_id.clone());
-        // The session was to the old instance. A command probe needs one to
-        // the new instance, whose host key nobody has seen yet: that is
-        // refused unless --accept-new-host-keys was given (documented).
-        if let Some(shell) = self.shell.take() {
-            shell.close().await;
-        }
-        if self
-            .probes
-            .iter()
-            .any(|p| matches!(p.kind, ProbeKind::Command { .. }))
-        {
-            self.connect().await?;
-        }
-        self.reporter
-            .record(Event::StepFinished {
-                host: self.name(),
-                step: step.name.clone(),
-                index,
-                exit_code: Some(0),
-                duration_ms: millis(started.elapsed()),
-                ok: true,
-                output_tail: format!("{old} replaced by {} in {}", new.instance_id, new.zone),
-                rollback: self.rollback,
-            })
-            .await?;
-        self.wait_registered().await
-    }
-
-    /// After a replacement: every balancer reports the new instance healthy
-    /// (the group registers it in its target groups), bounded.
-    async fn wait_registered(&self) -> Result<(), Stop> {
-        let deadline = Instant::now() + self.env.playbook.health.timeout;
-        for balancer in self.balancers() {
-            loop {
-                let status = balancer
-                    .status(self.target())
-                    .await
-                    .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
-                if status.up != Some(false) {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Err(Stop::Outcome(
-                        Outcome::Unhealthy,
-                        format!(
-                            "balancer {} does not report the new instance healthy",
-                            balancer.name()
-                        ),
-                    ));
-                }
-                self.pause(
-                    self.env
-                        .cadence
-                        .balancer_poll
-                        .max(Duration::from_millis(500)),
-                )
-                .await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn boot_id(&self, command: &str) -> Result<String, Stop> {
-        let output = self
-            .exec(command, Duration::from_secs(30))
-            .await
-            .map_err(|error| self.failure(&error, "reading the boot id"))?;
-        let id = output.stdout_tail.trim().to_owned();
-        if !output.status.success() || id.is_empty() {
-            return Err(Stop::Outcome(
-                Outcome::Failed,
-                format!("cannot read the boot id: {}", output.stderr_tail.trim()),
-            ));
-        }
-        Ok(id)
     }
 
     /// One round of every probe, reported; true if all passed.

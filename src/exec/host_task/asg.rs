@@ -1,0 +1,201 @@
+//! Auto Scaling: replacing a host's instance, and Standby around steps.
+
+use std::time::{Duration, Instant};
+
+use super::{HostTask, Stop, millis};
+use crate::events::{Event, Outcome};
+use crate::model::playbook::Step;
+use crate::model::playbook::{ProbeKind, StepAction};
+
+use super::CLAIMED_INSTANCES;
+
+impl HostTask {
+    /// With `asg_standby`, the Auto Scaling client, group and instance of a
+    /// host that is a group member and is updated in place.
+    pub(super) async fn standby_group(
+        &self,
+    ) -> Option<(
+        crate::transport::aws::autoscaling::AutoScaling,
+        String,
+        String,
+    )> {
+        if !self.env.playbook.asg_standby
+            || self
+                .env
+                .playbook
+                .steps
+                .iter()
+                .any(|s| matches!(s.action, StepAction::ReplaceAsg { .. }))
+        {
+            return None;
+        }
+        let origin = self.host.aws.as_ref()?;
+        let group = origin.asg.clone()?;
+        let id = self.host.target_id.clone()?;
+        let asg = crate::transport::aws::autoscaling::AutoScaling::connect(
+            origin.source.region.as_deref(),
+            origin.source.endpoint_url.as_deref(),
+        )
+        .await;
+        Some((asg, group, id))
+    }
+
+    /// Replaces the host's instance in its Auto Scaling group: terminate it
+    /// without lowering capacity (or, with `surge`, raise capacity first and
+    /// terminate with the decrement once the new one is in service), wait,
+    /// bounded, for the replacement, then follow it: the probes and the
+    /// balancers now look at the new instance. The journal records both ids.
+    pub(super) async fn replace(
+        &mut self,
+        index: usize,
+        step: &Step,
+        surge: bool,
+    ) -> Result<(), Stop> {
+        use crate::transport::aws::autoscaling::{AsgError, AutoScaling};
+        use crate::transport::aws::discovery::describe_instance;
+        let failed =
+            |what: String| Stop::Outcome(Outcome::Failed, format!("{}: {what}", step.name));
+        let Some(origin) = self.host.aws.clone() else {
+            return Err(failed("a static host cannot be replaced".to_owned()));
+        };
+        let Some(group) = origin.asg.clone() else {
+            return Err(failed(
+                "the instance is in no Auto Scaling group".to_owned(),
+            ));
+        };
+        let old = self.host.target_id.clone().unwrap_or_default();
+        self.reporter
+            .record(Event::StepStarted {
+                host: self.name(),
+                step: step.name.clone(),
+                index,
+                attempt: 1,
+                rollback: self.rollback,
+            })
+            .await?;
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + step.timeout;
+        let source = &origin.source;
+        let asg =
+            AutoScaling::connect(source.region.as_deref(), source.endpoint_url.as_deref()).await;
+        let info = asg
+            .describe_group(&group)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let members: Vec<String> = info
+            .instances
+            .iter()
+            .map(|i| i.instance_id.clone())
+            .collect();
+        // Several hosts of one batch may be replaced in the same group at
+        // once; each new instance must stand in for exactly one old one.
+        let claim = |mut exclude: Vec<String>| {
+            let asg = &asg;
+            let group = &group;
+            async move {
+                loop {
+                    let new = asg.wait_for_replacement(group, &exclude, deadline).await?;
+                    let mut claimed = CLAIMED_INSTANCES
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if claimed.insert(new.instance_id.clone()) {
+                        return Ok::<_, AsgError>(new);
+                    }
+                    exclude.push(new.instance_id);
+                }
+            }
+        };
+        let swap = async {
+            if surge {
+                asg.set_desired(&group, info.desired + 1).await?;
+                let new = claim(members.clone()).await?;
+                asg.terminate_with_decrement(&old).await?;
+                Ok::<_, AsgError>(new)
+            } else {
+                asg.terminate_without_decrement(&old).await?;
+                claim(members.clone()).await
+            }
+        };
+        let new = tokio::select! {
+            result = swap => result.map_err(|e| failed(e.to_string()))?,
+            () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+        };
+        self.reporter
+            .record(Event::Replaced {
+                host: self.name(),
+                index,
+                old_instance: old.clone(),
+                new_instance: new.instance_id.clone(),
+                zone: new.zone.clone(),
+            })
+            .await?;
+        // The old instance and its registrations are gone; from here on the
+        // host is the new instance.
+        self.drained.clear();
+        let found = describe_instance(source, &new.instance_id)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.host.address = found.address;
+        self.host.target_id = Some(new.instance_id.clone());
+        // The session was to the old instance. A command probe needs one to
+        // the new instance, whose host key nobody has seen yet: that is
+        // refused unless --accept-new-host-keys was given (documented).
+        if let Some(shell) = self.shell.take() {
+            shell.close().await;
+        }
+        if self
+            .probes
+            .iter()
+            .any(|p| matches!(p.kind, ProbeKind::Command { .. }))
+        {
+            self.connect().await?;
+        }
+        self.reporter
+            .record(Event::StepFinished {
+                host: self.name(),
+                step: step.name.clone(),
+                index,
+                exit_code: Some(0),
+                duration_ms: millis(started.elapsed()),
+                ok: true,
+                output_tail: format!("{old} replaced by {} in {}", new.instance_id, new.zone),
+                rollback: self.rollback,
+            })
+            .await?;
+        self.wait_registered().await
+    }
+
+    /// After a replacement: every balancer reports the new instance healthy
+    /// (the group registers it in its target groups), bounded.
+    pub(super) async fn wait_registered(&self) -> Result<(), Stop> {
+        let deadline = Instant::now() + self.env.playbook.health.timeout;
+        for balancer in self.balancers() {
+            loop {
+                let status = balancer
+                    .status(self.target())
+                    .await
+                    .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
+                if status.up != Some(false) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Stop::Outcome(
+                        Outcome::Unhealthy,
+                        format!(
+                            "balancer {} does not report the new instance healthy",
+                            balancer.name()
+                        ),
+                    ));
+                }
+                self.pause(
+                    self.env
+                        .cadence
+                        .balancer_poll
+                        .max(Duration::from_millis(500)),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
