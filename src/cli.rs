@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// Write the run's figures here in the Prometheus text format.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Connect and check every host (SSH, skip_if, balancers); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -65,6 +65,9 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
     }
     runtime.block_on(resolve_sources(&mut config))?;
     let plan = make_plan(&config, &args.files.limit)?;
+    if args.dry_run {
+        return runtime.block_on(dry_run_plan(&config, &plan, &options));
+    }
     let run_id = fresh_run_id();
     let lock = acquire_lock(&options.state_dir, &options.inventory, &run_id)?;
     let rollout = Rollout {
@@ -487,6 +490,7 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
         json: args.json,
         accept_new_host_keys: false,
         metrics_file: None,
+        dry_run: false,
     };
     let exit = run(&run_args, quiet, verbose, color);
     let report = fleet.stop();
@@ -571,4 +575,25 @@ pub fn rollback(
         connector: connector(&options),
     };
     runtime.block_on(rollout.execute(&plan, run_id, lock, Kind::Rollback(record)))
+}
+
+/// `run --dry-run`: the balancers are checked as for a run, then each host.
+async fn dry_run_plan(
+    config: &crate::config::load::Config,
+    plan: &crate::plan::batches::Plan,
+    options: &RunOptions,
+) -> Result<Exit, AppError> {
+    let all: Vec<&crate::model::inventory::Host> = config.inventory.hosts().collect();
+    let selected: Vec<&crate::model::inventory::Host> = plan
+        .batches
+        .iter()
+        .flat_map(|b| b.hosts.iter().map(|id| all[id.0 as usize]))
+        .collect();
+    let balancers = super::rollout::balancers(&config.inventory).await;
+    super::rollout::check_balancers(&selected, &balancers).await?;
+    let needs_ssh = crate::exec::env::RunEnv::needs_ssh(&config.playbook, &config.inventory);
+    let hosts = selected.into_iter().cloned().collect();
+    let checks =
+        super::dry_run::dry_run(config, hosts, connector(options), &balancers, needs_ssh).await;
+    Ok(super::dry_run::report(&checks, options.json))
 }

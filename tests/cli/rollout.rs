@@ -629,3 +629,48 @@ fn a_reboot_is_proven_by_a_new_boot_id_and_an_unchanged_one_fails() {
     // The one that failed stays out of service; the others are back.
     assert_all_in_service(&fleet, &["web-02"]);
 }
+
+#[test]
+fn a_dry_run_checks_every_host_and_changes_nothing() {
+    let fleet = Fleet::start(FleetSpec::new(1, 3));
+    fleet.haproxy_command("set server app/web-03 state maint");
+    let options = InventoryOptions {
+        unknown_host_key: vec!["web-02".into()],
+        ..InventoryOptions::default()
+    };
+    let work = Workdir::new(&fleet, &options, &playbook("", "batch = [1]"));
+    let run = work.run(&["--dry-run"]);
+    assert_eq!(
+        run.code, 1,
+        "web-02's key is unknown:\n{}{}",
+        run.stdout, run.stderr
+    );
+    let line = |host: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(host))
+            .unwrap_or_else(|| panic!("no line for {host}:\n{}", run.stdout))
+            .to_owned()
+    };
+    assert!(
+        line("web-01").contains("ssh ok; skip_if: would update; web: ready, up"),
+        "{}",
+        line("web-01")
+    );
+    assert!(line("web-02").contains("not known"), "{}", line("web-02"));
+    assert!(
+        line("web-03").contains("maintenance (operator: will be skipped)"),
+        "{}",
+        line("web-03")
+    );
+    assert!(
+        run.stdout.contains("2 of 3 hosts ready to roll"),
+        "{}",
+        run.stdout
+    );
+    // Nothing was touched: no deploy, no drain, no journal, no lock.
+    assert!(fleet.hosts().iter().all(|h| h.deploys().is_empty()));
+    assert_eq!(fleet.server_state("web-01").status, "UP");
+    assert_eq!(fleet.server_state("web-03").status, "MAINT");
+    assert!(!work.state().exists(), "a dry run writes no state");
+}
