@@ -117,6 +117,9 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
+/// While hosts are out: how often balancers are checked for lost state.
+const BALANCER_WATCH_EVERY: Duration = Duration::from_secs(2);
+
 /// Forward (the update) or backward (the `[[rollback]]` steps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -143,6 +146,8 @@ struct LoopState {
     window_closed: Option<String>,
     batch_durations: Vec<Duration>,
     heartbeat: tokio::time::Interval,
+    /// How often balancers are asked whether they lost state (a reload).
+    balancer_watch: tokio::time::Interval,
 }
 
 /// "sat 2026-11-28 02:00 Europe/Berlin".
@@ -351,6 +356,7 @@ impl Dispatcher {
             window_closed: None,
             batch_durations: Vec::new(),
             heartbeat,
+            balancer_watch: tokio::time::interval(BALANCER_WATCH_EVERY),
         };
         let batch_count = batches.len();
         let mut rolled_back = false;
@@ -681,6 +687,15 @@ impl Dispatcher {
                             Stopping::Now
                         }
                     };
+                }
+                _ = state.balancer_watch.tick() => {
+                    let balancers: Vec<_> = self.env.transports.balancers.values().cloned().collect();
+                    for balancer in balancers {
+                        balancer.watch().await;
+                        for message in balancer.take_warnings() {
+                            self.emit(Event::Warning { host: None, message })?;
+                        }
+                    }
                 }
                 _ = state.heartbeat.tick() => {
                     if let Err(error) = self.lock.heartbeat(jiff::Timestamp::now()) {

@@ -94,4 +94,15 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
     async fn drain_bound(&self, _target: Target<'_>) -> Option<std::time::Duration> {
         None
     }
+
+    /// Called every few seconds while hosts are out, to notice what the
+    /// balancer may have lost on its own (HAProxy forgets drains on reload).
+    async fn watch(&self) {}
+
+    /// Things the balancer noticed and repaired on its own that people
+    /// should read (a HAProxy reload that lost its drains, say); each is
+    /// returned once.
+    fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -16,6 +16,17 @@ pub struct Haproxy {
     name: String,
     endpoint: HaproxyEndpoint,
     backend: String,
+    /// What survives only in HAProxy's memory: a reload forgets runtime
+    /// admin states, so the drains we set are re-applied when the process
+    /// id changes (the PITFALLS warning).
+    watch: std::sync::Arc<std::sync::Mutex<Watch>>,
+}
+
+#[derive(Debug, Default)]
+struct Watch {
+    pid: Option<String>,
+    drained: std::collections::BTreeSet<String>,
+    warnings: Vec<String>,
 }
 
 impl Haproxy {
@@ -24,6 +35,7 @@ impl Haproxy {
             name: name.to_owned(),
             endpoint,
             backend: backend.to_owned(),
+            watch: std::sync::Arc::default(),
         }
     }
 
@@ -88,6 +100,46 @@ impl Haproxy {
             .command(&format!("show servers state {}", self.backend))
             .await?;
         parse_admin_state(&reply, server).ok_or_else(|| self.unknown_server(server))
+    }
+
+    fn watch(&self) -> std::sync::MutexGuard<'_, Watch> {
+        self.watch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Re-applies our drains if HAProxy was reloaded or restarted since we
+    /// last looked: a new process starts with every server ready.
+    async fn reapply_after_reload(&self) -> Result<(), BalancerError> {
+        let info = self.command("show info").await?;
+        let pid = info
+            .lines()
+            .find_map(|line| line.strip_prefix("Pid:"))
+            .map(|pid| pid.trim().to_owned());
+        let lost: Vec<String> = {
+            let mut watch = self.watch();
+            let reloaded = watch.pid.is_some() && pid.is_some() && watch.pid != pid;
+            watch.pid = pid.clone();
+            if reloaded {
+                watch.drained.iter().cloned().collect()
+            } else {
+                Vec::new()
+            }
+        };
+        if lost.is_empty() {
+            return Ok(());
+        }
+        for server in &lost {
+            self.set_state(server, "drain").await?;
+        }
+        self.watch().warnings.push(format!(
+            "HAProxy {} was reloaded (now pid {}), which forgets runtime states: drain re-applied to {}; \
+             configure a server-state file to keep them",
+            self.name,
+            pid.unwrap_or_default(),
+            lost.join(", ")
+        ));
+        Ok(())
     }
 
     async fn stat_rows(&self) -> Result<Vec<StatRow>, BalancerError> {
@@ -188,6 +240,7 @@ impl LoadBalancer for Haproxy {
 
     async fn status(&self, target: Target<'_>) -> Result<ServerStatus, BalancerError> {
         let server = &target.host.lb_server;
+        self.reapply_after_reload().await?;
         let rows = self.stat_rows().await?;
         let row = rows
             .iter()
@@ -201,11 +254,29 @@ impl LoadBalancer for Haproxy {
     }
 
     async fn drain(&self, target: Target<'_>) -> Result<(), BalancerError> {
-        self.set_state(&target.host.lb_server, "drain").await
+        self.reapply_after_reload().await?;
+        self.set_state(&target.host.lb_server, "drain").await?;
+        self.watch().drained.insert(target.host.lb_server.clone());
+        Ok(())
     }
 
     async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError> {
+        self.watch().drained.remove(&target.host.lb_server);
         self.set_state(&target.host.lb_server, "ready").await
+    }
+
+    async fn watch(&self) {
+        let nothing_drained = self.watch().drained.is_empty();
+        if !nothing_drained && let Err(error) = self.reapply_after_reload().await {
+            self.watch().warnings.push(format!(
+                "cannot check HAProxy {} for a reload: {error}",
+                self.name
+            ));
+        }
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut self.watch().warnings)
     }
 
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError> {
@@ -253,6 +324,95 @@ mod tests {
         assert_eq!(parse_admin_state(text, "web-03"), Some(AdminState::Maint));
         assert_eq!(parse_admin_state(text, "web-04"), Some(AdminState::Maint));
         assert_eq!(parse_admin_state(text, "web-09"), None);
+    }
+
+    /// A runtime API on loopback that answers like HAProxy, with a process
+    /// id the test can change (a reload), and records every command.
+    async fn fake_runtime_api(
+        pid: std::sync::Arc<std::sync::Mutex<u32>>,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                let _ = BufReader::new(read).read_line(&mut line).await;
+                let command = line.trim().to_owned();
+                seen.lock().unwrap().push(command.clone());
+                let reply = if command == "show info" {
+                    format!("Name: HAProxy\nPid: {}\n", pid.lock().unwrap())
+                } else if command.starts_with("show stat") {
+                    "# pxname,svname,qcur,qmax,scur,status\napp,web-01,0,0,0,UP\n".to_owned()
+                } else if command.starts_with("show servers state") {
+                    "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state\n3 app 1 web-01 10.0.0.1 2 0\n".to_owned()
+                } else {
+                    "\n".to_owned()
+                };
+                let _ = write.write_all(reply.as_bytes()).await;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_forgets_a_drain_is_repaired_and_reported() {
+        let pid = std::sync::Arc::new(std::sync::Mutex::new(100));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let address = fake_runtime_api(pid.clone(), seen.clone()).await;
+        let lb = Haproxy::new("web", HaproxyEndpoint::Address(address), "app");
+        let host = crate::model::inventory::Host {
+            name: "web-01".into(),
+            address: "10.0.0.1".into(),
+            zone: "a".into(),
+            ssh: crate::model::inventory::SshSettings {
+                user: "root".into(),
+                port: 22,
+                identity_file: None,
+                known_hosts: None,
+                jump: None,
+                sudo: false,
+            },
+            balancers: vec!["web".into()],
+            lb_server: "web-01".into(),
+            target_id: None,
+            vars: Default::default(),
+            aws: None,
+        };
+        let target = Target {
+            host: &host,
+            shell: None,
+        };
+        lb.drain(target).await.unwrap();
+        lb.status(target).await.unwrap();
+        assert!(lb.take_warnings().is_empty(), "no reload yet");
+        let drains = |seen: &std::sync::Mutex<Vec<String>>| {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .filter(|c| *c == "set server app/web-01 state drain")
+                .count()
+        };
+        assert_eq!(drains(&seen), 1);
+
+        *pid.lock().unwrap() = 200; // the reload
+        lb.status(target).await.unwrap();
+        assert_eq!(drains(&seen), 2, "the drain is applied again");
+        let warnings = lb.take_warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("reloaded (now pid 200)"),
+            "{warnings:?}"
+        );
+        assert!(lb.take_warnings().is_empty(), "reported once");
+
+        // Once returned to service, a later reload re-applies nothing.
+        lb.undrain(target).await.unwrap();
+        *pid.lock().unwrap() = 300;
+        lb.status(target).await.unwrap();
+        assert_eq!(drains(&seen), 2);
     }
 
     #[test]
