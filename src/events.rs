@@ -169,6 +169,13 @@ pub enum Event {
         host: String,
         balancer: String,
     },
+    /// What a balancer needs to return the host after a restart, written
+    /// right after the drain (opaque to everyone but that balancer).
+    DrainMemory {
+        host: String,
+        balancer: String,
+        memory: String,
+    },
     /// Written once the host is back in one balancer and reported up.
     Undrained {
         host: String,
@@ -271,7 +278,8 @@ impl Event {
             | Event::StepSkipped { host, .. }
             | Event::Probe { host, .. }
             | Event::HandedOver { host, .. }
-            | Event::Replaced { host, .. } => Some(host),
+            | Event::Replaced { host, .. }
+            | Event::DrainMemory { host, .. } => Some(host),
             Event::Warning { host, .. } => host.as_deref(),
             _ => None,
         }

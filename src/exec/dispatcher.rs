@@ -304,6 +304,7 @@ impl Dispatcher {
             }
             let start = StartFrom {
                 drained: record.drained.clone(),
+                memory: record.drain_memory.clone(),
                 steps_done: record.steps_done,
             };
             tasks.spawn(return_host(
@@ -636,6 +637,7 @@ impl Dispatcher {
                     .get(&host.name)
                     .map(|r| StartFrom {
                         drained: r.drained.clone(),
+                        memory: r.drain_memory.clone(),
                         steps_done: r.steps_done,
                     })
                     .unwrap_or_default();

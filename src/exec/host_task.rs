@@ -32,6 +32,8 @@ static CLAIMED_INSTANCES: std::sync::LazyLock<std::sync::Mutex<std::collections:
 pub struct StartFrom {
     /// Balancers the host is already drained from (by this run).
     pub drained: Vec<String>,
+    /// What those balancers need to return it (from the journal).
+    pub memory: Vec<(String, String)>,
     /// Steps already finished.
     pub steps_done: usize,
 }
@@ -83,6 +85,7 @@ pub async fn roll_host(
     cancel: CancellationToken,
 ) -> HostReport {
     let mut task = HostTask::new(env, host, start.drained, reporter, cancel, false);
+    task.restore_memory(&start.memory);
     let result = task.journey(start.steps_done).await;
     let outcome = match result {
         Ok(outcome) => outcome,
@@ -132,6 +135,7 @@ pub async fn return_host(
 ) -> HostReport {
     let steps_total = env.playbook.steps.len();
     let mut task = HostTask::new(env, host, start.drained, reporter, cancel, false);
+    task.restore_memory(&start.memory);
     let result: Result<Outcome, Stop> = async {
         task.connect().await?;
         if !task.healthy_now().await? {
@@ -179,6 +183,7 @@ pub async fn roll_back_host(
     cancel: CancellationToken,
 ) -> HostReport {
     let mut task = HostTask::new(env, host, start.drained, reporter, cancel, true);
+    task.restore_memory(&start.memory);
     let result: Result<Outcome, Stop> = async {
         task.phase(Phase::Checking, None, Some("rolling back".to_owned()))
             .await?;
@@ -297,6 +302,15 @@ impl HostTask {
             .iter()
             .filter_map(|name| self.env.transports.balancers.get(name).cloned())
             .collect()
+    }
+
+    /// Gives balancers back what they journaled when they drained the host.
+    fn restore_memory(&self, memory: &[(String, String)]) {
+        for (name, text) in memory {
+            if let Some(balancer) = self.env.transports.balancers.get(name) {
+                balancer.restore_memory(text);
+            }
+        }
     }
 
     /// Passes on what a balancer repaired on its own, as warnings.
@@ -504,6 +518,15 @@ impl HostTask {
                 .drain(self.target())
                 .await
                 .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
+            if let Some(memory) = balancer.drain_memory(&self.host) {
+                self.reporter
+                    .record(Event::DrainMemory {
+                        host: self.name(),
+                        balancer: balancer.name().to_owned(),
+                        memory,
+                    })
+                    .await?;
+            }
         }
         // Wait until the balancers report no open connections, bounded by
         // [drain].timeout (or the balancer's own drain bound, if shorter);

@@ -19,6 +19,8 @@ pub struct HostRecord {
     pub out_of_service_ms: u64,
     /// The instance a `replace` step put in this host's place.
     pub replaced_by: Option<String>,
+    /// Per drained balancer, what it needs to return the host.
+    pub drain_memory: Vec<(String, String)>,
     drained_at: Option<jiff::Timestamp>,
 }
 
@@ -40,6 +42,7 @@ impl HostRecord {
             detail: None,
             out_of_service_ms: 0,
             replaced_by: None,
+            drain_memory: Vec::new(),
             drained_at: None,
         }
     }
@@ -159,12 +162,25 @@ impl RunRecord {
                     record.drained_at = ts;
                 }
             }
+            Event::DrainMemory {
+                host,
+                balancer,
+                memory,
+            } => {
+                let record = self
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new);
+                record.drain_memory.retain(|(b, _)| b != balancer);
+                record.drain_memory.push((balancer.clone(), memory.clone()));
+            }
             Event::Undrained { host, balancer } => {
                 let record = self
                     .hosts
                     .entry(host.clone())
                     .or_insert_with(HostRecord::new);
                 record.drained.retain(|b| b != balancer);
+                record.drain_memory.retain(|(b, _)| b != balancer);
                 if record.drained.is_empty()
                     && let (Some(start), Some(end)) = (record.drained_at.take(), ts)
                 {

@@ -156,3 +156,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_balancers_drain_memory_lives_until_the_host_is_back() {
+    let memory = Event::DrainMemory {
+        host: "h1".into(),
+        balancer: "alb".into(),
+        memory: "[{\"target_group_arn\":\"arn:x\",\"id\":\"i-1\",\"port\":80}]".into(),
+    };
+    let mut records = journal()[..2].to_vec();
+    records.push(envelope(
+        "2026-01-01T00:00:01Z",
+        Event::Drain {
+            host: "h1".into(),
+            balancer: "alb".into(),
+        },
+    ));
+    records.push(envelope("2026-01-01T00:00:01Z", memory));
+    let drained = replay("r1", &records);
+    assert_eq!(drained.hosts["h1"].drain_memory.len(), 1);
+    assert_eq!(drained.hosts["h1"].drain_memory[0].0, "alb");
+    records.push(envelope(
+        "2026-01-01T00:00:09Z",
+        Event::Undrained {
+            host: "h1".into(),
+            balancer: "alb".into(),
+        },
+    ));
+    assert!(replay("r1", &records).hosts["h1"].drain_memory.is_empty());
+}

@@ -175,6 +175,8 @@ impl EventSink for HumanSink {
                 let reason = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
                 self.line(ts, &format!("run {} {}{reason}", envelope.run_id, outcome.label()));
             }
+            // For the journal only: what a balancer needs after a restart.
+            Event::DrainMemory { .. } => {}
             Event::Pause { seconds, next_batch } if self.bars.is_some() => {
                 if let Some(bars) = &mut self.bars {
                     // A countdown: the bar fills as the pause runs out.

@@ -95,6 +95,18 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// What this balancer must remember to return `host` to service after
+    /// a restart of fleetroll (an ELBv2 `discover` balancer's drained
+    /// registrations, which can no longer be discovered). Journaled right
+    /// after the drain; opaque text.
+    fn drain_memory(&self, _host: &Host) -> Option<String> {
+        None
+    }
+
+    /// Takes back what [`LoadBalancer::drain_memory`] gave in an earlier
+    /// process, before the host is returned to service.
+    fn restore_memory(&self, _memory: &str) {}
+
     /// Called every few seconds while hosts are out, to notice what the
     /// balancer may have lost on its own (HAProxy forgets drains on reload).
     async fn watch(&self) {}

@@ -44,7 +44,9 @@ const DISCOVERY_CONCURRENCY: usize = 4;
 
 /// One registration of a target in a target group: what DeregisterTargets
 /// removed and RegisterTargets puts back.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Registration {
     pub target_group_arn: String,
     /// The target id: an instance id or an IP address.
@@ -423,6 +425,20 @@ pub fn pool_status<'a>(
 
 #[async_trait]
 impl LoadBalancer for TargetGroupBalancer {
+    fn drain_memory(&self, host: &Host) -> Option<String> {
+        let registrations = self.drained_registrations(host);
+        if registrations.is_empty() {
+            return None;
+        }
+        serde_json::to_string(&registrations).ok()
+    }
+
+    fn restore_memory(&self, memory: &str) {
+        if let Ok(registrations) = serde_json::from_str::<Vec<Registration>>(memory) {
+            self.restore_registrations(registrations);
+        }
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
