@@ -1007,17 +1007,18 @@ async fn fleetroll_run_replaces_a_six_instance_group_one_zone_at_a_time() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ip_target_group_of_real_ssh_hosts_is_drained_through_elbv2() {
-    assert!(
-        moto::available(),
-        "moto is needed: bash tests/setup.sh installs it"
-    );
-    let moto = Moto::start().await;
-    let config = moto.config().await;
-    let cloud = Cloud::new(&config).await;
-    // Real sshd hosts with their apps on 127.0.1.N, no HAProxy: the balancer
-    // is an ELBv2 target group of type `ip` in moto.
+/// Real sshd hosts with their apps on 127.0.1.N, no HAProxy, as targets of
+/// an ELBv2 target group of type `ip` in moto (plus a bystander target that
+/// no host is), with an inventory naming the group by `balancer` (`ARN` is
+/// replaced) and a deploy playbook whose step ends with `step_extra`.
+struct IpFleet {
+    fleet: fixture::Fleet,
+    arn: String,
+    targets: Vec<(String, i32)>,
+    dir: tempfile::TempDir,
+}
+
+async fn ip_fleet(moto: &Moto, cloud: &Cloud, balancer: &str, step_extra: &str) -> IpFleet {
     let mut spec = fixture::FleetSpec::new(1, 3);
     spec.haproxy = false;
     let fleet = tokio::task::block_in_place(|| fixture::Fleet::start(spec));
@@ -1043,7 +1044,6 @@ async fn an_ip_target_group_of_real_ssh_hosts_is_drained_through_elbv2() {
         .collect();
     let pairs: Vec<(&str, i32)> = targets.iter().map(|(a, p)| (a.as_str(), *p)).collect();
     cloud.register(&arn, &pairs).await;
-    // A bystander target that no host of the inventory is: never touched.
     cloud.register(&arn, &[("127.0.1.254", 8080)]).await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -1056,13 +1056,12 @@ async fn an_ip_target_group_of_real_ssh_hosts_is_drained_through_elbv2() {
         "balancer = \"alb\"",
         1,
     ) + &format!(
-        "\n[balancers.alb]\nkind = \"aws-target-group\"\ntarget_group_arn = \"{arn}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        "\n[balancers.alb]\nkind = \"aws-target-group\"\n{}\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        balancer.replace("ARN", &arn),
         moto.endpoint
     );
     std::fs::write(&inventory, text).unwrap();
-    std::fs::write(
-        dir.path().join("playbook.toml"),
-        r#"name = "deploy"
+    let playbook = r#"name = "deploy"
 [vars]
 version = "2.0"
 [strategy]
@@ -1071,7 +1070,7 @@ batch = [1]
 settle = "100ms"
 timeout = "10s"
 [[steps]]
-run = "{vars.appctl} {vars.dir} deploy {vars.version} 200"
+run = "{vars.appctl} {vars.dir} deploy {vars.version} 200STEP_EXTRA"
 [health]
 interval = "100ms"
 healthy_after = 2
@@ -1079,22 +1078,56 @@ timeout = "10s"
 [[probes]]
 http = "http://{address}:{vars.app_port}/healthz"
 expect_body = "{vars.version}"
-"#,
+"#;
+    std::fs::write(
+        dir.path().join("playbook.toml"),
+        playbook.replace("STEP_EXTRA", step_extra),
     )
     .unwrap();
-    let (code, stdout, stderr) = fleetroll(
-        dir.path(),
-        &[
-            "run",
-            "--json",
-            "-i",
-            "inventory.toml",
-            "-p",
-            "playbook.toml",
-            "--state-dir",
-            "state",
-        ],
+    IpFleet {
+        fleet,
+        arn,
+        targets,
+        dir,
+    }
+}
+
+/// Every target of an [`IpFleet`], the bystander included, healthy.
+fn all_healthy(targets: &[(String, i32)]) -> BTreeSet<(String, i32, String)> {
+    let mut expected: BTreeSet<(String, i32, String)> = targets
+        .iter()
+        .map(|(a, p)| (a.clone(), *p, "healthy".to_owned()))
+        .collect();
+    expected.insert(("127.0.1.254".to_owned(), 8080, "healthy".to_owned()));
+    expected
+}
+
+const RUN_IP_FLEET: &[&str] = &[
+    "run",
+    "--json",
+    "-i",
+    "inventory.toml",
+    "-p",
+    "playbook.toml",
+    "--state-dir",
+    "state",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_target_group_of_real_ssh_hosts_is_drained_through_elbv2() {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
     );
+    let moto = Moto::start().await;
+    let cloud = Cloud::new(&moto.config().await).await;
+    let IpFleet {
+        fleet,
+        arn,
+        targets,
+        dir,
+    } = ip_fleet(&moto, &cloud, "target_group_arn = \"ARN\"", "").await;
+    let (code, stdout, stderr) = fleetroll(dir.path(), RUN_IP_FLEET);
     assert_eq!(code, 0, "{stderr}");
     for host in fleet.hosts() {
         assert_eq!(host.version(), "2.0", "{}", host.name);
@@ -1116,13 +1149,52 @@ expect_body = "{vars.version}"
         assert_eq!(kinds, ["drain", "step", "undrained"], "{}", host.name);
     }
     // Every target is registered and healthy again, the bystander included.
-    let health = cloud.health(&arn).await;
-    let mut expected: BTreeSet<(String, i32, String)> = targets
-        .iter()
-        .map(|(a, p)| (a.clone(), *p, "healthy".to_owned()))
-        .collect();
-    expected.insert(("127.0.1.254".to_owned(), 8080, "healthy".to_owned()));
-    assert_eq!(health, expected);
+    assert_eq!(cloud.health(&arn).await, all_healthy(&targets));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_returns_a_host_a_discover_target_group_drained_before_a_kill() {
+    use std::io::{BufRead, BufReader};
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let cloud = Cloud::new(&moto.config().await).await;
+    // discover = true: after the kill, the deregistered host is in no group
+    // any more; only the journal knows where it was.
+    let IpFleet {
+        fleet,
+        arn,
+        targets,
+        dir,
+    } = ip_fleet(&moto, &cloud, "discover = true", " && sleep 2").await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetroll"))
+        .args(RUN_IP_FLEET)
+        .current_dir(dir.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        if line.unwrap().contains("\"drain_memory\"") {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert_eq!(
+        cloud.health(&arn).await.len(),
+        targets.len(),
+        "one of the 3 hosts (plus the bystander) is out of the group"
+    );
+    let (code, _, stderr) = fleetroll(dir.path(), &["resume", "--state-dir", "state"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(fleet.hosts().iter().all(|h| h.version() == "2.0"));
+    assert_eq!(cloud.health(&arn).await, all_healthy(&targets));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
