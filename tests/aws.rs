@@ -914,6 +914,22 @@ fn fleetroll(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Starts `fleetroll ARGS` in `dir` like [`fleetroll`], with its stdout piped
+/// so that a test can act (kill -9) on an event.
+fn spawn_fleetroll(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fleetroll"))
+        .args(args)
+        .current_dir(dir)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start fleetroll")
+}
+
 fn events(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
@@ -1169,16 +1185,7 @@ async fn resume_returns_a_host_a_discover_target_group_drained_before_a_kill() {
         targets,
         dir,
     } = ip_fleet(&moto, &cloud, "discover = true", " && sleep 2").await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetroll"))
-        .args(RUN_IP_FLEET)
-        .current_dir(dir.path())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_fleetroll(dir.path(), RUN_IP_FLEET);
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         if line.unwrap().contains("\"drain_memory\"") {
             child.kill().unwrap();
@@ -1222,23 +1229,17 @@ async fn a_replacement_run_killed_mid_way_resumes_without_replacing_twice() {
         "name = \"replace\"\n[strategy]\nbatch = [1]\n\n[[steps]]\nreplace = \"aws-asg\"\ntimeout = \"60s\"\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetroll"))
-        .args([
+    let mut child = spawn_fleetroll(
+        dir.path(),
+        &[
             "run",
             "--json",
             "-i",
             "inventory.toml",
             "-p",
             "playbook.toml",
-        ])
-        .current_dir(dir.path())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    );
     // kill -9 right after the first replacement is recorded.
     let mut first = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {

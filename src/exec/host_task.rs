@@ -361,32 +361,16 @@ impl HostTask {
         self.drain_all().await?;
         self.phase(Phase::Updating, None, None).await?;
         let standby = self.standby_group().await;
-        if let Some((asg, group, id)) = &standby {
-            // While in Standby the group does not replace the instance for
-            // failing health checks during the update (a reboot, say).
-            asg.enter_standby(
-                group,
-                id,
-                tokio::time::Instant::now() + self.env.cadence.up_timeout,
-            )
-            .await
-            .map_err(|e| Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}")))?;
-        }
+        // While in Standby the group does not replace the instance for
+        // failing health checks during the update (a reboot, say).
+        self.set_standby(standby.as_ref(), true).await?;
         let steps = self.env.playbook.steps.clone();
         for (index, step) in steps.iter().enumerate().skip(steps_done) {
             self.run_step(index, step).await?;
         }
         self.phase(Phase::Verifying, None, None).await?;
         self.verify().await?;
-        if let Some((asg, group, id)) = &standby {
-            asg.exit_standby(
-                group,
-                id,
-                tokio::time::Instant::now() + self.env.cadence.up_timeout,
-            )
-            .await
-            .map_err(|e| Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}")))?;
-        }
+        self.set_standby(standby.as_ref(), false).await?;
         self.phase(Phase::Undraining, None, None).await?;
         self.undrain_all().await?;
         self.phase(Phase::Done, Some(Outcome::Updated), None)

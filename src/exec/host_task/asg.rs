@@ -198,4 +198,27 @@ impl HostTask {
         }
         Ok(())
     }
+
+    /// Moves the instance into Standby (`enter`) or back to InService,
+    /// bounded; nothing without `asg_standby`.
+    pub(super) async fn set_standby(
+        &self,
+        standby: Option<&(
+            crate::transport::aws::autoscaling::AutoScaling,
+            String,
+            String,
+        )>,
+        enter: bool,
+    ) -> Result<(), Stop> {
+        let Some((asg, group, id)) = standby else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + self.env.cadence.up_timeout;
+        let result = if enter {
+            asg.enter_standby(group, id, deadline).await
+        } else {
+            asg.exit_standby(group, id, deadline).await
+        };
+        result.map_err(|e| Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}")))
+    }
 }

@@ -180,29 +180,20 @@ impl AutoScaling {
 
     /// Terminates the instance and lets its group launch a replacement.
     pub async fn terminate_without_decrement(&self, instance_id: &str) -> Result<(), AsgError> {
-        self.client
-            .terminate_instance_in_auto_scaling_group()
-            .instance_id(instance_id)
-            .should_decrement_desired_capacity(false)
-            .send()
-            .await
-            .map_err(|e| {
-                AsgError::Api(AwsError::from_sdk(
-                    "TerminateInstanceInAutoScalingGroup",
-                    instance_id,
-                    &e,
-                ))
-            })?;
-        Ok(())
+        self.terminate(instance_id, false).await
     }
 
     /// Terminates the instance and lowers desired capacity with it: the
     /// second half of a surge, after the replacement was launched first.
     pub async fn terminate_with_decrement(&self, instance_id: &str) -> Result<(), AsgError> {
+        self.terminate(instance_id, true).await
+    }
+
+    async fn terminate(&self, instance_id: &str, decrement: bool) -> Result<(), AsgError> {
         self.client
             .terminate_instance_in_auto_scaling_group()
             .instance_id(instance_id)
-            .should_decrement_desired_capacity(true)
+            .should_decrement_desired_capacity(decrement)
             .send()
             .await
             .map_err(|e| {
