@@ -84,15 +84,7 @@ pub struct RollbackArgs {
     /// The run whose changes to undo.
     pub run_id: String,
     #[command(flatten)]
-    pub state: StateArgs,
-    /// Variables the run was started with must be given again.
-    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-    pub vars: Vec<(String, String)>,
-    #[arg(long)]
-    pub json: bool,
-    /// Write the figures here in the Prometheus text format.
-    #[arg(long, value_name = "FILE")]
-    pub metrics_file: Option<PathBuf>,
+    pub recorded: RecordedRunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -100,11 +92,20 @@ pub struct ResumeArgs {
     /// The run to continue; the latest when omitted.
     pub run_id: Option<String>,
     #[command(flatten)]
+    pub recorded: RecordedRunArgs,
+}
+
+/// What `resume` and `rollback` take besides the run: the run's own
+/// settings come from its journal.
+#[derive(Debug, Args)]
+pub struct RecordedRunArgs {
+    #[command(flatten)]
     pub state: StateArgs,
     /// Variables the run was started with must be given again (they are
     /// not written to the journal, as they may be secrets).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Machine events on stdout, one JSON object per line.
     #[arg(long)]
     pub json: bool,
     /// Write the run's figures here in the Prometheus text format.

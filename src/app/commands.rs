@@ -8,7 +8,8 @@ use super::rollout::{Kind, Rollout, acquire_lock, fresh_run_id, load_record, tak
 use super::sources::resolve_sources;
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
 use crate::cli::{
-    DemoArgs, FileArgs, ResumeArgs, RollbackArgs, RunArgs, StateArgs, StatusArgs, UnlockArgs,
+    DemoArgs, FileArgs, RecordedRunArgs, ResumeArgs, RollbackArgs, RunArgs, StateArgs, StatusArgs,
+    UnlockArgs,
 };
 use crate::config::diagnostics::Diagnostic;
 use crate::events::{Envelope, Event, RunOutcome};
@@ -110,7 +111,7 @@ pub fn resume(
     verbose: bool,
     color: bool,
 ) -> Result<Exit, AppError> {
-    let state_dir = &args.state.state_dir;
+    let state_dir = &args.recorded.state.state_dir;
     let run_id = match &args.run_id {
         Some(id) => id.clone(),
         None => latest_run(state_dir).map_err(AppError::Journal)?,
@@ -130,7 +131,7 @@ pub fn resume(
     let missing: Vec<&String> = settings
         .var_names
         .iter()
-        .filter(|name| !args.vars.iter().any(|(k, _)| k == *name))
+        .filter(|name| !args.recorded.vars.iter().any(|(k, _)| k == *name))
         .collect();
     if !missing.is_empty() {
         let names: Vec<String> = missing.iter().map(|n| format!("--var {n}=…")).collect();
@@ -139,13 +140,7 @@ pub fn resume(
             names.join(" ")
         )));
     }
-    let (files, options) = recorded_options(
-        &settings,
-        state_dir,
-        &args.vars,
-        (args.json, quiet, verbose),
-        args.metrics_file.clone(),
-    )?;
+    let (files, options) = recorded_options(&settings, &args.recorded, quiet, verbose)?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
     if let Some(exit) = outside_window(&config, &options, quiet) {
@@ -168,15 +163,14 @@ pub fn resume(
 /// `rollback`; `--var` values come from this command line.
 fn recorded_options(
     settings: &crate::events::RunSettings,
-    state_dir: &std::path::Path,
-    vars: &[(String, String)],
-    (json, quiet, verbose): (bool, bool, bool),
-    metrics_file: Option<PathBuf>,
+    args: &RecordedRunArgs,
+    quiet: bool,
+    verbose: bool,
 ) -> Result<(FileArgs, RunOptions), AppError> {
     let files = FileArgs {
         inventory: PathBuf::from(&settings.inventory),
         playbook: PathBuf::from(&settings.playbook),
-        vars: vars.to_vec(),
+        vars: args.vars.clone(),
         limit: settings.limit.clone(),
     };
     let options = RunOptions {
@@ -184,13 +178,13 @@ fn recorded_options(
         playbook: files.playbook.clone(),
         vars: files.vars.clone(),
         limit: files.limit.clone(),
-        state_dir: state_dir.to_path_buf(),
-        json,
+        state_dir: args.state.state_dir.clone(),
+        json: args.json,
         quiet,
         verbose,
         terminal: std::io::stderr().is_terminal(),
         accept_new_host_keys: settings.accept_new_host_keys,
-        metrics_file,
+        metrics_file: args.metrics_file.clone(),
         clock: clock()?,
     };
     Ok((files, options))
@@ -523,7 +517,7 @@ pub fn rollback(
     verbose: bool,
     color: bool,
 ) -> Result<Exit, AppError> {
-    let state_dir = &args.state.state_dir;
+    let state_dir = &args.recorded.state.state_dir;
     let run_id = args.run_id.clone();
     let record = load_record(state_dir, &run_id)?;
     let Some(settings) = record.settings.clone() else {
@@ -531,13 +525,7 @@ pub fn rollback(
             "run {run_id} has no start record; there is nothing to roll back"
         )));
     };
-    let (files, options) = recorded_options(
-        &settings,
-        state_dir,
-        &args.vars,
-        (args.json, quiet, verbose),
-        args.metrics_file.clone(),
-    )?;
+    let (files, options) = recorded_options(&settings, &args.recorded, quiet, verbose)?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
     runtime.block_on(resolve_sources(&mut config))?;

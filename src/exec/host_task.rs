@@ -90,15 +90,7 @@ pub async fn roll_host(
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(Stop::Outcome(outcome, detail)) => {
-            let _ = task
-                .reporter
-                .record(Event::HostPhase {
-                    host: task.host.name.clone(),
-                    phase: Phase::Failed,
-                    outcome: Some(outcome),
-                    detail: Some(detail),
-                })
-                .await;
+            task.record_failure(outcome, detail).await;
             outcome
         }
         Err(Stop::Cancelled) => {
@@ -208,14 +200,7 @@ pub async fn roll_back_host(
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(Stop::Outcome(outcome, detail)) => {
-            let _ = task
-                .reporter
-                .record(Event::HostPhase {
-                    host: task.host.name.clone(),
-                    phase: Phase::Failed,
-                    outcome: Some(outcome),
-                    detail: Some(format!("rollback failed: {detail}")),
-                })
+            task.record_failure(outcome, format!("rollback failed: {detail}"))
                 .await;
             outcome
         }
@@ -302,6 +287,58 @@ impl HostTask {
             .iter()
             .filter_map(|name| self.env.transports.balancers.get(name).cloned())
             .collect()
+    }
+
+    /// Records, durably, that a step is about to run (write-ahead).
+    async fn step_started(&self, index: usize, step: &Step, attempt: u32) -> Result<(), Stop> {
+        self.reporter
+            .record(Event::StepStarted {
+                host: self.name(),
+                step: step.name.clone(),
+                index,
+                attempt,
+                rollback: self.rollback,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Records how a step ended.
+    async fn step_finished(
+        &self,
+        index: usize,
+        step: &Step,
+        exit_code: Option<i64>,
+        duration: Duration,
+        ok: bool,
+        output_tail: String,
+    ) -> Result<(), Stop> {
+        self.reporter
+            .record(Event::StepFinished {
+                host: self.name(),
+                step: step.name.clone(),
+                index,
+                exit_code,
+                duration_ms: millis(duration),
+                ok,
+                output_tail,
+                rollback: self.rollback,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Records that the host ended failed (it stays where it is).
+    async fn record_failure(&self, outcome: Outcome, detail: String) {
+        let _ = self
+            .reporter
+            .record(Event::HostPhase {
+                host: self.name(),
+                phase: Phase::Failed,
+                outcome: Some(outcome),
+                detail: Some(detail),
+            })
+            .await;
     }
 
     /// Gives balancers back what they journaled when they drained the host.
@@ -582,22 +619,14 @@ impl HostTask {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.reporter
-                .record(Event::StepStarted {
-                    host: self.name(),
-                    step: step.name.clone(),
-                    index,
-                    attempt,
-                    rollback: self.rollback,
-                })
-                .await?;
+            self.step_started(index, step, attempt).await?;
             let started = Instant::now();
             let result = self.exec(&command, step.timeout).await;
             if self.cancel.is_cancelled() {
                 // Cut short by a second signal: not a failure of the host.
                 return Err(Stop::Cancelled);
             }
-            let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let duration = started.elapsed();
             let (ok, exit_code, output_tail, failure) = match &result {
                 Ok(output) => (
                     output.status.success(),
@@ -615,17 +644,7 @@ impl HostTask {
                     (shell_outcome(error), format!("{}: {error}", step.name)),
                 ),
             };
-            self.reporter
-                .record(Event::StepFinished {
-                    host: self.name(),
-                    step: step.name.clone(),
-                    index,
-                    exit_code,
-                    duration_ms,
-                    ok,
-                    output_tail,
-                    rollback: self.rollback,
-                })
+            self.step_finished(index, step, exit_code, duration, ok, output_tail)
                 .await?;
             if ok {
                 return Ok(());

@@ -119,7 +119,7 @@ impl Workdir {
     }
 }
 
-fn output(mut command: Command) -> Output {
+pub(crate) fn output(mut command: Command) -> Output {
     let output = command.output().expect("run fleetroll");
     Output {
         code: output.status.code().unwrap_or(-1),

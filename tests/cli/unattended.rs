@@ -3,19 +3,14 @@
 
 use crate::fixture::{Fleet, FleetSpec, InventoryOptions};
 use crate::http_stub::{Stub, closed_port, prometheus_answer};
-use crate::rollout::{Workdir, assert_all_in_service, playbook, status_json};
+use crate::rollout::{Workdir, assert_all_in_service, output, playbook, status_json};
 use crate::support::Output;
 
 /// `fleetroll ARGS` with the clock starting at `now`.
 fn at(work: &Workdir, now: &str, args: &[&str]) -> Output {
     let mut command = work.command(args);
     command.env("FLEETROLL_FAKE_NOW", now);
-    let output = command.output().expect("run fleetroll");
-    Output {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    output(command)
 }
 
 const WINDOW: &str = "\n[window]\nstart = \"02:00\"\nend = \"05:00\"\ntimezone = \"UTC\"\n";

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{HostTask, Stop, millis};
+use super::{HostTask, Stop};
 use crate::events::{Event, Outcome};
 use crate::model::playbook::Step;
 use crate::model::playbook::{ProbeKind, StepAction};
@@ -64,15 +64,7 @@ impl HostTask {
             ));
         };
         let old = self.host.target_id.clone().unwrap_or_default();
-        self.reporter
-            .record(Event::StepStarted {
-                host: self.name(),
-                step: step.name.clone(),
-                index,
-                attempt: 1,
-                rollback: self.rollback,
-            })
-            .await?;
+        self.step_started(index, step, 1).await?;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + step.timeout;
         let source = &origin.source;
@@ -150,18 +142,15 @@ impl HostTask {
         {
             self.connect().await?;
         }
-        self.reporter
-            .record(Event::StepFinished {
-                host: self.name(),
-                step: step.name.clone(),
-                index,
-                exit_code: Some(0),
-                duration_ms: millis(started.elapsed()),
-                ok: true,
-                output_tail: format!("{old} replaced by {} in {}", new.instance_id, new.zone),
-                rollback: self.rollback,
-            })
-            .await?;
+        self.step_finished(
+            index,
+            step,
+            Some(0),
+            started.elapsed(),
+            true,
+            format!("{old} replaced by {} in {}", new.instance_id, new.zone),
+        )
+        .await?;
         self.wait_registered().await
     }
 

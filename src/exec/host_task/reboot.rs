@@ -4,8 +4,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 use std::time::{Duration, Instant};
 
-use super::{HostTask, Stop, millis};
-use crate::events::{Event, Outcome};
+use super::{HostTask, Stop};
+use crate::events::Outcome;
 use crate::model::playbook::Step;
 
 impl HostTask {
@@ -22,15 +22,7 @@ impl HostTask {
         let read_boot_id = format!("cat {}", self.render(boot_id_file)?);
         let before = self.boot_id(&read_boot_id).await?;
         let reboot = self.render(command)?;
-        self.reporter
-            .record(Event::StepStarted {
-                host: self.name(),
-                step: step.name.clone(),
-                index,
-                attempt: 1,
-                rollback: self.rollback,
-            })
-            .await?;
+        self.step_started(index, step, 1).await?;
         let started = Instant::now();
         let deadline = started + step.timeout;
         // The command may never answer: the host goes down under it.
@@ -61,18 +53,15 @@ impl HostTask {
             self.shell = Some(shell);
             match self.boot_id(&read_boot_id).await {
                 Ok(after) if after != before => {
-                    self.reporter
-                        .record(Event::StepFinished {
-                            host: self.name(),
-                            step: step.name.clone(),
-                            index,
-                            exit_code: Some(0),
-                            duration_ms: millis(started.elapsed()),
-                            ok: true,
-                            output_tail: format!("boot id {before} -> {after}"),
-                            rollback: self.rollback,
-                        })
-                        .await?;
+                    self.step_finished(
+                        index,
+                        step,
+                        Some(0),
+                        started.elapsed(),
+                        true,
+                        format!("boot id {before} -> {after}"),
+                    )
+                    .await?;
                     return Ok(());
                 }
                 Ok(_) => {
@@ -85,17 +74,7 @@ impl HostTask {
                 shell.close().await;
             }
         }
-        self.reporter
-            .record(Event::StepFinished {
-                host: self.name(),
-                step: step.name.clone(),
-                index,
-                exit_code: None,
-                duration_ms: millis(started.elapsed()),
-                ok: false,
-                output_tail: last.clone(),
-                rollback: self.rollback,
-            })
+        self.step_finished(index, step, None, started.elapsed(), false, last.clone())
             .await?;
         Err(Stop::Outcome(
             outcome,
