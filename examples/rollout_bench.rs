@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use fleetroll::config::load::{LoadOptions, load_from_text};
 use fleetroll::config::source::SourceFile;
 use fleetroll::events::{Event, PlannedBatch, RunSettings};
-use fleetroll::exec::dispatcher::{Dispatcher, Limits, RunBatch};
+use fleetroll::exec::dispatcher::{Dispatcher, Limits, RunBatch, Work};
 use fleetroll::exec::env::{Cadence, RunEnv, Transports};
+use fleetroll::exec::host_machine::Route;
 use fleetroll::journal::replay::RunRecord;
 use fleetroll::journal::store::JournalWriter;
 use fleetroll::lock::{LockInfo, RunLock};
@@ -161,6 +162,7 @@ async fn bench(n: usize) -> String {
         playbook: Arc::new(config.playbook.clone()),
         cadence: Cadence::default(),
         needs_ssh: true,
+        replacements: Default::default(),
     });
     let batches: Vec<RunBatch> = plan
         .batches
@@ -207,14 +209,24 @@ async fn bench(n: usize) -> String {
                 .collect(),
         })
         .expect("journal");
-    let finish = dispatcher.run(batches.clone()).await.expect("run");
+    let finish = dispatcher
+        .run(Work {
+            route: Route::Roll,
+            batches: batches.clone(),
+            adopted: Vec::new(),
+            resuming: false,
+        })
+        .await
+        .expect("run");
     let wall = started.elapsed();
     assert_eq!(
-        dispatcher.record.count(fleetroll::events::Outcome::Updated),
+        dispatcher
+            .record()
+            .count(fleetroll::events::Outcome::Updated),
         n,
         "every host updated ({finish:?})"
     );
-    dispatcher.lock.release();
+    dispatcher.release();
     let _ = std::fs::remove_dir_all(&state);
     let floor = (SETTLE + STEP + WARMUP + INTERVAL * HEALTHY_AFTER) * batches.len() as u32;
     let tight = (SETTLE + STEP + WARMUP + INTERVAL * (HEALTHY_AFTER - 1)) * batches.len() as u32;

@@ -43,6 +43,8 @@ pub enum AppError {
     Lock(crate::lock::LockError),
     #[error(transparent)]
     Journal(crate::journal::store::JournalError),
+    #[error(transparent)]
+    Run(crate::exec::dispatcher::RunError),
 }
 
 impl AppError {
@@ -50,7 +52,7 @@ impl AppError {
         match self {
             AppError::Invalid(_) => Exit::InvalidInput,
             AppError::Lock(crate::lock::LockError::Held { .. }) => Exit::Locked,
-            AppError::Lock(_) | AppError::Journal(_) => Exit::Halted,
+            AppError::Lock(_) | AppError::Journal(_) | AppError::Run(_) => Exit::Halted,
         }
     }
 
@@ -69,6 +71,7 @@ impl AppError {
             }
             AppError::Lock(error) => format!("fleetroll: {error}\n"),
             AppError::Journal(error) => format!("fleetroll: {error}\n"),
+            AppError::Run(error) => format!("fleetroll: {error}\n"),
         }
     }
 }

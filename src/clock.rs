@@ -11,6 +11,9 @@ use jiff::{SignedDuration, Timestamp, Zoned};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Clock {
     offset: SignedDuration,
+    /// For simulations under paused tokio time: `now` is this instant plus
+    /// the tokio time elapsed since the anchor.
+    anchor: Option<(Timestamp, tokio::time::Instant)>,
 }
 
 impl Clock {
@@ -22,6 +25,16 @@ impl Clock {
     pub fn starting_at(start: Timestamp) -> Self {
         Self {
             offset: start.duration_since(Timestamp::now()),
+            anchor: None,
+        }
+    }
+
+    /// A clock that reads `start` now and advances with tokio's clock, so
+    /// that it follows paused time in simulations.
+    pub fn following_tokio(start: Timestamp) -> Self {
+        Self {
+            offset: SignedDuration::ZERO,
+            anchor: Some((start, tokio::time::Instant::now())),
         }
     }
 
@@ -38,6 +51,10 @@ impl Clock {
     }
 
     pub fn now(&self) -> Timestamp {
+        if let Some((start, at)) = self.anchor {
+            let elapsed = SignedDuration::try_from(at.elapsed()).unwrap_or(SignedDuration::MAX);
+            return start.checked_add(elapsed).unwrap_or(start);
+        }
         Timestamp::now()
             .checked_add(self.offset)
             .unwrap_or_else(|_| Timestamp::now())

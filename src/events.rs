@@ -218,6 +218,9 @@ pub enum Event {
         name: String,
         ok: bool,
         detail: String,
+        /// The batch after which the gate was checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<usize>,
     },
     BatchFinished {
         index: usize,
@@ -253,6 +256,12 @@ pub enum Event {
         new_instance: String,
         /// The zone the Auto Scaling group put the new instance in.
         zone: String,
+    },
+    /// `on_failure = "rollback"`: the failed batch's changed hosts are being
+    /// rolled back (a resume finishes this first).
+    RollbackStarted {
+        batch: usize,
+        hosts: Vec<String>,
     },
     /// A later run took over this host, still drained, from this run.
     HandedOver {
@@ -294,4 +303,15 @@ pub struct Envelope {
     pub run_id: String,
     #[serde(flatten)]
     pub event: Event,
+}
+
+impl Envelope {
+    /// `event` of `run_id`, stamped now.
+    pub fn now(run_id: &str, event: Event) -> Self {
+        Self {
+            ts: jiff::Timestamp::now().to_string(),
+            run_id: run_id.to_owned(),
+            event,
+        }
+    }
 }

@@ -43,6 +43,8 @@ pub enum LockError {
     Unreadable { path: PathBuf, reason: String },
     #[error("cannot write the lock {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("the lock {path} is no longer this run's: {now}")]
+    Lost { path: PathBuf, now: String },
 }
 
 fn stale_note(stale: &Option<String>) -> String {
@@ -120,8 +122,31 @@ impl RunLock {
         &self.info
     }
 
-    /// Refreshes the heartbeat: write a sibling file, then rename over.
+    /// Refreshes the heartbeat: write a sibling file, then rename over. A
+    /// lock that someone broke (`unlock --force`) or took over is not
+    /// written again: the holder has lost it, and must stop.
     pub fn heartbeat(&mut self, now: jiff::Timestamp) -> Result<(), LockError> {
+        let lost = |now: String| LockError::Lost {
+            path: self.path.clone(),
+            now,
+        };
+        match read(&self.path) {
+            Ok(holder)
+                if holder.run_id == self.info.run_id
+                    && holder.pid == self.info.pid
+                    && holder.host == self.info.host
+                    && holder.since == self.info.since => {}
+            Ok(holder) => {
+                return Err(lost(format!(
+                    "held by run {} (pid {} on {})",
+                    holder.run_id, holder.pid, holder.host
+                )));
+            }
+            Err(LockError::Unreadable { reason, .. }) => {
+                return Err(lost(format!("it was removed or is unreadable ({reason})")));
+            }
+            Err(error) => return Err(error),
+        }
         self.info.heartbeat = now.to_string();
         let tmp = self.path.with_extension("lock.tmp");
         let io_error = |source| LockError::Io {
@@ -226,6 +251,27 @@ mod tests {
         assert_eq!(stale, None);
         lock.release();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_holder_whose_lock_was_broken_finds_out_at_its_next_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks/x.lock");
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut lock =
+            RunLock::acquire(&path, info(std::process::id(), "2026-01-01T00:00:00Z"), now).unwrap();
+        lock.heartbeat(now).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let other = LockInfo {
+            run_id: "other".into(),
+            ..info(1, "2026-01-01T00:00:00Z")
+        };
+        let _theirs = RunLock::acquire(&path, other, now).unwrap();
+        let Err(LockError::Lost { now: why, .. }) = lock.heartbeat(now) else {
+            panic!("the heartbeat must see the lock is lost");
+        };
+        assert!(why.contains("run other"), "{why}");
+        assert_eq!(read(&path).unwrap().run_id, "other", "theirs is left alone");
     }
 
     #[test]

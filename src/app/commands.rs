@@ -61,7 +61,10 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
     };
     let runtime = runtime()?;
     let mut config = load_config(&args.files, quiet, color)?;
-    if let Some(exit) = outside_window(&config, &options, quiet) {
+    if !crate::app::rollout::any_stranded(&options.state_dir, &options.inventory)
+        && let Some(exit) = outside_window(&config, &options, quiet)
+    {
+        // Nothing of an earlier run is left out of service: touch nothing.
         return Ok(exit);
     }
     runtime.block_on(resolve_sources(&mut config))?;
@@ -70,13 +73,13 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
         return runtime.block_on(dry_run_plan(&config, &plan, &options));
     }
     let run_id = fresh_run_id();
-    let lock = acquire_lock(&options.state_dir, &options.inventory, &run_id)?;
     let rollout = Rollout {
         config: &config,
         options: &options,
         connector: connector(&options),
     };
-    runtime.block_on(rollout.execute(&plan, run_id, lock, Kind::Start))
+    let acquire = || acquire_lock(&options.state_dir, &options.inventory, &run_id);
+    runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Start))
 }
 
 fn clock() -> Result<crate::clock::Clock, AppError> {
@@ -143,20 +146,20 @@ pub fn resume(
     let (files, options) = recorded_options(&settings, &args.recorded, quiet, verbose)?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
-    if let Some(exit) = outside_window(&config, &options, quiet) {
-        return Ok(exit);
-    }
+    // Outside the window the run still finishes the hosts its interruption
+    // left out of service (they must not stay out), starts no other, and
+    // exits 3; that is the dispatcher's to decide.
     runtime.block_on(resolve_sources(&mut config))?;
     adopt_replaced_names(&mut config, &record);
     let fresh = make_plan(&config, &files.limit)?;
     let plan = recorded_plan(&record, &config, fresh)?;
-    let lock = take_over_lock(state_dir, &options.inventory, &run_id)?;
     let rollout = Rollout {
         config: &config,
         options: &options,
         connector: connector(&options),
     };
-    runtime.block_on(rollout.execute(&plan, run_id, lock, Kind::Resume(record)))
+    let acquire = || take_over_lock(state_dir, &options.inventory, &run_id);
+    runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Resume(record)))
 }
 
 /// The files and options of a run as it was started, for `resume` and
@@ -556,13 +559,13 @@ pub fn rollback(
         }
         return Ok(Exit::Success);
     }
-    let lock = take_over_lock(state_dir, &options.inventory, &run_id)?;
     let rollout = Rollout {
         config: &config,
         options: &options,
         connector: connector(&options),
     };
-    runtime.block_on(rollout.execute(&plan, run_id, lock, Kind::Rollback(record)))
+    let acquire = || take_over_lock(state_dir, &options.inventory, &run_id);
+    runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Rollback(record)))
 }
 
 /// `run --dry-run`: the balancers are checked as for a run, then each host.

@@ -8,8 +8,11 @@ use super::{AppError, Exit, RunOptions};
 use crate::config::diagnostics::Diagnostic;
 use crate::config::load::Config;
 use crate::events::{Event, Outcome, PlannedBatch, RunOutcome, RunSettings};
-use crate::exec::dispatcher::{Dispatcher, EventSink, Finish, Limits, RunBatch, WindowGuard};
+use crate::exec::dispatcher::{
+    Adopted, Dispatcher, EventSink, Finish, Limits, RunBatch, WindowGuard, Work,
+};
 use crate::exec::env::{Cadence, RunEnv, Transports};
+use crate::exec::host_machine::Route;
 use crate::journal::replay::{RunRecord, replay};
 use crate::journal::store::{JournalWriter, new_run_id, read_run};
 use crate::lock::{LockError, LockInfo, RunLock, lock_path, this_host};
@@ -279,24 +282,18 @@ impl Rollout<'_> {
         sinks
     }
 
-    /// The promise that no host stays out by accident: before a new run
-    /// starts, hosts that an earlier, interrupted run of this inventory left
-    /// drained go back into service if healthy (recorded in that run's
-    /// journal). Failed hosts stay out.
-    ///
-    /// Hosts that are not healthy yet stay drained; the new run adopts them
-    /// (returned as host → balancers) and the old journal says so.
-    async fn recover_previous(
-        &self,
-        lock: RunLock,
-        env: &Arc<RunEnv>,
-        new_run: &str,
-    ) -> Result<(RunLock, Vec<(String, Vec<String>)>), AppError> {
+    /// The promise that no host stays out by accident: every host that an
+    /// earlier run of this inventory left drained (interrupted, or failed
+    /// and kept out on purpose) is taken over by this run, whose journal
+    /// records the drain as its own before the earlier one records the
+    /// hand-over. Selected hosts are then rolled like any other; the rest
+    /// are returned to service if healthy.
+    fn stranded(&self, this_run: &str, selected: &[&Host]) -> Result<Vec<Adopted>, AppError> {
         let state_dir = &self.options.state_dir;
         let inventory = absolute(&self.options.inventory).display().to_string();
-        let mut adopted = Vec::new();
+        let mut adopted: Vec<Adopted> = Vec::new();
         let Ok(entries) = std::fs::read_dir(crate::journal::store::runs_dir(state_dir)) else {
-            return Ok((lock, adopted));
+            return Ok(adopted);
         };
         let mut run_ids: Vec<String> = entries
             .filter_map(Result::ok)
@@ -307,9 +304,9 @@ impl Rollout<'_> {
                     .strip_suffix(".jsonl")
                     .map(str::to_owned)
             })
+            .filter(|id| id != this_run)
             .collect();
         run_ids.sort();
-        let mut lock = lock;
         for run_id in run_ids {
             let record = load_record(state_dir, &run_id)?;
             if record
@@ -319,70 +316,34 @@ impl Rollout<'_> {
             {
                 continue;
             }
-            let stranded: Vec<Host> = self
-                .config
-                .inventory
-                .hosts()
-                .filter(|h| {
-                    record
-                        .hosts
-                        .get(&h.name)
-                        .is_some_and(|r| !r.drained.is_empty() && !r.is_settled())
-                })
-                .cloned()
-                .collect();
-            if stranded.is_empty() {
-                continue;
+            for (name, host_record) in &record.hosts {
+                if host_record.drained.is_empty() || adopted.iter().any(|a| &a.host.name == name) {
+                    continue;
+                }
+                let Some(host) = self.config.inventory.hosts().find(|h| &h.name == name) else {
+                    continue;
+                };
+                adopted.push(Adopted {
+                    host: host.clone(),
+                    drained: host_record.drained.clone(),
+                    memory: host_record.drain_memory.clone(),
+                    from: JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?,
+                    selected: selected.iter().any(|h| h.name == *name),
+                });
             }
-            let mut dispatcher = Dispatcher::new(
-                Arc::clone(env),
-                JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?,
-                record,
-                lock,
-                Limits::unlimited(),
-                tokio::sync::mpsc::unbounded_channel().1,
-            );
-            dispatcher.sinks = self.sinks();
-            dispatcher
-                .emit(Event::Warning {
-                    host: None,
-                    message: format!(
-                        "run {run_id} was interrupted with {} hosts drained; returning the healthy ones to service first",
-                        stranded.len()
-                    ),
-                })
-                .map_err(AppError::Journal)?;
-            dispatcher
-                .recover(stranded)
-                .await
-                .map_err(AppError::Journal)?;
-            let still_out: Vec<(String, Vec<String>)> = dispatcher
-                .record
-                .hosts
-                .iter()
-                .filter(|(_, r)| !r.drained.is_empty() && !r.is_settled())
-                .map(|(name, r)| (name.clone(), r.drained.clone()))
-                .collect();
-            for (host, _) in &still_out {
-                dispatcher
-                    .emit(Event::HandedOver {
-                        host: host.clone(),
-                        to_run: new_run.to_owned(),
-                    })
-                    .map_err(AppError::Journal)?;
-            }
-            adopted.extend(still_out);
-            lock = dispatcher.lock;
         }
-        Ok((lock, adopted))
+        Ok(adopted)
     }
 
-    /// Starts a new run, continues one, or rolls one back.
+    /// Starts a new run, continues one, or rolls one back: checks what can
+    /// be checked without touching anything, then takes the lock (with
+    /// `acquire`) and hands the run to the dispatcher, whose loop holds the
+    /// lock's heartbeat until the end.
     pub async fn execute(
         &self,
         plan: &Plan,
         run_id: String,
-        lock: RunLock,
+        acquire: impl FnOnce() -> Result<RunLock, AppError>,
         kind: Kind,
     ) -> Result<Exit, AppError> {
         let (previous, rolling_back) = match kind {
@@ -398,21 +359,13 @@ impl Rollout<'_> {
             .iter()
             .flat_map(|b| b.hosts.iter().map(|id| hosts[id.0 as usize]))
             .collect();
-        if let Err(error) = check_balancers(&selected, &balancers).await {
-            lock.release();
-            return Err(error);
-        }
+        check_balancers(&selected, &balancers).await?;
         let group_notes = if rolling_back {
             Vec::new()
         } else {
-            match check_groups(self.config, &selected).await {
-                Ok(notes) => notes,
-                Err(error) => {
-                    lock.release();
-                    return Err(error);
-                }
-            }
+            check_groups(self.config, &selected).await?
         };
+        let lock = acquire()?;
         let env = Arc::new(RunEnv {
             transports: Transports {
                 connector: Arc::clone(&self.connector),
@@ -422,14 +375,34 @@ impl Rollout<'_> {
             playbook: Arc::new(self.config.playbook.clone()),
             cadence: Cadence::default(),
             needs_ssh: RunEnv::needs_ssh(&self.config.playbook, &self.config.inventory),
+            replacements: Default::default(),
         });
         let resuming = previous.is_some();
-        let (lock, adopted) = if resuming {
-            (lock, Vec::new())
-        } else {
-            self.recover_previous(lock, &env, &run_id).await?
+        let adopted = match self.stranded(&run_id, &selected) {
+            Ok(adopted) => adopted,
+            Err(error) => {
+                lock.release();
+                return Err(error);
+            }
         };
-        let journal = JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?;
+        let journal = match JournalWriter::open(state_dir, &run_id) {
+            Ok(journal) => journal,
+            Err(error) => {
+                lock.release();
+                return Err(AppError::Journal(error));
+            }
+        };
+        let window = self
+            .config
+            .playbook
+            .window
+            .as_ref()
+            .filter(|_| !rolling_back)
+            .map(|window| WindowGuard {
+                window: window.clone(),
+                clock: self.options.clock,
+                first_batch_estimate: Estimate::of(plan, &self.config.playbook).per_batch(),
+            });
         let mut dispatcher = Dispatcher::new(
             env,
             journal,
@@ -437,17 +410,9 @@ impl Rollout<'_> {
             lock,
             Limits::of(plan, self.config.playbook.strategy.pause),
             crate::exec::signals::listen(),
-        );
-        dispatcher.sinks = self.sinks();
-        if let Some(window) = &self.config.playbook.window
-            && !rolling_back
-        {
-            dispatcher.window = Some(WindowGuard {
-                window: window.clone(),
-                clock: self.options.clock,
-                first_batch_estimate: Estimate::of(plan, &self.config.playbook).per_batch(),
-            });
-        }
+        )
+        .with_sinks(self.sinks())
+        .with_window(window);
         let batches: Vec<RunBatch> = plan
             .batches
             .iter()
@@ -463,7 +428,7 @@ impl Rollout<'_> {
             .collect();
         let event = if resuming {
             let pending = dispatcher
-                .record
+                .record()
                 .hosts
                 .values()
                 .filter(|h| !h.is_settled())
@@ -486,26 +451,15 @@ impl Rollout<'_> {
                     .collect(),
             }
         };
-        dispatcher.emit(event).map_err(AppError::Journal)?;
-        for note in group_notes {
-            dispatcher
-                .emit(Event::Warning {
-                    host: None,
-                    message: note,
-                })
-                .map_err(AppError::Journal)?;
-        }
-        // Hosts an earlier run left drained and not yet healthy: this run
-        // owns their drain now, so it will not mistake it for an operator's.
-        for (host, drained) in adopted {
-            for balancer in drained {
-                dispatcher
-                    .emit(Event::Drain {
-                        host: host.clone(),
-                        balancer,
-                    })
-                    .map_err(AppError::Journal)?;
-            }
+        let started = std::iter::once(event)
+            .chain(group_notes.into_iter().map(|message| Event::Warning {
+                host: None,
+                message,
+            }))
+            .try_for_each(|event| dispatcher.emit(event));
+        if let Err(error) = started {
+            dispatcher.release();
+            return Err(AppError::Journal(error));
         }
         let notifier = Notifier::new(self.config.playbook.webhooks.clone()).ok();
         if let Some(notifier) = &notifier
@@ -518,32 +472,30 @@ impl Rollout<'_> {
                 plan.batches.len(),
             );
             for warning in notifier.send(&message).await {
-                dispatcher
-                    .emit(Event::Warning {
-                        host: None,
-                        message: warning,
-                    })
-                    .map_err(AppError::Journal)?;
+                let _ = dispatcher.emit(Event::Warning {
+                    host: None,
+                    message: warning,
+                });
             }
         }
-        if resuming && !rolling_back {
-            // Hosts the interruption left drained go back first.
-            let in_flight: Vec<Host> = batches
-                .iter()
-                .flat_map(|b| b.hosts.iter().cloned())
-                .collect();
-            dispatcher
-                .recover(in_flight)
-                .await
-                .map_err(AppError::Journal)?;
-        }
-        let finish = if rolling_back {
-            dispatcher.roll_back(batches).await
-        } else {
-            dispatcher.run(batches).await
-        }
-        .map_err(AppError::Journal)?;
-        let summary = Summary::of(&dispatcher.record);
+        let work = Work {
+            route: if rolling_back {
+                Route::RollBack
+            } else {
+                Route::Roll
+            },
+            batches,
+            adopted,
+            resuming: resuming && !rolling_back,
+        };
+        let finish = match dispatcher.run(work).await {
+            Ok(finish) => finish,
+            Err(error) => {
+                dispatcher.release();
+                return Err(AppError::Run(error));
+            }
+        };
+        let summary = Summary::of(dispatcher.record());
         if let Some(notifier) = &notifier {
             for warning in notifier
                 .send(&message_for_end(&summary, &self.config.playbook.name))
@@ -558,7 +510,7 @@ impl Rollout<'_> {
                 &summary,
                 &self.config.playbook.name,
                 self.options.clock.now(),
-                dispatcher.started.elapsed(),
+                dispatcher.elapsed(),
                 previous.as_deref(),
             );
             if let Err(error) = crate::report::metrics::write_atomically(path, &text) {
@@ -581,9 +533,35 @@ impl Rollout<'_> {
         {
             println!("{line}");
         }
-        dispatcher.lock.release();
-        Ok(exit_for(&finish, &dispatcher.record, rolling_back))
+        let exit = exit_for(&finish, dispatcher.record(), rolling_back);
+        dispatcher.release();
+        Ok(exit)
     }
+}
+
+/// Whether any earlier run of `inventory` left a host drained.
+pub fn any_stranded(state_dir: &Path, inventory: &Path) -> bool {
+    let inventory = absolute(inventory).display().to_string();
+    let Ok(entries) = std::fs::read_dir(crate::journal::store::runs_dir(state_dir)) else {
+        return false;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".jsonl")
+                .map(str::to_owned)
+        })
+        .filter_map(|run_id| load_record(state_dir, &run_id).ok())
+        .any(|record| {
+            record
+                .settings
+                .as_ref()
+                .is_some_and(|s| s.inventory == inventory)
+                && record.hosts.values().any(|h| !h.drained.is_empty())
+        })
 }
 
 /// What `execute` is asked to do.

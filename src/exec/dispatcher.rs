@@ -1,31 +1,40 @@
-//! The dispatcher: one loop that owns the run's state.
+//! The dispatcher: the one loop that owns a run.
 //!
-//! It starts host tasks batch by batch within the caps, receives their
-//! events, writes them to the journal (one fsync for every group of events
-//! that arrived together, and before any task acts on them), hands them to
-//! the reporters, and decides: next host, next batch, halt, or stop. Host
-//! tasks never see run state; they only send events.
+//! Every run-level phase (taking over hosts an earlier run left drained,
+//! returning them, batches, gates, pauses, rolling back a failed batch,
+//! finishing) is driven from here, and every wait goes through one
+//! `select!` ([`Dispatcher::wait`]) over host messages, finished host
+//! tasks, signals, the lock's heartbeat, the balancer watch, a timer and a
+//! gate task. Host messages are group-committed to the journal (one fsync
+//! per group, before any task acts on them) and then handed to the
+//! reporters. Host tasks never see run state; admission is a pure function
+//! of who is out ([`super::admission`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::admission::{self, Blocked, Candidate, Caps, Occupancy, Pool};
 use super::env::RunEnv;
-use super::host_task::{HostReport, StartFrom, return_host, roll_back_host, roll_host};
+use super::host_machine::Route;
+use super::host_task::{HostReport, HostStart, drive};
 use super::messages::{HostMessage, Reporter};
+use super::retry;
 use crate::clock::Clock;
-use crate::events::{Envelope, Event, Outcome, RunOutcome};
-use crate::journal::replay::HostRecord;
+use crate::events::{Envelope, Event, Outcome, Phase, RunOutcome};
 use crate::journal::replay::RunRecord;
 use crate::journal::store::{JournalError, JournalWriter};
-use crate::lock::{HEARTBEAT_EVERY, RunLock};
+use crate::lock::{HEARTBEAT_EVERY, LockError, RunLock};
 use crate::model::inventory::Host;
 use crate::model::playbook::{OnFailure, Window};
 use crate::plan::window::{WindowState, fits, window_state};
+use crate::transport::gate::GateResult;
 
 /// Receives every event after it is durable; decides nothing.
 pub trait EventSink: Send {
@@ -73,17 +82,6 @@ impl Limits {
             pause,
         }
     }
-
-    /// No caps, no budget: for returning hosts to service.
-    pub fn unlimited() -> Self {
-        Self {
-            max_unavailable: usize::MAX,
-            zone_caps: HashMap::new(),
-            failure_budget: usize::MAX,
-            zone_failure_budgets: HashMap::new(),
-            pause: Duration::ZERO,
-        }
-    }
 }
 
 /// How the run ended, for the exit code.
@@ -91,40 +89,6 @@ impl Limits {
 pub struct Finish {
     pub outcome: RunOutcome,
     pub reason: Option<String>,
-}
-
-pub struct Dispatcher {
-    pub env: Arc<RunEnv>,
-    pub run_id: String,
-    pub journal: JournalWriter,
-    pub record: RunRecord,
-    pub sinks: Vec<Box<dyn EventSink>>,
-    pub lock: RunLock,
-    pub limits: Limits,
-    pub signals: mpsc::UnboundedReceiver<&'static str>,
-    pub started: Instant,
-    /// Host → zone, for the per-zone caps and budgets.
-    pub zone_of: HashMap<String, String>,
-    /// The maintenance window, when the playbook has one.
-    pub window: Option<WindowGuard>,
-}
-
-impl std::fmt::Debug for Dispatcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher")
-            .field("run_id", &self.run_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// While hosts are out: how often balancers are checked for lost state.
-const BALANCER_WATCH_EVERY: Duration = Duration::from_secs(2);
-
-/// Forward (the update) or backward (the `[[rollback]]` steps).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Forward,
-    Rollback,
 }
 
 /// The maintenance window the run must keep to.
@@ -136,18 +100,103 @@ pub struct WindowGuard {
     pub first_batch_estimate: Duration,
 }
 
-/// What the batch loop carries from batch to batch.
-struct LoopState {
+/// A host an earlier run of this inventory left drained: this run takes
+/// its drain over (recorded here first, then handed over there).
+#[derive(Debug)]
+pub struct Adopted {
+    pub host: Host,
+    pub drained: Vec<String>,
+    pub memory: Vec<(String, String)>,
+    /// The earlier run's journal, to record the hand-over in.
+    pub from: JournalWriter,
+    /// The host is in this run's batches; otherwise it is only returned.
+    pub selected: bool,
+}
+
+/// What the run is to do.
+#[derive(Debug)]
+pub struct Work {
+    /// Forward (`Roll`) or `RollBack`.
+    pub route: Route,
+    pub batches: Vec<RunBatch>,
+    pub adopted: Vec<Adopted>,
+    /// A resume: before the first batch with work, the gates after the
+    /// batch before it are checked again unless they passed.
+    pub resuming: bool,
+}
+
+/// A run-level fault that ended the run early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "{source}; fleetroll stopped starting hosts and returned the healthy ones it had out{kept}; the lock was released"
+    )]
+    Journal {
+        source: JournalError,
+        /// ", except: web-01, web-02", or empty.
+        kept: String,
+    },
+}
+
+/// What the loop is doing about stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    No,
+    /// First signal: start no new host, let in-flight ones finish.
+    Graceful,
+    /// Second signal (or a broken journal): cut steps short, still return hosts.
+    Now,
+}
+
+/// What woke the loop.
+enum Woke {
+    Ended(Result<HostReport, JoinError>),
+    Signal,
+    Timer,
+    Gate(Result<Vec<(String, GateResult)>, JoinError>),
+}
+
+/// While hosts are out: how often balancers are checked for lost drains.
+const BALANCER_WATCH_EVERY: Duration = Duration::from_secs(2);
+
+pub struct Dispatcher {
+    env: Arc<RunEnv>,
+    run_id: String,
+    journal: JournalWriter,
+    record: RunRecord,
+    sinks: Vec<Box<dyn EventSink>>,
+    lock: RunLock,
+    limits: Limits,
+    signals: mpsc::UnboundedReceiver<&'static str>,
+    started: Instant,
+    window: Option<WindowGuard>,
+    /// Every host this run may drive, by name.
+    hosts: HashMap<String, Host>,
+    occupancy: Occupancy,
+    /// Hosts whose task runs, with their route.
+    in_flight: HashMap<String, Route>,
+    tasks: JoinSet<HostReport>,
     tx: mpsc::UnboundedSender<HostMessage>,
     rx: mpsc::UnboundedReceiver<HostMessage>,
     cancel: CancellationToken,
     stopping: Stopping,
     halted: Option<String>,
     window_closed: Option<String>,
-    batch_durations: Vec<Duration>,
+    /// The window's end for the batch running now.
+    closes_at: Option<jiff::Timestamp>,
+    lock_lost: Option<String>,
+    journal_broken: Option<JournalError>,
     heartbeat: tokio::time::Interval,
-    /// How often balancers are asked whether they lost state (a reload).
-    balancer_watch: tokio::time::Interval,
+    watch: tokio::time::Interval,
+    batch_durations: Vec<Duration>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("run_id", &self.run_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// "sat 2026-11-28 02:00 Europe/Berlin".
@@ -158,18 +207,9 @@ fn describe_instant(at: jiff::Timestamp, timezone: &str) -> String {
     }
 }
 
-/// What the loop is doing about stopping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stopping {
-    No,
-    /// First signal: start no new host, let in-flight ones finish.
-    Graceful,
-    /// Second signal: cancel in-flight steps, still return hosts.
-    Now,
-}
-
 impl Dispatcher {
-    /// A dispatcher for `run_id`, continuing `record` (a fresh one for a new run).
+    /// A dispatcher for the run `record` describes (a fresh one for a new
+    /// run), holding `lock` from now until it is released.
     pub fn new(
         env: Arc<RunEnv>,
         journal: JournalWriter,
@@ -178,6 +218,11 @@ impl Dispatcher {
         limits: Limits,
         signals: mpsc::UnboundedReceiver<&'static str>,
     ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = tokio::time::interval(BALANCER_WATCH_EVERY);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Self {
             env,
             run_id: record.run_id.clone(),
@@ -188,85 +233,944 @@ impl Dispatcher {
             limits,
             signals,
             started: Instant::now(),
-            zone_of: HashMap::new(),
             window: None,
+            hosts: HashMap::new(),
+            occupancy: Occupancy::default(),
+            in_flight: HashMap::new(),
+            tasks: JoinSet::new(),
+            tx,
+            rx,
+            cancel: CancellationToken::new(),
+            stopping: Stopping::No,
+            halted: None,
+            window_closed: None,
+            closes_at: None,
+            lock_lost: None,
+            journal_broken: None,
+            heartbeat,
+            watch,
+            batch_durations: Vec::new(),
         }
     }
 
-    /// Appends, fsyncs and reports one event the dispatcher itself produces.
+    pub fn with_sinks(mut self, sinks: Vec<Box<dyn EventSink>>) -> Self {
+        self.sinks = sinks;
+        self
+    }
+
+    pub fn with_window(mut self, window: Option<WindowGuard>) -> Self {
+        self.window = window;
+        self
+    }
+
+    pub fn record(&self) -> &RunRecord {
+        &self.record
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Ends the run's hold on the inventory.
+    pub fn release(self) {
+        self.lock.release();
+    }
+
+    /// Appends, fsyncs and reports one event the run itself produces.
     pub fn emit(&mut self, event: Event) -> Result<(), JournalError> {
         let envelope = self.envelope(event);
-        self.journal.append(&envelope)?;
-        self.journal.sync()?;
+        if self.journal_broken.is_none() {
+            self.journal.append(&envelope)?;
+            self.journal.sync()?;
+        }
         self.deliver(&envelope);
         Ok(())
     }
 
     fn envelope(&self, event: Event) -> Envelope {
-        Envelope {
-            ts: jiff::Timestamp::now().to_string(),
-            run_id: self.run_id.clone(),
-            event,
-        }
+        Envelope::now(&self.run_id, event)
     }
 
     fn deliver(&mut self, envelope: &Envelope) {
         self.record.apply(envelope);
+        if let Event::Drain { host, .. } = &envelope.event {
+            let zone = self.zone_of(host);
+            self.occupancy.hold(host, &zone);
+        }
         for sink in &mut self.sinks {
             sink.event(envelope, &self.record);
         }
     }
 
+    fn zone_of(&self, host: &str) -> String {
+        self.hosts
+            .get(host)
+            .map(|h| h.zone.clone())
+            .or_else(|| self.record.zone_of(host).map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// Writes a group of host messages with one fsync, then releases the
-    /// tasks waiting on them.
-    fn commit(&mut self, messages: Vec<HostMessage>) -> Result<(), JournalError> {
-        let mut envelopes = Vec::with_capacity(messages.len());
-        for message in &messages {
-            let envelope = self.envelope(message.event.clone());
-            self.journal.append(&envelope)?;
-            envelopes.push(envelope);
+    /// tasks waiting on them. A journal that cannot be written stops the
+    /// run: no host starts, in-flight steps are cut short, and hosts may
+    /// still go back to service (which needs no record to be safe: resume
+    /// finds them drained in the journal and verifies them again).
+    fn commit(&mut self, messages: Vec<HostMessage>) {
+        let envelopes: Vec<Envelope> = messages
+            .iter()
+            .map(|message| self.envelope(message.event.clone()))
+            .collect();
+        if self.journal_broken.is_none() {
+            let written = envelopes
+                .iter()
+                .try_for_each(|envelope| self.journal.append(envelope))
+                .and_then(|()| self.journal.sync());
+            if let Err(error) = written {
+                self.break_journal(error);
+            }
         }
-        self.journal.sync()?;
         for (envelope, message) in envelopes.iter().zip(messages) {
             self.deliver(envelope);
             if let Some(ack) = message.ack {
                 let _ = ack.send(());
             }
         }
-        Ok(())
+    }
+
+    fn break_journal(&mut self, error: JournalError) {
+        let warning = Envelope::now(
+            &self.run_id,
+            Event::Warning {
+                host: None,
+                message: format!(
+                    "{error}: starting no more hosts, cutting steps short, returning healthy hosts to service"
+                ),
+            },
+        );
+        self.journal_broken = Some(error);
+        self.stopping = Stopping::Now;
+        self.cancel.cancel();
+        for sink in &mut self.sinks {
+            sink.event(&warning, &self.record);
+        }
     }
 
     /// Commits `first` (if any) and every message already waiting behind it.
-    fn commit_waiting(
-        &mut self,
-        first: Option<HostMessage>,
-        rx: &mut mpsc::UnboundedReceiver<HostMessage>,
-    ) -> Result<(), JournalError> {
+    fn commit_waiting(&mut self, first: Option<HostMessage>) {
         let mut group: Vec<HostMessage> = first.into_iter().collect();
-        while let Ok(more) = rx.try_recv() {
+        while let Ok(more) = self.rx.try_recv() {
             group.push(more);
         }
-        self.commit(group)
+        if !group.is_empty() {
+            self.commit(group);
+        }
+    }
+
+    /// The one wait of the run: returns on a finished host task, a signal,
+    /// the timer, or the gate task; commits host messages, beats the lock's
+    /// heartbeat and watches balancers meanwhile.
+    async fn wait(
+        &mut self,
+        timer: Option<tokio::time::Instant>,
+        mut gate: Option<&mut JoinHandle<Vec<(String, GateResult)>>>,
+    ) -> Woke {
+        loop {
+            let sleep = async {
+                match timer {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let gate_done = async {
+                match gate.as_deref_mut() {
+                    Some(handle) => handle.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let watching = !self.occupancy.is_empty();
+            // Biased: the same inputs are taken in the same order every
+            // time, which keeps the simulation deterministic.
+            tokio::select! {
+                biased;
+                Some(first) = self.rx.recv() => self.commit_waiting(Some(first)),
+                Some(joined) = self.tasks.join_next() => {
+                    // Everything the task sent is already queued; take it first.
+                    self.commit_waiting(None);
+                    return Woke::Ended(joined);
+                }
+                Some(signal) = self.signals.recv() => {
+                    self.on_signal(signal);
+                    return Woke::Signal;
+                }
+                _ = self.heartbeat.tick() => self.beat(),
+                _ = self.watch.tick(), if watching => self.reassert_drains().await,
+                () = sleep => return Woke::Timer,
+                result = gate_done => return Woke::Gate(result),
+            }
+        }
+    }
+
+    fn warn(&mut self, message: String) {
+        // A warning that cannot be written is not worth stopping for; the
+        // journal's next real record will find the fault.
+        let _ = self.emit(Event::Warning {
+            host: None,
+            message,
+        });
+    }
+
+    fn on_signal(&mut self, signal: &str) {
+        match self.stopping {
+            Stopping::No => {
+                self.stopping = Stopping::Graceful;
+                self.warn(format!(
+                    "{signal}: finishing in-flight hosts, then stopping; send it again to cut their steps short"
+                ));
+            }
+            Stopping::Graceful | Stopping::Now => {
+                self.stopping = Stopping::Now;
+                self.cancel.cancel();
+                self.warn(format!(
+                    "{signal} again: cutting steps short; hosts that pass a probe round go back to service"
+                ));
+            }
+        }
+    }
+
+    /// Refreshes the lock; a lock that is no longer ours stops the run.
+    fn beat(&mut self) {
+        match self.lock.heartbeat(jiff::Timestamp::now()) {
+            Ok(()) => {}
+            Err(error @ LockError::Lost { .. }) => {
+                if self.lock_lost.is_none() {
+                    self.lock_lost = Some(error.to_string());
+                    self.warn(format!("{error}; starting no more hosts"));
+                }
+            }
+            Err(error) => self.warn(error.to_string()),
+        }
+    }
+
+    /// Has every balancer re-apply the drains the journal says fleetroll
+    /// holds (a HAProxy reload forgets them), hosts being returned excepted.
+    async fn reassert_drains(&mut self) {
+        let mut warnings = Vec::new();
+        let mut balancers: Vec<_> = self
+            .env
+            .transports
+            .balancers
+            .iter()
+            .map(|(name, balancer)| (name.clone(), Arc::clone(balancer)))
+            .collect();
+        balancers.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, balancer) in balancers {
+            let mut drained: Vec<Host> = self
+                .occupancy
+                .hosts()
+                .filter_map(|host| {
+                    let record = self.record.hosts.get(host)?;
+                    (record.drained.contains(&name) && record.phase != Phase::Undraining)
+                        .then(|| self.hosts.get(host).cloned())?
+                })
+                .collect();
+            drained.sort_by(|a, b| a.name.cmp(&b.name));
+            if drained.is_empty() {
+                continue;
+            }
+            match balancer.reassert_drains(&drained).await {
+                Ok(repaired) => warnings.extend(repaired),
+                Err(error) => warnings.push(format!(
+                    "cannot check balancer {name} for lost drains: {error}"
+                )),
+            }
+        }
+        for message in warnings {
+            self.warn(message);
+        }
+    }
+
+    /// Runs the work to its end and records how it ended.
+    pub async fn run(&mut self, mut work: Work) -> Result<Finish, RunError> {
+        for batch in &work.batches {
+            for host in &batch.hosts {
+                self.hosts.insert(host.name.clone(), host.clone());
+            }
+        }
+        for adopted in &work.adopted {
+            self.hosts
+                .insert(adopted.host.name.clone(), adopted.host.clone());
+        }
+        // Whatever the journal says is out, is out.
+        let out: Vec<(String, String)> = self
+            .record
+            .hosts
+            .iter()
+            .filter(|(_, record)| !record.drained.is_empty())
+            .map(|(name, _)| (name.clone(), self.zone_of(name)))
+            .collect();
+        for (host, zone) in out {
+            self.occupancy.hold(&host, &zone);
+        }
+        let mut returns = self.adopt(std::mem::take(&mut work.adopted));
+        returns.extend(self.forgotten());
+        if !returns.is_empty() {
+            let batch = RunBatch {
+                index: usize::MAX,
+                zones: Vec::new(),
+                hosts: returns,
+            };
+            self.run_batch(&batch, Route::Return).await;
+        }
+        if work.route == Route::Roll {
+            // A run halted for its failure budget stays halted when
+            // resumed: it only finishes the hosts it has out.
+            self.halted = self.budget_spent();
+        }
+        let finish = self.run_batches(&work).await;
+        if let Some(source) = self.journal_broken.take() {
+            let kept: Vec<&str> = self.occupancy.hosts().collect();
+            let kept = if kept.is_empty() {
+                String::new()
+            } else {
+                format!(", except: {}", kept.join(", "))
+            };
+            return Err(RunError::Journal { source, kept });
+        }
+        let event = Event::RunFinished {
+            outcome: finish.outcome,
+            updated: self.record.count(Outcome::Updated),
+            failed: self.record.failures(),
+            skipped: self.record.count(Outcome::Skipped),
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            reason: finish.reason.clone(),
+        };
+        if let Err(source) = self.emit(event) {
+            return Err(RunError::Journal {
+                source,
+                kept: String::new(),
+            });
+        }
+        Ok(finish)
+    }
+
+    /// Hosts the journal says are out that no phase of this run would pick
+    /// up (they ended, yet are drained, and no rollback of theirs is
+    /// pending): they are only returned to service.
+    fn forgotten(&self) -> Vec<Host> {
+        let mut hosts: Vec<Host> = self
+            .record
+            .hosts
+            .iter()
+            .filter(|(name, r)| {
+                !r.drained.is_empty()
+                    && r.is_settled()
+                    && !r.outcome.is_failure()
+                    && !self.record.rollback.contains(name)
+            })
+            .filter_map(|(name, _)| self.hosts.get(name).cloned())
+            .collect();
+        hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        hosts
+    }
+
+    /// Takes over hosts an earlier run left drained: recorded here first
+    /// (so they are never anybody's but fleetroll's), then handed over in
+    /// the earlier run's journal. Returns those this run only returns.
+    fn adopt(&mut self, adopted: Vec<Adopted>) -> Vec<Host> {
+        let mut returns = Vec::new();
+        let mut by_run: Vec<(String, Vec<&str>)> = Vec::new();
+        for adopted in &adopted {
+            let run = adopted.from.run_id().to_owned();
+            match by_run.iter_mut().find(|(r, _)| *r == run) {
+                Some((_, hosts)) => hosts.push(&adopted.host.name),
+                None => by_run.push((run, vec![&adopted.host.name])),
+            }
+        }
+        let notes: Vec<String> = by_run
+            .into_iter()
+            .map(|(run, hosts)| {
+                format!(
+                    "run {run} left {} out of service; this run takes them over and returns them to service first",
+                    hosts.join(", ")
+                )
+            })
+            .collect();
+        for note in notes {
+            self.warn(note);
+        }
+        for mut adopted in adopted {
+            let name = adopted.host.name.clone();
+            for balancer in &adopted.drained {
+                let _ = self.emit(Event::Drain {
+                    host: name.clone(),
+                    balancer: balancer.clone(),
+                });
+            }
+            for (balancer, memory) in &adopted.memory {
+                let _ = self.emit(Event::DrainMemory {
+                    host: name.clone(),
+                    balancer: balancer.clone(),
+                    memory: memory.clone(),
+                });
+            }
+            if self.journal_broken.is_some() {
+                break;
+            }
+            let handed = Envelope::now(
+                adopted.from.run_id(),
+                Event::HandedOver {
+                    host: name.clone(),
+                    to_run: self.run_id.clone(),
+                },
+            );
+            if let Err(error) = adopted
+                .from
+                .append(&handed)
+                .and_then(|()| adopted.from.sync())
+            {
+                self.warn(format!(
+                    "cannot record in run {} that {name} was taken over: {error}",
+                    adopted.from.run_id()
+                ));
+            }
+            if !adopted.selected {
+                returns.push(adopted.host);
+            }
+        }
+        returns
+    }
+
+    /// May hosts that are not out yet start?
+    fn may_start_new(&self, route: Route) -> bool {
+        self.stopping == Stopping::No
+            && (self.halted.is_none() || route == Route::RollBack)
+            && self.window_closed.is_none()
+            && self.lock_lost.is_none()
+            && self.journal_broken.is_none()
+    }
+
+    async fn run_batches(&mut self, work: &Work) -> Finish {
+        let batch_count = work.batches.len();
+        let mut rolled_back = false;
+        if work.route == Route::Roll && !self.record.rollback.is_empty() {
+            // A rollback of a failed batch was under way: finish it first,
+            // and halt as it would have.
+            let hosts: Vec<Host> = self
+                .record
+                .rollback
+                .iter()
+                .filter_map(|name| self.hosts.get(name).cloned())
+                .collect();
+            let batch = RunBatch {
+                index: usize::MAX,
+                zones: Vec::new(),
+                hosts,
+            };
+            self.halted
+                .get_or_insert_with(|| "a failed batch was being rolled back".to_owned());
+            self.roll_back_batch(&batch).await;
+            rolled_back = true;
+        }
+        let mut gates_rechecked = !work.resuming;
+        for (position, batch) in work.batches.iter().enumerate() {
+            if work.route == Route::Roll && self.may_start_new(work.route) {
+                self.closes_at = self.window_allows(batch.index);
+            }
+            if !gates_rechecked && self.has_work(batch, work.route) {
+                gates_rechecked = true;
+                if position > 0 && self.may_start_new(work.route) {
+                    let previous = work.batches[position - 1].index;
+                    let gates = self.env.playbook.gates.len();
+                    if !self.record.gates_passed(previous, gates) {
+                        self.check_gates(previous).await;
+                    }
+                }
+            }
+            let started = Instant::now();
+            if !self.run_batch(batch, work.route).await {
+                continue;
+            }
+            self.batch_durations.push(started.elapsed());
+            let last = position + 1 == batch_count;
+            if work.route == Route::Roll && self.may_start_new(work.route) && !last {
+                self.check_gates(batch.index).await;
+            }
+            if work.route == Route::Roll
+                && self.halted.is_some()
+                && self.env.playbook.strategy.on_failure == OnFailure::Rollback
+                && !rolled_back
+            {
+                self.roll_back_batch(batch).await;
+                rolled_back = true;
+            }
+            if !last && self.may_start_new(work.route) && !self.limits.pause.is_zero() {
+                self.pause(position + 1).await;
+            }
+        }
+        self.finish(work.route, rolled_back)
+    }
+
+    fn finish(&mut self, route: Route, rolled_back: bool) -> Finish {
+        let (outcome, reason) = if rolled_back {
+            (
+                RunOutcome::RolledBack,
+                self.halted
+                    .clone()
+                    .map(|r| format!("{r}; the batch was rolled back")),
+            )
+        } else if let Some(reason) = &self.halted {
+            (RunOutcome::Halted, Some(reason.clone()))
+        } else if let Some(reason) = &self.lock_lost {
+            (RunOutcome::Halted, Some(reason.clone()))
+        } else if let Some(reason) = &self.window_closed {
+            (
+                RunOutcome::WindowClosed,
+                Some(format!(
+                    "{reason}; `fleetroll resume` continues in the next window"
+                )),
+            )
+        } else if self.stopping != Stopping::No {
+            (
+                RunOutcome::Interrupted,
+                Some("stopped by a signal; `fleetroll resume` continues".to_owned()),
+            )
+        } else if route == Route::RollBack {
+            (RunOutcome::RolledBack, None)
+        } else {
+            (RunOutcome::Succeeded, None)
+        };
+        Finish { outcome, reason }
+    }
+
+    fn has_work(&self, batch: &RunBatch, route: Route) -> bool {
+        batch.hosts.iter().any(|host| self.wants(host, route))
+    }
+
+    /// Whether `host` still has something to do on this route.
+    fn wants(&self, host: &Host, route: Route) -> bool {
+        let record = self.record.hosts.get(&host.name);
+        match route {
+            Route::Roll => !record.is_some_and(|r| r.is_settled()),
+            Route::RollBack => record.is_none_or(|r| r.outcome != Outcome::RolledBack),
+            Route::Return => record.is_some_and(|r| !r.drained.is_empty()),
+        }
+    }
+
+    /// Bake time before the next batch; a signal cuts it short.
+    async fn pause(&mut self, next_batch: usize) {
+        let _ = self.emit(Event::Pause {
+            seconds: self.limits.pause.as_secs(),
+            next_batch,
+        });
+        let until = tokio::time::Instant::now() + self.limits.pause;
+        loop {
+            match self.wait(Some(until), None).await {
+                Woke::Timer => return,
+                Woke::Signal if self.stopping != Stopping::No => return,
+                Woke::Signal | Woke::Ended(_) | Woke::Gate(_) => {}
+            }
+        }
+    }
+
+    /// Before a batch: is the window open, and will the batch fit in it?
+    /// Returns the window's end, if there is a window; sets `window_closed`
+    /// when the batch may not start.
+    fn window_allows(&mut self, index: usize) -> Option<jiff::Timestamp> {
+        let guard = self.window.as_ref()?;
+        let now = guard.clock.now();
+        match window_state(&guard.window, now) {
+            Err(error) => {
+                self.window_closed = Some(error.to_string());
+                None
+            }
+            Ok(WindowState::Closed { opens_at, .. }) => {
+                self.window_closed = Some(format!(
+                    "the maintenance window is closed (it opens {})",
+                    describe_instant(opens_at, &guard.window.timezone)
+                ));
+                None
+            }
+            Ok(WindowState::Open { closes_at }) => {
+                // The durations seen so far in this run say best how long a
+                // batch takes; before the first, the plan's estimate.
+                let expected = if self.batch_durations.is_empty() {
+                    guard.first_batch_estimate
+                } else {
+                    self.batch_durations.iter().sum::<Duration>()
+                        / self.batch_durations.len() as u32
+                };
+                if !fits(closes_at, now, expected) {
+                    self.window_closed = Some(format!(
+                        "batch {} is expected to take {}, but the window closes at {}",
+                        index + 1,
+                        crate::model::duration::human_duration(expected),
+                        describe_instant(closes_at, &guard.window.timezone)
+                    ));
+                }
+                Some(closes_at)
+            }
+        }
+    }
+
+    /// Runs the gates in order, in a task the loop waits on; the first that
+    /// fails halts the run.
+    async fn check_gates(&mut self, after_batch: usize) {
+        let gates = self.env.playbook.gates.clone();
+        if gates.is_empty() {
+            return;
+        }
+        let mut task = tokio::spawn(async move {
+            let http = crate::transport::gate::gate_client();
+            let mut results = Vec::new();
+            for gate in &gates {
+                let result = crate::transport::gate::check_gate(gate, &http).await;
+                let ok = result.ok;
+                results.push((gate.name.clone(), result));
+                if !ok {
+                    break;
+                }
+            }
+            results
+        });
+        let results = loop {
+            match self.wait(None, Some(&mut task)).await {
+                Woke::Gate(results) => break results,
+                Woke::Signal | Woke::Timer | Woke::Ended(_) => {}
+            }
+        };
+        let results = match results {
+            Ok(results) => results,
+            Err(error) => {
+                self.halted = Some(format!("the gate check failed: {error}"));
+                return;
+            }
+        };
+        for (name, result) in results {
+            let _ = self.emit(Event::Gate {
+                name: name.clone(),
+                ok: result.ok,
+                detail: result.detail.clone(),
+                batch: Some(after_batch),
+            });
+            if !result.ok {
+                self.halted = Some(format!("gate {name} failed: {}", result.detail));
+            }
+        }
+    }
+
+    /// `on_failure = "rollback"`: the batch that failed goes back to the old
+    /// version (its failed hosts first: they hold their slots), then the
+    /// run halts.
+    async fn roll_back_batch(&mut self, batch: &RunBatch) {
+        let (mut out, mut rest): (Vec<Host>, Vec<Host>) = batch
+            .hosts
+            .iter()
+            .filter(|host| {
+                self.record.hosts.get(&host.name).is_some_and(|r| {
+                    r.was_changed() || (r.outcome == Outcome::Pending && !r.drained.is_empty())
+                })
+            })
+            .cloned()
+            .partition(|host| self.occupancy.holds(&host.name));
+        if out.is_empty() && rest.is_empty() {
+            return;
+        }
+        out.append(&mut rest);
+        self.warn(format!(
+            "rolling back {} hosts of the failed batch",
+            out.len()
+        ));
+        let _ = self.emit(Event::RollbackStarted {
+            batch: batch.index,
+            hosts: out.iter().map(|h| h.name.clone()).collect(),
+        });
+        let rollback = RunBatch {
+            index: usize::MAX,
+            zones: Vec::new(),
+            hosts: out,
+        };
+        self.run_batch(&rollback, Route::RollBack).await;
+    }
+
+    /// Runs one batch's hosts within the caps; false if it had nothing to do.
+    /// When no new host may start (a signal, a halt, the window), hosts of
+    /// the batch that are out already still run, so none is left drained.
+    async fn run_batch(&mut self, batch: &RunBatch, route: Route) -> bool {
+        let mut queue: VecDeque<Host> = batch
+            .hosts
+            .iter()
+            .filter(|host| self.wants(host, route))
+            .filter(|host| self.may_start_new(route) || self.occupancy.holds(&host.name))
+            .cloned()
+            .collect();
+        if queue.is_empty() {
+            return false;
+        }
+        let numbered = batch.index != usize::MAX;
+        if numbered {
+            let _ = self.emit(Event::BatchStarted {
+                index: batch.index,
+                zones: batch.zones.clone(),
+                hosts: queue.iter().map(|h| h.name.clone()).collect(),
+            });
+        }
+        let mut ok = true;
+        let mut floor_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let blocked = self.start_hosts(&mut queue, route).await;
+            let mut timer = None;
+            if let Some(Blocked::Floor {
+                balancer,
+                healthy,
+                total,
+                required,
+            }) = &blocked
+                && self.may_start_new(route)
+            {
+                // Wait, bounded by [drain].timeout, for the pool to recover.
+                let now = tokio::time::Instant::now();
+                let deadline =
+                    *floor_deadline.get_or_insert_with(|| now + self.env.playbook.drain.timeout);
+                if now >= deadline {
+                    if let Some(host) = queue.pop_front() {
+                        ok = false;
+                        let detail = format!(
+                            "balancer {balancer}: {healthy} of {total} healthy; min_healthy needs {required} left after the drain"
+                        );
+                        self.fail_unstarted(&host, Outcome::TimedOut, detail);
+                    }
+                    floor_deadline = None;
+                    continue;
+                }
+                timer = Some(
+                    now + self
+                        .env
+                        .cadence
+                        .balancer_poll
+                        .max(Duration::from_millis(50)),
+                );
+            } else {
+                floor_deadline = None;
+            }
+            if self.in_flight.is_empty() && timer.is_none() {
+                if let (Some(Blocked::Cap { zone }), true) = (&blocked, self.may_start_new(route)) {
+                    let kept = self.occupancy.total();
+                    self.halted = Some(format!(
+                        "{kept} failed hosts stay out of service, which leaves no room under max_unavailable ({}) or the cap of zone {zone}",
+                        self.limits.max_unavailable
+                    ));
+                }
+                break;
+            }
+            match self.wait(timer, None).await {
+                Woke::Ended(joined) => {
+                    if !self.host_ended(joined, route) {
+                        ok = false;
+                    }
+                }
+                Woke::Signal | Woke::Timer | Woke::Gate(_) => {}
+            }
+            if queue.is_empty() && self.in_flight.is_empty() {
+                break;
+            }
+        }
+        if numbered {
+            let _ = self.emit(Event::BatchFinished {
+                index: batch.index,
+                ok: ok && queue.is_empty(),
+            });
+        }
+        true
+    }
+
+    /// Starts every queued host admission allows; returns why the next one
+    /// waits, if it does.
+    async fn start_hosts(&mut self, queue: &mut VecDeque<Host>, route: Route) -> Option<Blocked> {
+        if queue.is_empty() {
+            return None;
+        }
+        if let (Some(closes_at), Some(guard)) = (self.closes_at, &self.window)
+            && route == Route::Roll
+            && self.window_closed.is_none()
+            && guard.clock.now() >= closes_at
+        {
+            self.window_closed = Some("the maintenance window closed during the batch".to_owned());
+        }
+        let may_start_new = self.may_start_new(route);
+        let caps = Caps {
+            max_unavailable: self.limits.max_unavailable,
+            zone_caps: self.limits.zone_caps.clone(),
+            min_healthy: self.env.playbook.strategy.min_healthy,
+        };
+        let pools = if may_start_new && caps.min_healthy.is_some() {
+            self.pools(queue).await
+        } else {
+            HashMap::new()
+        };
+        let admitted = {
+            let candidates: Vec<Candidate<'_>> = queue
+                .iter()
+                .map(|host| Candidate {
+                    host: &host.name,
+                    zone: &host.zone,
+                    balancers: &host.balancers,
+                })
+                .collect();
+            if may_start_new {
+                admission::admit(&self.occupancy, &caps, &candidates, &pools)
+            } else {
+                // Only hosts already out go on: they must not stay out.
+                admission::Admitted {
+                    start: (0..candidates.len())
+                        .filter(|&i| self.occupancy.holds(candidates[i].host))
+                        .collect(),
+                    blocked: None,
+                }
+            }
+        };
+        for index in admitted.start.iter().rev() {
+            if let Some(host) = queue.remove(*index) {
+                self.start(host, route);
+            }
+        }
+        if !may_start_new {
+            queue.clear();
+        }
+        admitted.blocked
+    }
+
+    /// What each balancer of the queued hosts reports of its pool, and the
+    /// drains admitted on it that it may not show yet.
+    async fn pools(&mut self, queue: &VecDeque<Host>) -> HashMap<String, Pool> {
+        let mut names: Vec<&String> = queue.iter().flat_map(|h| &h.balancers).collect();
+        names.sort();
+        names.dedup();
+        let mut pools = HashMap::new();
+        for name in names {
+            let Some(balancer) = self.env.transports.balancers.get(name).cloned() else {
+                continue;
+            };
+            let pending = self
+                .in_flight
+                .keys()
+                .filter(|host| {
+                    self.hosts
+                        .get(*host)
+                        .is_some_and(|h| h.balancers.contains(name))
+                        && self
+                            .record
+                            .hosts
+                            .get(*host)
+                            .is_none_or(|r| !r.drained.contains(name))
+                })
+                .count();
+            match retry::balancer(|| balancer.pool()).await {
+                Ok(Some(pool)) => {
+                    pools.insert(
+                        name.clone(),
+                        Pool {
+                            healthy: pool.healthy,
+                            total: pool.total,
+                            pending,
+                        },
+                    );
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    // Unknown health: admit nobody on this balancer.
+                    self.warn(format!("min_healthy: {error}"));
+                    pools.insert(
+                        name.clone(),
+                        Pool {
+                            healthy: 0,
+                            total: 1,
+                            pending,
+                        },
+                    );
+                }
+            }
+        }
+        pools
+    }
+
+    fn start(&mut self, host: Host, route: Route) {
+        let record = self.record.hosts.get(&host.name);
+        let drained = record.map(|r| r.drained.clone()).unwrap_or_default();
+        let steps_done = match route {
+            Route::Roll | Route::Return => record.map_or(0, |r| r.steps_done),
+            Route::RollBack => 0,
+        };
+        let start = HostStart {
+            route,
+            memory: record.map(|r| r.drain_memory.clone()).unwrap_or_default(),
+            steps_done,
+            returning: route == Route::Roll
+                && !drained.is_empty()
+                && record.is_some_and(|r| r.phase == Phase::Undraining),
+            resumed: !drained.is_empty() || steps_done > 0,
+            drained,
+        };
+        self.occupancy.hold(&host.name, &host.zone);
+        self.in_flight.insert(host.name.clone(), route);
+        self.tasks.spawn(drive(
+            Arc::clone(&self.env),
+            host,
+            start,
+            Reporter::new(self.tx.clone()),
+            self.cancel.child_token(),
+        ));
+    }
+
+    /// A host that could not start (the healthy floor never allowed it).
+    fn fail_unstarted(&mut self, host: &Host, outcome: Outcome, detail: String) {
+        let _ = self.emit(Event::HostPhase {
+            host: host.name.clone(),
+            phase: Phase::Failed,
+            outcome: Some(outcome),
+            detail: Some(detail),
+        });
+        self.after_failure(Route::Roll);
+    }
+
+    /// Bookkeeping when a host task ends; false if the host failed.
+    fn host_ended(&mut self, joined: Result<HostReport, JoinError>, route: Route) -> bool {
+        let report = match joined {
+            Ok(report) => report,
+            Err(error) => {
+                // A panicking task is a bug; halt rather than guess. Its
+                // host stays counted out until the journal says otherwise.
+                self.halted = Some(format!("a host task failed: {error}"));
+                return false;
+            }
+        };
+        self.in_flight.remove(&report.host);
+        let out = self
+            .record
+            .hosts
+            .get(&report.host)
+            .is_some_and(|r| !r.drained.is_empty());
+        if !out {
+            self.occupancy.release(&report.host);
+        }
+        if report.outcome.is_failure() {
+            self.after_failure(route);
+            return false;
+        }
+        true
+    }
+
+    fn after_failure(&mut self, route: Route) {
+        if route == Route::Roll && self.halted.is_none() {
+            self.halted = self.budget_spent();
+        }
     }
 
     fn failures_in_zone(&self, zone: &str) -> usize {
         self.record
             .hosts
             .iter()
-            .filter(|(name, host)| {
-                host.outcome.is_failure() && self.zone_of.get(*name).is_some_and(|z| z == zone)
-            })
+            .filter(|(name, host)| host.outcome.is_failure() && self.zone_of(name) == zone)
             .count()
-    }
-
-    /// Hosts out of service because they failed and stay drained.
-    fn failed_out(&self) -> Vec<&str> {
-        self.record
-            .hosts
-            .iter()
-            .filter(|(_, host)| host.outcome.is_failure() && !host.drained.is_empty())
-            .map(|(name, _)| name.as_str())
-            .collect()
     }
 
     /// Why the failure budget is spent, if it is.
@@ -287,446 +1191,6 @@ impl Dispatcher {
             }
         }
         None
-    }
-
-    /// Returns every host an interrupted run left drained (and that did not
-    /// fail) to service, all at once, before anything else happens.
-    pub async fn recover(&mut self, hosts: Vec<Host>) -> Result<(), JournalError> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<HostMessage>();
-        let cancel = CancellationToken::new();
-        let mut tasks: JoinSet<HostReport> = JoinSet::new();
-        for host in hosts {
-            let Some(record) = self.record.hosts.get(&host.name) else {
-                continue;
-            };
-            if record.drained.is_empty() || record.is_settled() {
-                continue;
-            }
-            let start = StartFrom {
-                drained: record.drained.clone(),
-                memory: record.drain_memory.clone(),
-                steps_done: record.steps_done,
-            };
-            tasks.spawn(return_host(
-                Arc::clone(&self.env),
-                host,
-                start,
-                Reporter::new(tx.clone()),
-                cancel.child_token(),
-            ));
-        }
-        drop(tx);
-        while !tasks.is_empty() {
-            tokio::select! {
-                Some(first) = rx.recv() => self.commit_waiting(Some(first), &mut rx)?,
-                Some(_) = tasks.join_next() => self.commit_waiting(None, &mut rx)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs the batches forward; returns how the run ended.
-    pub async fn run(&mut self, batches: Vec<RunBatch>) -> Result<Finish, JournalError> {
-        self.drive(batches, Mode::Forward).await
-    }
-
-    /// Rolls back the given hosts, batch by batch, in the order given.
-    pub async fn roll_back(&mut self, batches: Vec<RunBatch>) -> Result<Finish, JournalError> {
-        self.drive(batches, Mode::Rollback).await
-    }
-
-    async fn drive(&mut self, batches: Vec<RunBatch>, mode: Mode) -> Result<Finish, JournalError> {
-        for batch in &batches {
-            for host in &batch.hosts {
-                self.zone_of.insert(host.name.clone(), host.zone.clone());
-            }
-        }
-        let (tx, rx) = mpsc::unbounded_channel::<HostMessage>();
-        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut state = LoopState {
-            tx,
-            rx,
-            cancel: CancellationToken::new(),
-            stopping: Stopping::No,
-            halted: if mode == Mode::Forward {
-                self.budget_spent()
-            } else {
-                None
-            },
-            window_closed: None,
-            batch_durations: Vec::new(),
-            heartbeat,
-            balancer_watch: tokio::time::interval(BALANCER_WATCH_EVERY),
-        };
-        let batch_count = batches.len();
-        let mut rolled_back = false;
-        for (position, batch) in batches.into_iter().enumerate() {
-            if state.stopping != Stopping::No
-                || state.halted.is_some()
-                || state.window_closed.is_some()
-            {
-                break;
-            }
-            let closes_at = match mode {
-                Mode::Forward => match self.window_allows(batch.index, &mut state) {
-                    Some(closes_at) => closes_at,
-                    None => break,
-                },
-                Mode::Rollback => None,
-            };
-            let batch_hosts = batch.hosts.clone();
-            let started = Instant::now();
-            let ran = self.run_batch(batch, mode, closes_at, &mut state).await?;
-            if !ran {
-                continue;
-            }
-            state.batch_durations.push(started.elapsed());
-            let last = position + 1 == batch_count;
-            if mode == Mode::Forward
-                && state.halted.is_none()
-                && state.stopping == Stopping::No
-                && !last
-            {
-                self.check_gates(&mut state).await?;
-            }
-            if mode == Mode::Forward
-                && state.halted.is_some()
-                && self.env.playbook.strategy.on_failure == OnFailure::Rollback
-            {
-                self.roll_back_batch(batch_hosts, &mut state).await?;
-                rolled_back = true;
-                break;
-            }
-            if !last
-                && state.stopping == Stopping::No
-                && state.halted.is_none()
-                && !self.limits.pause.is_zero()
-            {
-                self.emit(Event::Pause {
-                    seconds: self.limits.pause.as_secs(),
-                    next_batch: position + 1,
-                })?;
-                tokio::select! {
-                    () = tokio::time::sleep(self.limits.pause) => {}
-                    Some(signal) = self.signals.recv() => {
-                        self.emit(Event::Warning { host: None, message: format!("{signal}: stopping before the next batch") })?;
-                        state.stopping = Stopping::Graceful;
-                    }
-                }
-            }
-        }
-        let finish = if rolled_back {
-            Finish {
-                outcome: RunOutcome::RolledBack,
-                reason: state
-                    .halted
-                    .map(|r| format!("{r}; the batch was rolled back")),
-            }
-        } else if let Some(reason) = state.halted {
-            Finish {
-                outcome: RunOutcome::Halted,
-                reason: Some(reason),
-            }
-        } else if let Some(reason) = state.window_closed {
-            Finish {
-                outcome: RunOutcome::WindowClosed,
-                reason: Some(format!(
-                    "{reason}; `fleetroll resume` continues in the next window"
-                )),
-            }
-        } else if state.stopping != Stopping::No {
-            Finish {
-                outcome: RunOutcome::Interrupted,
-                reason: Some("stopped by a signal; `fleetroll resume` continues".to_owned()),
-            }
-        } else if mode == Mode::Rollback {
-            Finish {
-                outcome: RunOutcome::RolledBack,
-                reason: None,
-            }
-        } else {
-            Finish {
-                outcome: RunOutcome::Succeeded,
-                reason: None,
-            }
-        };
-        self.finish(&finish)?;
-        Ok(finish)
-    }
-
-    /// Before a batch: is the window open, and will the batch fit in it?
-    /// Returns `None` to stop (the reason is in `state`), else the closing time.
-    fn window_allows(
-        &mut self,
-        index: usize,
-        state: &mut LoopState,
-    ) -> Option<Option<jiff::Timestamp>> {
-        let Some(guard) = &self.window else {
-            return Some(None);
-        };
-        let now = guard.clock.now();
-        match window_state(&guard.window, now) {
-            Err(error) => {
-                state.window_closed = Some(error.to_string());
-                None
-            }
-            Ok(WindowState::Closed { opens_at, .. }) => {
-                state.window_closed = Some(format!(
-                    "the maintenance window is closed (it opens {})",
-                    describe_instant(opens_at, &guard.window.timezone)
-                ));
-                None
-            }
-            Ok(WindowState::Open { closes_at }) => {
-                // The durations seen so far in this run say best how long a
-                // batch takes; before the first, the plan's estimate.
-                let expected = if state.batch_durations.is_empty() {
-                    guard.first_batch_estimate
-                } else {
-                    state.batch_durations.iter().sum::<Duration>()
-                        / state.batch_durations.len() as u32
-                };
-                if fits(closes_at, now, expected) {
-                    Some(Some(closes_at))
-                } else {
-                    state.window_closed = Some(format!(
-                        "batch {} is expected to take {}, but the window closes at {}",
-                        index + 1,
-                        crate::model::duration::human_duration(expected),
-                        describe_instant(closes_at, &guard.window.timezone)
-                    ));
-                    None
-                }
-            }
-        }
-    }
-
-    /// Runs the gates in order; the first that fails halts the run.
-    async fn check_gates(&mut self, state: &mut LoopState) -> Result<(), JournalError> {
-        let gates = self.env.playbook.gates.clone();
-        if gates.is_empty() {
-            return Ok(());
-        }
-        let http = crate::transport::gate::gate_client();
-        for gate in &gates {
-            let result = crate::transport::gate::check_gate(gate, &http).await;
-            self.emit(Event::Gate {
-                name: gate.name.clone(),
-                ok: result.ok,
-                detail: result.detail.clone(),
-            })?;
-            if !result.ok {
-                state.halted = Some(format!("gate {} failed: {}", gate.name, result.detail));
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    /// `on_failure = "rollback"`: the batch that failed goes back to the old
-    /// version, host by host within the caps, then the run halts.
-    async fn roll_back_batch(
-        &mut self,
-        hosts: Vec<Host>,
-        state: &mut LoopState,
-    ) -> Result<(), JournalError> {
-        let changed: Vec<Host> = hosts
-            .into_iter()
-            .filter(|host| {
-                self.record
-                    .hosts
-                    .get(&host.name)
-                    .is_some_and(HostRecord::was_changed)
-            })
-            .collect();
-        if changed.is_empty() {
-            return Ok(());
-        }
-        self.emit(Event::Warning {
-            host: None,
-            message: format!("rolling back {} hosts of the failed batch", changed.len()),
-        })?;
-        let batch = RunBatch {
-            index: usize::MAX,
-            zones: Vec::new(),
-            hosts: changed,
-        };
-        let budget = std::mem::replace(&mut self.limits.failure_budget, usize::MAX);
-        let zone_budgets = std::mem::take(&mut self.limits.zone_failure_budgets);
-        self.run_batch(batch, Mode::Rollback, None, state).await?;
-        self.limits.failure_budget = budget;
-        self.limits.zone_failure_budgets = zone_budgets;
-        Ok(())
-    }
-
-    /// Runs one batch's hosts within the caps; false if it had nothing to do.
-    async fn run_batch(
-        &mut self,
-        batch: RunBatch,
-        mode: Mode,
-        closes_at: Option<jiff::Timestamp>,
-        state: &mut LoopState,
-    ) -> Result<bool, JournalError> {
-        let mut queue: Vec<Host> = batch
-            .hosts
-            .into_iter()
-            .filter(|h| {
-                let record = self.record.hosts.get(&h.name);
-                match mode {
-                    Mode::Forward => !record.is_some_and(|r| r.is_settled()),
-                    Mode::Rollback => record.is_none_or(|r| r.outcome != Outcome::RolledBack),
-                }
-            })
-            .collect();
-        if queue.is_empty() {
-            return Ok(false);
-        }
-        if batch.index != usize::MAX {
-            self.emit(Event::BatchStarted {
-                index: batch.index,
-                zones: batch.zones.clone(),
-                hosts: queue.iter().map(|h| h.name.clone()).collect(),
-            })?;
-        }
-        queue.reverse(); // pop() takes hosts in plan order
-        let mut tasks: JoinSet<HostReport> = JoinSet::new();
-        let mut in_flight: HashMap<String, String> = HashMap::new(); // host → zone
-        let mut batch_ok = true;
-        loop {
-            // Start every host the caps (and the window) allow.
-            while state.stopping == Stopping::No
-                && (state.halted.is_none() || mode == Mode::Rollback)
-            {
-                let Some(host) = queue.last() else { break };
-                if let (Some(closes_at), Some(guard)) = (closes_at, &self.window)
-                    && guard.clock.now() >= closes_at
-                {
-                    state.window_closed =
-                        Some("the maintenance window closed during the batch".to_owned());
-                    break;
-                }
-                let failed_out = self.failed_out();
-                let out_total = in_flight.len() + failed_out.len();
-                let zone_out = in_flight.values().filter(|z| **z == host.zone).count()
-                    + failed_out
-                        .iter()
-                        .filter(|h| self.zone_of.get(**h) == Some(&host.zone))
-                        .count();
-                let zone_cap = self
-                    .limits
-                    .zone_caps
-                    .get(&host.zone)
-                    .copied()
-                    .unwrap_or(usize::MAX);
-                if out_total >= self.limits.max_unavailable || zone_out >= zone_cap {
-                    if in_flight.is_empty() {
-                        state.halted = Some(format!(
-                            "{} failed hosts stay out of service, which leaves no room under max_unavailable ({}) or the zone cap for {}",
-                            failed_out.len(),
-                            self.limits.max_unavailable,
-                            host.zone
-                        ));
-                    }
-                    break;
-                }
-                let host = queue.pop().expect("checked above");
-                let start = self
-                    .record
-                    .hosts
-                    .get(&host.name)
-                    .map(|r| StartFrom {
-                        drained: r.drained.clone(),
-                        memory: r.drain_memory.clone(),
-                        steps_done: r.steps_done,
-                    })
-                    .unwrap_or_default();
-                in_flight.insert(host.name.clone(), host.zone.clone());
-                let env = Arc::clone(&self.env);
-                let reporter = Reporter::new(state.tx.clone());
-                let cancel = state.cancel.child_token();
-                match mode {
-                    Mode::Forward => tasks.spawn(roll_host(env, host, start, reporter, cancel)),
-                    Mode::Rollback => {
-                        tasks.spawn(roll_back_host(env, host, start, reporter, cancel))
-                    }
-                };
-            }
-            if tasks.is_empty() {
-                break;
-            }
-            tokio::select! {
-                Some(first) = state.rx.recv() => self.commit_waiting(Some(first), &mut state.rx)?,
-                Some(joined) = tasks.join_next() => {
-                    // Everything the task sent is already queued; take it first.
-                    self.commit_waiting(None, &mut state.rx)?;
-                    let report = match joined {
-                        Ok(report) => report,
-                        Err(error) => {
-                            // A panicking task is a bug; halt rather than guess.
-                            state.halted = Some(format!("a host task failed: {error}"));
-                            batch_ok = false;
-                            continue;
-                        }
-                    };
-                    in_flight.remove(&report.host);
-                    if report.outcome.is_failure() {
-                        batch_ok = false;
-                        if state.halted.is_none() {
-                            state.halted = self.budget_spent();
-                        }
-                    }
-                }
-                Some(signal) = self.signals.recv() => {
-                    state.stopping = match state.stopping {
-                        Stopping::No => {
-                            self.emit(Event::Warning { host: None, message: format!("{signal}: finishing in-flight hosts, then stopping; send it again to cancel them") })?;
-                            Stopping::Graceful
-                        }
-                        _ => {
-                            self.emit(Event::Warning { host: None, message: format!("{signal} again: cancelling in-flight steps; hosts are returned to service") })?;
-                            state.cancel.cancel();
-                            Stopping::Now
-                        }
-                    };
-                }
-                _ = state.balancer_watch.tick() => {
-                    let balancers: Vec<_> = self.env.transports.balancers.values().cloned().collect();
-                    for balancer in balancers {
-                        balancer.watch().await;
-                        for message in balancer.take_warnings() {
-                            self.emit(Event::Warning { host: None, message })?;
-                        }
-                    }
-                }
-                _ = state.heartbeat.tick() => {
-                    if let Err(error) = self.lock.heartbeat(jiff::Timestamp::now()) {
-                        self.emit(Event::Warning { host: None, message: error.to_string() })?;
-                    }
-                }
-            }
-        }
-        if batch.index != usize::MAX {
-            let unfinished = !queue.is_empty();
-            self.emit(Event::BatchFinished {
-                index: batch.index,
-                ok: batch_ok && !unfinished,
-            })?;
-        }
-        Ok(true)
-    }
-
-    pub fn finish(&mut self, finish: &Finish) -> Result<(), JournalError> {
-        let record = &self.record;
-        let event = Event::RunFinished {
-            outcome: finish.outcome,
-            updated: record.count(Outcome::Updated),
-            failed: record.failures(),
-            skipped: record.count(Outcome::Skipped),
-            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            reason: finish.reason.clone(),
-        };
-        self.emit(event)
     }
 }
 

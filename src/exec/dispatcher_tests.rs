@@ -110,6 +110,7 @@ fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
             connect_attempts: 1,
         },
         needs_ssh: true,
+        replacements: Default::default(),
     });
     let (signals, receiver) = mpsc::unbounded_channel();
     let dispatcher = Dispatcher::new(
@@ -125,6 +126,15 @@ fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
         batches,
         signals,
         _state: state,
+    }
+}
+
+fn work(batches: Vec<RunBatch>) -> Work {
+    Work {
+        route: crate::exec::host_machine::Route::Roll,
+        batches,
+        adopted: Vec::new(),
+        resuming: false,
     }
 }
 
@@ -150,7 +160,7 @@ async fn failed_hosts_that_stay_drained_count_against_max_unavailable() {
         &playbook("batch = [2]\nmax_unavailable = 2\nmax_failed = 5"),
         &fleet,
     );
-    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    let finish = h.dispatcher.run(work(h.batches)).await.unwrap();
     // a0 failed and stays out; with it, never more than 2 hosts were out.
     assert_eq!(fleet.drained(), ["a0"]);
     assert!(
@@ -158,8 +168,8 @@ async fn failed_hosts_that_stay_drained_count_against_max_unavailable() {
         "{} out at once",
         fleet.max_drained()
     );
-    assert_eq!(h.dispatcher.record.count(Outcome::Updated), 5);
-    assert_eq!(h.dispatcher.record.hosts["a0"].outcome, Outcome::Failed);
+    assert_eq!(h.dispatcher.record().count(Outcome::Updated), 5);
+    assert_eq!(h.dispatcher.record().hosts["a0"].outcome, Outcome::Failed);
     assert_eq!(finish.outcome, RunOutcome::Succeeded);
 }
 
@@ -178,7 +188,7 @@ async fn a_cap_filled_by_failed_hosts_halts_instead_of_waiting_forever() {
         &playbook("batch = [1]\nmax_unavailable = 1\nmax_failed = 3"),
         &fleet,
     );
-    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    let finish = h.dispatcher.run(work(h.batches)).await.unwrap();
     assert_eq!(finish.outcome, RunOutcome::Halted);
     assert!(finish.reason.unwrap().contains("max_unavailable"));
     assert_eq!(fleet.deploys("a1"), 0);
@@ -206,14 +216,14 @@ async fn the_failure_budget_counts_every_kind_of_failure() {
         &playbook("batch = [1]\nmax_failed = 1"),
         &fleet,
     );
-    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    let finish = h.dispatcher.run(work(h.batches)).await.unwrap();
     // One failure is tolerated; the second (of another kind) halts.
     assert_eq!(finish.outcome, RunOutcome::Halted);
     assert_eq!(
-        h.dispatcher.record.hosts["a0"].outcome,
+        h.dispatcher.record().hosts["a0"].outcome,
         Outcome::Unreachable
     );
-    assert_eq!(h.dispatcher.record.hosts["a1"].outcome, Outcome::Failed);
+    assert_eq!(h.dispatcher.record().hosts["a1"].outcome, Outcome::Failed);
     assert_eq!(fleet.deploys("a2"), 0);
     // The unreachable host was never drained; the failed one stays drained.
     assert_eq!(fleet.drained(), ["a1"]);
@@ -234,7 +244,7 @@ async fn a_zone_that_spends_its_budget_halts_the_run() {
         &playbook("batch = [1]\nmax_failed = 10\nmax_failed_per_zone = 0"),
         &fleet,
     );
-    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    let finish = h.dispatcher.run(work(h.batches)).await.unwrap();
     assert_eq!(finish.outcome, RunOutcome::Halted);
     assert!(finish.reason.unwrap().contains("zone a"));
     for untouched in ["a2", "b0", "b1", "b2"] {
@@ -262,7 +272,7 @@ async fn a_second_signal_cancels_steps_and_still_returns_hosts() {
         signals.send("SIGINT").unwrap();
     });
     let started = Instant::now();
-    let finish = h.dispatcher.run(h.batches).await.unwrap();
+    let finish = h.dispatcher.run(work(h.batches)).await.unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "cancelled steps must not run to the end"
@@ -274,5 +284,5 @@ async fn a_second_signal_cancels_steps_and_still_returns_hosts() {
         fleet.drained()
     );
     assert_eq!(fleet.deploys("a2"), 0);
-    assert_eq!(h.dispatcher.record.hosts["a0"].outcome, Outcome::Pending);
+    assert_eq!(h.dispatcher.record().hosts["a0"].outcome, Outcome::Pending);
 }

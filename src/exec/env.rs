@@ -48,6 +48,8 @@ pub struct RunEnv {
     /// Whether rolling a host runs anything on it over SSH; a playbook that
     /// only replaces instances does not connect at all.
     pub needs_ssh: bool,
+    /// Which new Auto Scaling instance replaced which old one.
+    pub replacements: Arc<super::replacements::Replacements>,
 }
 
 impl RunEnv {

@@ -6,7 +6,9 @@
 //! point leaves a journal that tells what may have happened.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 mod asg;
 mod reboot;
@@ -15,7 +17,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
 use super::env::RunEnv;
+use super::host_machine::{self as machine, Action, Observation, Route, State};
 use super::messages::{Closed, Reporter};
+use super::retry;
 use crate::events::{Event, Outcome, Phase};
 use crate::model::inventory::Host;
 use crate::model::playbook::{Probe, ProbeKind, Step, StepAction};
@@ -23,19 +27,20 @@ use crate::model::template::Quoting;
 use crate::transport::balancer::{AdminState, LoadBalancer, Target};
 use crate::transport::shell::{RemoteShell, ShellError};
 
-/// Instances already taken as some host's replacement in this process.
-static CLAIMED_INSTANCES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// Where a host starts: fresh, or part-way through after a resume.
-#[derive(Debug, Clone, Default)]
-pub struct StartFrom {
-    /// Balancers the host is already drained from (by this run).
+/// Where a host starts, from the journal.
+#[derive(Debug, Clone)]
+pub struct HostStart {
+    pub route: Route,
+    /// Balancers the host is out of, by fleetroll.
     pub drained: Vec<String>,
     /// What those balancers need to return it (from the journal).
     pub memory: Vec<(String, String)>,
-    /// Steps already finished.
+    /// Forward steps already finished.
     pub steps_done: usize,
+    /// Its return to service had begun.
+    pub returning: bool,
+    /// This run touched it before.
+    pub resumed: bool,
 }
 
 /// How the host ended, as the dispatcher needs it.
@@ -74,143 +79,75 @@ struct HostTask {
     probes: Vec<Probe>,
     /// Running `[[rollback]]` steps instead of the forward ones.
     rollback: bool,
+    /// With `asg_standby`: the group and instance put in Standby.
+    standby: Option<asg::Standby>,
 }
 
-/// Rolls one host; never panics on the outside world's errors.
-pub async fn roll_host(
+/// Drives one host through the host machine; never panics on the outside
+/// world's errors. Every phase is recorded before it is acted on.
+pub async fn drive(
     env: Arc<RunEnv>,
     host: Host,
-    start: StartFrom,
+    start: HostStart,
     reporter: Reporter,
     cancel: CancellationToken,
 ) -> HostReport {
-    let mut task = HostTask::new(env, host, start.drained, reporter, cancel, false);
+    let rollback = start.route == Route::RollBack;
+    let steps_total = if rollback {
+        env.playbook.rollback.len()
+    } else {
+        env.playbook.steps.len()
+    };
+    let machine = machine::Start {
+        route: start.route,
+        steps_total,
+        steps_done: start.steps_done,
+        drained: !start.drained.is_empty(),
+        returning: start.returning,
+        resumed: start.resumed,
+        needs_ssh: env.needs_ssh,
+    };
+    let mut task = HostTask::new(env, host, start.drained, reporter, cancel, rollback);
     task.restore_memory(&start.memory);
-    let result = task.journey(start.steps_done).await;
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(Stop::Outcome(outcome, detail)) => {
-            task.record_failure(outcome, detail).await;
-            outcome
-        }
-        Err(Stop::Cancelled) => {
-            // A second signal: return the host to service even part-way,
-            // as promised; resume will update it again.
-            let _ = task.undrain_all().await;
-            let _ = task
-                .reporter
-                .record(Event::HostPhase {
-                    host: task.host.name.clone(),
-                    phase: Phase::Pending,
-                    outcome: None,
-                    detail: Some("interrupted; returned to service".to_owned()),
-                })
+    let mut state = State::Begin;
+    let mut observation = Observation::Started;
+    let mut recorded = None;
+    loop {
+        let (next, action) = machine::next(&machine, &state, observation);
+        state = next;
+        if let Action::End(ending) = action {
+            let recorded = task
+                .phase(ending.phase, Some(ending.outcome), ending.detail.clone())
                 .await;
-            Outcome::Pending
+            let outcome = if recorded.is_ok() {
+                ending.outcome
+            } else {
+                Outcome::Pending
+            };
+            return task.finish(outcome).await;
         }
-        Err(Stop::Closed) => Outcome::Pending,
-    };
-    task.finish(outcome).await
-}
-
-/// After an interruption: a host left drained goes back into service if one
-/// round of probes passes. It is then `Updated` if its steps had all
-/// finished, and `Pending` (to be updated again) otherwise. A host that is
-/// not healthy is not failed: its update may simply not have finished. It
-/// stays drained and `Pending`, and its batch finishes it as usual.
-pub async fn return_host(
-    env: Arc<RunEnv>,
-    host: Host,
-    start: StartFrom,
-    reporter: Reporter,
-    cancel: CancellationToken,
-) -> HostReport {
-    let steps_total = env.playbook.steps.len();
-    let mut task = HostTask::new(env, host, start.drained, reporter, cancel, false);
-    task.restore_memory(&start.memory);
-    let result: Result<Outcome, Stop> = async {
-        task.connect().await?;
-        if !task.healthy_now().await? {
-            task.phase(
-                Phase::Pending,
-                None,
-                Some("left drained by an interrupted run and not healthy yet; its batch will finish it".to_owned()),
-            )
-            .await?;
-            return Ok(Outcome::Pending);
+        let phase = state.phase();
+        if recorded != Some(phase) {
+            let detail = (machine.route == Route::RollBack && phase == Phase::Checking)
+                .then(|| "rolling back".to_owned());
+            if task.phase(phase, None, detail).await.is_err() {
+                return task.finish(Outcome::Pending).await;
+            }
+            recorded = Some(phase);
         }
-        task.phase(Phase::Undraining, None, Some("left drained by an interrupted run; healthy".to_owned()))
-            .await?;
-        task.undrain_all().await?;
-        if start.steps_done >= steps_total {
-            task.phase(Phase::Done, Some(Outcome::Updated), None).await?;
-            Ok(Outcome::Updated)
-        } else {
-            task.phase(
-                Phase::Pending,
-                None,
-                Some("returned to service; its update will run again".to_owned()),
-            )
-            .await?;
-            Ok(Outcome::Pending)
-        }
+        let result = task.perform(&action).await;
+        observation = match result {
+            Ok(observation) => observation,
+            Err(Stop::Outcome(outcome, detail)) => Observation::Failed(outcome, detail),
+            Err(Stop::Cancelled) => {
+                // The cut-short action is over; what follows (one probe
+                // round, the return) must run to its own bounds.
+                task.cancel = CancellationToken::new();
+                Observation::Cancelled
+            }
+            Err(Stop::Closed) => return task.finish(Outcome::Pending).await,
+        };
     }
-    .await;
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        // Unreachable now, or a balancer error: leave it to its batch.
-        Err(Stop::Outcome(..) | Stop::Cancelled | Stop::Closed) => Outcome::Pending,
-    };
-    task.finish(outcome).await
-}
-
-/// Undoes a host's update with the playbook's `[[rollback]]` steps, under
-/// the same discipline: drain, steps, probes, return. The probes' expected
-/// bodies are not checked, since they usually name the new version.
-pub async fn roll_back_host(
-    env: Arc<RunEnv>,
-    host: Host,
-    start: StartFrom,
-    reporter: Reporter,
-    cancel: CancellationToken,
-) -> HostReport {
-    let mut task = HostTask::new(env, host, start.drained, reporter, cancel, true);
-    task.restore_memory(&start.memory);
-    let result: Result<Outcome, Stop> = async {
-        task.phase(Phase::Checking, None, Some("rolling back".to_owned()))
-            .await?;
-        task.connect().await?;
-        task.phase(Phase::Draining, None, None).await?;
-        task.drain_all().await?;
-        task.phase(Phase::Updating, None, Some("rollback steps".to_owned()))
-            .await?;
-        let steps = task.env.playbook.rollback.clone();
-        for (index, step) in steps.iter().enumerate() {
-            task.run_step(index, step).await?;
-        }
-        task.phase(Phase::Verifying, None, None).await?;
-        task.verify().await?;
-        task.phase(Phase::Undraining, None, None).await?;
-        task.undrain_all().await?;
-        task.phase(Phase::RolledBack, Some(Outcome::RolledBack), None)
-            .await?;
-        Ok(Outcome::RolledBack)
-    }
-    .await;
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(Stop::Outcome(outcome, detail)) => {
-            task.record_failure(outcome, format!("rollback failed: {detail}"))
-                .await;
-            outcome
-        }
-        Err(Stop::Cancelled) => {
-            let _ = task.undrain_all().await;
-            Outcome::Pending
-        }
-        Err(Stop::Closed) => Outcome::Pending,
-    };
-    task.finish(outcome).await
 }
 
 impl HostTask {
@@ -245,6 +182,7 @@ impl HostTask {
             drained,
             probes,
             rollback,
+            standby: None,
         }
     }
 
@@ -328,35 +266,12 @@ impl HostTask {
         Ok(())
     }
 
-    /// Records that the host ended failed (it stays where it is).
-    async fn record_failure(&self, outcome: Outcome, detail: String) {
-        let _ = self
-            .reporter
-            .record(Event::HostPhase {
-                host: self.name(),
-                phase: Phase::Failed,
-                outcome: Some(outcome),
-                detail: Some(detail),
-            })
-            .await;
-    }
-
     /// Gives balancers back what they journaled when they drained the host.
     fn restore_memory(&self, memory: &[(String, String)]) {
         for (name, text) in memory {
             if let Some(balancer) = self.env.transports.balancers.get(name) {
                 balancer.restore_memory(text);
             }
-        }
-    }
-
-    /// Passes on what a balancer repaired on its own, as warnings.
-    fn note_balancer_warnings(&self, balancer: &dyn LoadBalancer) {
-        for message in balancer.take_warnings() {
-            self.reporter.note(Event::Warning {
-                host: Some(self.name()),
-                message,
-            });
         }
     }
 
@@ -373,46 +288,54 @@ impl HostTask {
             .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))
     }
 
-    async fn journey(&mut self, steps_done: usize) -> Result<Outcome, Stop> {
-        let resumed = !self.drained.is_empty() || steps_done > 0;
-        self.phase(Phase::Checking, None, None).await?;
-        // A playbook that only replaces instances never needs SSH; the
-        // others connect first, so an unreachable host is never drained.
-        if self.env.needs_ssh {
-            self.connect().await?;
-        }
-        if !resumed {
-            if let Some(skip) = self.check_skip_if().await? {
-                self.phase(Phase::Skipped, Some(Outcome::Skipped), Some(skip))
-                    .await?;
-                return Ok(Outcome::Skipped);
+    /// Performs one action of the host machine.
+    async fn perform(&mut self, action: &Action) -> Result<Observation, Stop> {
+        match action {
+            Action::Connect => self.connect().await.map(|()| Observation::Done),
+            Action::CheckSkipIf => Ok(match self.check_skip_if().await? {
+                Some(reason) => Observation::Skip(reason),
+                None => Observation::Done,
+            }),
+            Action::CheckOperator => Ok(match self.disabled_by_operator().await? {
+                Some(reason) => Observation::Skip(reason),
+                None => Observation::Done,
+            }),
+            Action::Drain => {
+                self.drain_all().await?;
+                if !self.rollback {
+                    // While in Standby the group does not replace the
+                    // instance for failing health checks (a reboot, say).
+                    self.standby = self.standby_group().await;
+                    self.set_standby(true).await?;
+                }
+                Ok(Observation::Done)
             }
-            if let Some(reason) = self.disabled_by_operator().await? {
-                self.phase(Phase::Skipped, Some(Outcome::Skipped), Some(reason))
-                    .await?;
-                return Ok(Outcome::Skipped);
+            Action::RunStep { index } => {
+                let steps = if self.rollback {
+                    &self.env.playbook.rollback
+                } else {
+                    &self.env.playbook.steps
+                };
+                let step = steps[*index].clone();
+                self.run_step(*index, &step).await?;
+                Ok(Observation::Done)
             }
-            self.wait_for_capacity().await?;
+            Action::Verify => self.verify().await.map(|()| Observation::Done),
+            Action::ProbeOnce => {
+                let mut failure = String::new();
+                Ok(if self.probe_round(&mut failure).await? {
+                    Observation::Done
+                } else {
+                    Observation::NotHealthy(failure)
+                })
+            }
+            Action::Undrain => {
+                self.set_standby(false).await?;
+                self.undrain_all().await?;
+                Ok(Observation::Done)
+            }
+            Action::End(_) => Ok(Observation::Done),
         }
-        self.phase(Phase::Draining, None, None).await?;
-        self.drain_all().await?;
-        self.phase(Phase::Updating, None, None).await?;
-        let standby = self.standby_group().await;
-        // While in Standby the group does not replace the instance for
-        // failing health checks during the update (a reboot, say).
-        self.set_standby(standby.as_ref(), true).await?;
-        let steps = self.env.playbook.steps.clone();
-        for (index, step) in steps.iter().enumerate().skip(steps_done) {
-            self.run_step(index, step).await?;
-        }
-        self.phase(Phase::Verifying, None, None).await?;
-        self.verify().await?;
-        self.set_standby(standby.as_ref(), false).await?;
-        self.phase(Phase::Undraining, None, None).await?;
-        self.undrain_all().await?;
-        self.phase(Phase::Done, Some(Outcome::Updated), None)
-            .await?;
-        Ok(Outcome::Updated)
     }
 
     /// Connects with a few bounded, jittered retries: a host that is down
@@ -469,10 +392,9 @@ impl HostTask {
     /// A server an operator put in maintenance or drain stays as it is.
     async fn disabled_by_operator(&self) -> Result<Option<String>, Stop> {
         for balancer in self.balancers() {
-            let status = balancer
-                .status(self.target())
+            let status = retry::balancer(|| balancer.status(self.target()))
                 .await
-                .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
+                .map_err(balancer_failure)?;
             let state = match status.admin {
                 AdminState::Maint => "maintenance",
                 AdminState::Drain => "drain",
@@ -484,42 +406,6 @@ impl HostTask {
             )));
         }
         Ok(None)
-    }
-
-    /// `min_healthy`: wait, bounded, until every balancer reports enough of
-    /// its pool healthy to take this host out.
-    async fn wait_for_capacity(&self) -> Result<(), Stop> {
-        let Some(floor) = self.env.playbook.strategy.min_healthy else {
-            return Ok(());
-        };
-        let deadline = Instant::now() + self.env.playbook.drain.timeout;
-        for balancer in self.balancers() {
-            loop {
-                let pool = balancer
-                    .pool()
-                    .await
-                    .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
-                let Some(pool) = pool else { break };
-                let required = floor.floor_of(pool.total);
-                // Draining this host must leave at least `required` healthy.
-                if pool.healthy > required {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Err(Stop::Outcome(
-                        Outcome::TimedOut,
-                        format!(
-                            "balancer {}: {} of {} healthy; min_healthy {floor} needs {required} left after the drain",
-                            balancer.name(),
-                            pool.healthy,
-                            pool.total
-                        ),
-                    ));
-                }
-                self.pause(self.env.cadence.balancer_poll).await?;
-            }
-        }
-        Ok(())
     }
 
     async fn drain_all(&mut self) -> Result<(), Stop> {
@@ -535,10 +421,9 @@ impl HostTask {
                 })
                 .await?;
             self.drained.push(balancer.name().to_owned());
-            balancer
-                .drain(self.target())
+            retry::balancer(|| balancer.drain(self.target()))
                 .await
-                .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
+                .map_err(balancer_failure)?;
             if let Some(memory) = balancer.drain_memory(&self.host) {
                 self.reporter
                     .record(Event::DrainMemory {
@@ -559,11 +444,9 @@ impl HostTask {
                 .map_or(policy.timeout, |b| b.min(policy.timeout));
             let deadline = Instant::now() + bound;
             loop {
-                let status = balancer
-                    .status(self.target())
+                let status = retry::balancer(|| balancer.status(self.target()))
                     .await
-                    .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
-                self.note_balancer_warnings(balancer.as_ref());
+                    .map_err(balancer_failure)?;
                 match status.sessions {
                     None | Some(0) => break,
                     Some(open) if Instant::now() >= deadline => {
@@ -665,11 +548,14 @@ impl HostTask {
     /// One round of every probe, reported; true if all passed.
     async fn probe_round(&self, last_failure: &mut String) -> Result<bool, Stop> {
         let playbook = &self.env.playbook;
+        // A probe may take longer than the interval between rounds (an SSH
+        // command on a busy host): give it 5 s at least, never more than
+        // the health timeout.
         let per_probe = playbook
             .health
             .interval
-            .max(Duration::from_millis(500))
-            .min(Duration::from_secs(10));
+            .max(Duration::from_secs(5))
+            .min(playbook.health.timeout);
         let checks = self.probes.iter().map(|probe| {
             self.env
                 .transports
@@ -694,10 +580,6 @@ impl HostTask {
             });
         }
         Ok(all_ok)
-    }
-
-    async fn healthy_now(&self) -> Result<bool, Stop> {
-        self.probe_round(&mut String::new()).await
     }
 
     /// Probes until `healthy_after` consecutive rounds pass, or time runs out.
@@ -744,17 +626,14 @@ impl HostTask {
             if !self.drained.iter().any(|b| b == balancer.name()) {
                 continue;
             }
-            balancer
-                .undrain(self.target())
+            retry::balancer(|| balancer.undrain(self.target()))
                 .await
-                .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
+                .map_err(balancer_failure)?;
             let deadline = Instant::now() + self.env.cadence.up_timeout;
             loop {
-                let status = balancer
-                    .status(self.target())
+                let status = retry::balancer(|| balancer.status(self.target()))
                     .await
-                    .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
-                self.note_balancer_warnings(balancer.as_ref());
+                    .map_err(balancer_failure)?;
                 if status.up != Some(false) {
                     break;
                 }
@@ -815,6 +694,11 @@ impl HostTask {
             () = self.cancel.cancelled() => Err(Stop::Cancelled),
         }
     }
+}
+
+/// A balancer that stayed unreachable through its retries, or refused.
+fn balancer_failure(error: crate::transport::balancer::BalancerError) -> Stop {
+    Stop::Outcome(Outcome::Failed, error.to_string())
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -74,6 +74,16 @@ pub struct RunRecord {
     pub started: Option<String>,
     pub finished: Option<String>,
     pub lock_broken: bool,
+    /// Per batch: gates that passed after it, and whether one failed.
+    gates: IndexMap<usize, GateRound>,
+    /// The hosts of a failed batch whose rollback began.
+    pub rollback: Vec<String>,
+}
+
+/// The gates that passed after a batch since the last one failed there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct GateRound {
+    passed: std::collections::BTreeSet<String>,
 }
 
 /// Folds journal records, oldest first, into a [`RunRecord`].
@@ -102,6 +112,8 @@ impl RunRecord {
             started: None,
             finished: None,
             lock_broken: false,
+            gates: IndexMap::new(),
+            rollback: Vec::new(),
         }
     }
 
@@ -253,6 +265,21 @@ impl RunRecord {
                 record.drained.clear();
                 record.detail = Some(format!("handed over to run {to_run}, still drained"));
             }
+            Event::Gate {
+                name,
+                ok,
+                batch: Some(batch),
+                ..
+            } => {
+                let round = self.gates.entry(*batch).or_default();
+                if *ok {
+                    round.passed.insert(name.clone());
+                } else {
+                    // A failure means every gate is checked again.
+                    round.passed.clear();
+                }
+            }
+            Event::RollbackStarted { hosts, .. } => self.rollback = hosts.clone(),
             Event::StepStarted { .. }
             | Event::BatchStarted { .. }
             | Event::Probe { .. }
@@ -260,6 +287,15 @@ impl RunRecord {
             | Event::Pause { .. }
             | Event::Warning { .. } => {}
         }
+    }
+
+    /// Whether all `gates` passed after `batch` in their latest round.
+    pub fn gates_passed(&self, batch: usize, gates: usize) -> bool {
+        gates == 0
+            || self
+                .gates
+                .get(&batch)
+                .is_some_and(|round| round.passed.len() >= gates)
     }
 
     pub fn count(&self, outcome: Outcome) -> usize {

@@ -28,6 +28,7 @@ pub enum JournalError {
 pub struct JournalWriter {
     path: PathBuf,
     file: File,
+    run_id: String,
 }
 
 impl JournalWriter {
@@ -42,7 +43,15 @@ impl JournalWriter {
             path: path.clone(),
             source,
         })?;
-        Ok(Self { path, file })
+        Ok(Self {
+            path,
+            file,
+            run_id: run_id.to_owned(),
+        })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     pub fn path(&self) -> &Path {

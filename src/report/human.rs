@@ -156,7 +156,9 @@ impl EventSink for HumanSink {
                     self.line(ts, &format!("{host} probe {probe} {verdict}: {detail}"));
                 }
             }
-            Event::Gate { name, ok, detail } => {
+            Event::Gate {
+                name, ok, detail, ..
+            } => {
                 let verdict = if *ok { "passed" } else { "FAILED" };
                 self.line(ts, &format!("gate {name} {verdict}: {detail}"));
             }
@@ -220,6 +222,9 @@ impl EventSink for HumanSink {
             }
             Event::HandedOver { host, to_run } => {
                 self.line(ts, &format!("{host} handed over to run {to_run}, still drained"));
+            }
+            Event::RollbackStarted { hosts, .. } => {
+                self.line(ts, &format!("rolling back {}", hosts.join(", ")));
             }
             Event::LockBroken { holder_pid, holder_host } => {
                 self.line(ts, &format!("lock of pid {holder_pid} on {holder_host} broken"));

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::balancer::{AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target};
-use crate::model::inventory::HaproxyEndpoint;
+use crate::model::inventory::{HaproxyEndpoint, Host};
 
 /// Every runtime API exchange is bounded by this.
 const API_TIMEOUT: Duration = Duration::from_secs(5);
@@ -16,17 +16,6 @@ pub struct Haproxy {
     name: String,
     endpoint: HaproxyEndpoint,
     backend: String,
-    /// What survives only in HAProxy's memory: a reload forgets runtime
-    /// admin states, so the drains we set are re-applied when the process
-    /// id changes (the PITFALLS warning).
-    watch: std::sync::Arc<std::sync::Mutex<Watch>>,
-}
-
-#[derive(Debug, Default)]
-struct Watch {
-    pid: Option<String>,
-    drained: std::collections::BTreeSet<String>,
-    warnings: Vec<String>,
 }
 
 impl Haproxy {
@@ -35,7 +24,6 @@ impl Haproxy {
             name: name.to_owned(),
             endpoint,
             backend: backend.to_owned(),
-            watch: std::sync::Arc::default(),
         }
     }
 
@@ -100,46 +88,6 @@ impl Haproxy {
             .command(&format!("show servers state {}", self.backend))
             .await?;
         parse_admin_state(&reply, server).ok_or_else(|| self.unknown_server(server))
-    }
-
-    fn watch(&self) -> std::sync::MutexGuard<'_, Watch> {
-        self.watch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Re-applies our drains if HAProxy was reloaded or restarted since we
-    /// last looked: a new process starts with every server ready.
-    async fn reapply_after_reload(&self) -> Result<(), BalancerError> {
-        let info = self.command("show info").await?;
-        let pid = info
-            .lines()
-            .find_map(|line| line.strip_prefix("Pid:"))
-            .map(|pid| pid.trim().to_owned());
-        let lost: Vec<String> = {
-            let mut watch = self.watch();
-            let reloaded = watch.pid.is_some() && pid.is_some() && watch.pid != pid;
-            watch.pid = pid.clone();
-            if reloaded {
-                watch.drained.iter().cloned().collect()
-            } else {
-                Vec::new()
-            }
-        };
-        if lost.is_empty() {
-            return Ok(());
-        }
-        for server in &lost {
-            self.set_state(server, "drain").await?;
-        }
-        self.watch().warnings.push(format!(
-            "HAProxy {} was reloaded (now pid {}), which forgets runtime states: drain re-applied to {}; \
-             configure a server-state file to keep them",
-            self.name,
-            pid.unwrap_or_default(),
-            lost.join(", ")
-        ));
-        Ok(())
     }
 
     async fn stat_rows(&self) -> Result<Vec<StatRow>, BalancerError> {
@@ -240,7 +188,6 @@ impl LoadBalancer for Haproxy {
 
     async fn status(&self, target: Target<'_>) -> Result<ServerStatus, BalancerError> {
         let server = &target.host.lb_server;
-        self.reapply_after_reload().await?;
         let rows = self.stat_rows().await?;
         let row = rows
             .iter()
@@ -254,29 +201,37 @@ impl LoadBalancer for Haproxy {
     }
 
     async fn drain(&self, target: Target<'_>) -> Result<(), BalancerError> {
-        self.reapply_after_reload().await?;
         self.set_state(&target.host.lb_server, "drain").await?;
-        self.watch().drained.insert(target.host.lb_server.clone());
         Ok(())
     }
 
     async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError> {
-        self.watch().drained.remove(&target.host.lb_server);
         self.set_state(&target.host.lb_server, "ready").await
     }
 
-    async fn watch(&self) {
-        let nothing_drained = self.watch().drained.is_empty();
-        if !nothing_drained && let Err(error) = self.reapply_after_reload().await {
-            self.watch().warnings.push(format!(
-                "cannot check HAProxy {} for a reload: {error}",
-                self.name
-            ));
+    async fn reassert_drains(&self, drained: &[Host]) -> Result<Vec<String>, BalancerError> {
+        if drained.is_empty() {
+            return Ok(Vec::new());
         }
-    }
-
-    fn take_warnings(&self) -> Vec<String> {
-        std::mem::take(&mut self.watch().warnings)
+        let reply = self
+            .command(&format!("show servers state {}", self.backend))
+            .await?;
+        let mut lost = Vec::new();
+        for host in drained {
+            if parse_admin_state(&reply, &host.lb_server) == Some(AdminState::Ready) {
+                self.set_state(&host.lb_server, "drain").await?;
+                lost.push(host.lb_server.clone());
+            }
+        }
+        if lost.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![format!(
+            "HAProxy {} lost fleetroll's drain of {} (a reload forgets runtime states): drain re-applied; \
+             configure a server-state file to keep them",
+            self.name,
+            lost.join(", ")
+        )])
     }
 
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError> {
@@ -358,7 +313,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reload_that_forgets_a_drain_is_repaired_and_reported() {
+    async fn a_drain_the_balancer_lost_is_reapplied_and_reported() {
         let pid = std::sync::Arc::new(std::sync::Mutex::new(100));
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let address = fake_runtime_api(pid.clone(), seen.clone()).await;
@@ -386,8 +341,6 @@ mod tests {
             shell: None,
         };
         lb.drain(target).await.unwrap();
-        lb.status(target).await.unwrap();
-        assert!(lb.take_warnings().is_empty(), "no reload yet");
         let drains = |seen: &std::sync::Mutex<Vec<String>>| {
             seen.lock()
                 .unwrap()
@@ -396,22 +349,20 @@ mod tests {
                 .count()
         };
         assert_eq!(drains(&seen), 1);
-
-        *pid.lock().unwrap() = 200; // the reload
-        lb.status(target).await.unwrap();
+        // The fake answers "ready" for web-01, as HAProxy does after a
+        // reload that forgot the drain.
+        let warnings = lb
+            .reassert_drains(std::slice::from_ref(&host))
+            .await
+            .unwrap();
         assert_eq!(drains(&seen), 2, "the drain is applied again");
-        let warnings = lb.take_warnings();
         assert_eq!(warnings.len(), 1);
         assert!(
-            warnings[0].contains("reloaded (now pid 200)"),
+            warnings[0].contains("lost fleetroll's drain of web-01"),
             "{warnings:?}"
         );
-        assert!(lb.take_warnings().is_empty(), "reported once");
-
-        // Once returned to service, a later reload re-applies nothing.
-        lb.undrain(target).await.unwrap();
-        *pid.lock().unwrap() = 300;
-        lb.status(target).await.unwrap();
+        // Nothing the journal does not call drained is touched.
+        assert!(lb.reassert_drains(&[]).await.unwrap().is_empty());
         assert_eq!(drains(&seen), 2);
     }
 

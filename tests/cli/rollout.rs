@@ -509,7 +509,7 @@ fn a_new_run_first_returns_hosts_an_interrupted_run_left_drained() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("returning the healthy ones to service first"),
+            .contains("this run takes them over and returns them to service first"),
         "{}",
         run.stderr
     );

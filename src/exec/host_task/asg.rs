@@ -1,24 +1,18 @@
 //! Auto Scaling: replacing a host's instance, and Standby around steps.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{HostTask, Stop};
 use crate::events::{Event, Outcome};
 use crate::model::playbook::Step;
 use crate::model::playbook::{ProbeKind, StepAction};
 
-use super::CLAIMED_INSTANCES;
-
 impl HostTask {
     /// With `asg_standby`, the Auto Scaling client, group and instance of a
     /// host that is a group member and is updated in place.
-    pub(super) async fn standby_group(
-        &self,
-    ) -> Option<(
-        crate::transport::aws::autoscaling::AutoScaling,
-        String,
-        String,
-    )> {
+    pub(super) async fn standby_group(&self) -> Option<Standby> {
         if !self.env.playbook.asg_standby
             || self
                 .env
@@ -31,13 +25,17 @@ impl HostTask {
         }
         let origin = self.host.aws.as_ref()?;
         let group = origin.asg.clone()?;
-        let id = self.host.target_id.clone()?;
+        let instance = self.host.target_id.clone()?;
         let asg = crate::transport::aws::autoscaling::AutoScaling::connect(
             origin.source.region.as_deref(),
             origin.source.endpoint_url.as_deref(),
         )
         .await;
-        Some((asg, group, id))
+        Some(Standby {
+            asg,
+            group,
+            instance,
+        })
     }
 
     /// Replaces the host's instance in its Auto Scaling group: terminate it
@@ -74,38 +72,37 @@ impl HostTask {
             .describe_group(&group)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let members: Vec<String> = info
-            .instances
-            .iter()
-            .map(|i| i.instance_id.clone())
-            .collect();
+        let replacements = &self.env.replacements;
+        replacements.snapshot(&group, info.instances.iter().map(|i| i.instance_id.clone()));
         // Several hosts of one batch may be replaced in the same group at
         // once; each new instance must stand in for exactly one old one.
-        let claim = |mut exclude: Vec<String>| {
+        let claim = || {
             let asg = &asg;
             let group = &group;
             async move {
                 loop {
-                    let new = asg.wait_for_replacement(group, &exclude, deadline).await?;
-                    let mut claimed = CLAIMED_INSTANCES
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if claimed.insert(new.instance_id.clone()) {
+                    let known = replacements.known(group);
+                    let new = asg.wait_for_replacement(group, &known, deadline).await?;
+                    if replacements.claim(group, &new.instance_id) {
                         return Ok::<_, AsgError>(new);
                     }
-                    exclude.push(new.instance_id);
                 }
             }
         };
         let swap = async {
             if surge {
-                asg.set_desired(&group, info.desired + 1).await?;
-                let new = claim(members.clone()).await?;
+                // Read desired capacity afresh under the group's guard: a
+                // surge of another host may have raised it since `info`.
+                let guard = replacements.capacity(&group).await;
+                let desired = asg.describe_group(&group).await?.desired;
+                asg.set_desired(&group, desired + 1).await?;
+                drop(guard);
+                let new = claim().await?;
                 asg.terminate_with_decrement(&old).await?;
                 Ok::<_, AsgError>(new)
             } else {
                 asg.terminate_without_decrement(&old).await?;
-                claim(members.clone()).await
+                claim().await
             }
         };
         let new = tokio::select! {
@@ -160,10 +157,9 @@ impl HostTask {
         let deadline = Instant::now() + self.env.playbook.health.timeout;
         for balancer in self.balancers() {
             loop {
-                let status = balancer
-                    .status(self.target())
+                let status = super::retry::balancer(|| balancer.status(self.target()))
                     .await
-                    .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
+                    .map_err(super::balancer_failure)?;
                 if status.up != Some(false) {
                     break;
                 }
@@ -190,24 +186,29 @@ impl HostTask {
 
     /// Moves the instance into Standby (`enter`) or back to InService,
     /// bounded; nothing without `asg_standby`.
-    pub(super) async fn set_standby(
-        &self,
-        standby: Option<&(
-            crate::transport::aws::autoscaling::AutoScaling,
-            String,
-            String,
-        )>,
-        enter: bool,
-    ) -> Result<(), Stop> {
-        let Some((asg, group, id)) = standby else {
+    pub(super) async fn set_standby(&self, enter: bool) -> Result<(), Stop> {
+        let Some(Standby {
+            asg,
+            group,
+            instance,
+        }) = &self.standby
+        else {
             return Ok(());
         };
         let deadline = tokio::time::Instant::now() + self.env.cadence.up_timeout;
         let result = if enter {
-            asg.enter_standby(group, id, deadline).await
+            asg.enter_standby(group, instance, deadline).await
         } else {
-            asg.exit_standby(group, id, deadline).await
+            asg.exit_standby(group, instance, deadline).await
         };
         result.map_err(|e| Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}")))
     }
+}
+
+/// An Auto Scaling member kept in Standby while it is updated in place.
+#[derive(Debug)]
+pub(super) struct Standby {
+    asg: crate::transport::aws::autoscaling::AutoScaling,
+    group: String,
+    instance: String,
 }

@@ -2,7 +2,9 @@
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{HostTask, Stop};
 use crate::events::Outcome;

@@ -1,0 +1,251 @@
+//! A random fleet, playbook and list of faults, all from one seed.
+
+use std::fmt::Write as _;
+
+use super::world::HostFaults;
+
+/// A small deterministic generator (SplitMix64): the same seed gives the
+/// same scenario on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// In `low..=high`.
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// One injected fault. Run numbers count the runs of one chain: 0 is the
+/// first `run`, each later one a `resume`. Operation numbers count calls
+/// into the world from the start of that run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    Host {
+        host: String,
+        kind: HostFault,
+    },
+    /// The balancer's API fails this many calls from this operation on.
+    Outage {
+        run: usize,
+        at: u64,
+        calls: u32,
+    },
+    /// The balancer forgets every drain.
+    Reload {
+        run: usize,
+        at: u64,
+    },
+    /// SIGINT at this operation (a second one makes two).
+    Signal {
+        run: usize,
+        at: u64,
+    },
+    /// kill -9 at this operation.
+    Kill {
+        run: usize,
+        at: u64,
+    },
+    /// This run starts with the window closed.
+    OutsideWindow {
+        run: usize,
+    },
+    /// This run's window closes a little after it starts.
+    WindowCloses {
+        run: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostFault {
+    Unreachable,
+    FailingStep,
+    HangingStep,
+    Unhealthy,
+    OperatorDisabled,
+    UnknownToBalancer,
+}
+
+impl HostFault {
+    pub fn apply(self, faults: &mut HostFaults) {
+        match self {
+            HostFault::Unreachable => faults.unreachable = true,
+            HostFault::FailingStep => faults.failing_step = true,
+            HostFault::HangingStep => faults.hanging_step = true,
+            HostFault::Unhealthy => faults.unhealthy = true,
+            HostFault::OperatorDisabled => faults.operator_disabled = true,
+            HostFault::UnknownToBalancer => faults.unknown_to_balancer = true,
+        }
+    }
+}
+
+/// The fleet and the playbook's strategy.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub zones: Vec<(String, usize)>,
+    pub strategy: String,
+    pub window: bool,
+    pub rollback: bool,
+    pub faults: Vec<Fault>,
+}
+
+/// Most runs a chain may take before it must have finished.
+pub const MAX_RUNS: usize = 6;
+
+impl Scenario {
+    pub fn generate(seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let zone_count = rng.range(1, 4) as usize;
+        let total = rng.range(1, 60) as usize;
+        let mut zones: Vec<(String, usize)> = (0..zone_count)
+            .map(|z| (format!("z{z}"), total / zone_count))
+            .collect();
+        zones[0].1 += total % zone_count;
+        zones.retain(|(_, n)| *n > 0);
+        let hosts: Vec<String> = zones
+            .iter()
+            .flat_map(|(zone, n)| (0..*n).map(move |i| format!("{zone}h{i}")))
+            .collect();
+        let max_unavailable = rng.range(1, (total as u64).clamp(1, 12));
+        let first = rng.range(1, max_unavailable);
+        let second = rng.range(first, max_unavailable);
+        let mut strategy =
+            format!("batch = [{first}, {second}]\nmax_unavailable = {max_unavailable}\n");
+        if zones.len() > 1 {
+            let mode = if rng.chance(50) {
+                "one-at-a-time"
+            } else {
+                "spread"
+            };
+            let _ = writeln!(strategy, "zones = \"{mode}\"");
+        }
+        if rng.chance(30) {
+            let _ = writeln!(strategy, "max_unavailable_per_zone = {}", rng.range(1, 3));
+        }
+        let _ = writeln!(strategy, "max_failed = {}", rng.range(0, 4));
+        if rng.chance(30) {
+            let _ = writeln!(strategy, "min_healthy = \"{}%\"", rng.range(10, 60));
+        }
+        if rng.chance(30) {
+            let _ = writeln!(strategy, "pause = \"{}s\"", rng.range(1, 30));
+        }
+        let rollback = rng.chance(30);
+        if rollback {
+            strategy.push_str("on_failure = \"rollback\"\n");
+        }
+        let window = rng.chance(30);
+        let mut faults = Vec::new();
+        for host in &hosts {
+            if rng.chance(8) {
+                let kind = match rng.range(0, 5) {
+                    0 => HostFault::Unreachable,
+                    1 => HostFault::FailingStep,
+                    2 => HostFault::HangingStep,
+                    3 => HostFault::Unhealthy,
+                    4 => HostFault::OperatorDisabled,
+                    _ => HostFault::UnknownToBalancer,
+                };
+                faults.push(Fault::Host {
+                    host: host.clone(),
+                    kind,
+                });
+            }
+        }
+        let span = (total as u64) * 12 + 10;
+        let runs = rng.range(1, 3) as usize;
+        for run in 0..runs {
+            if rng.chance(30) {
+                faults.push(Fault::Outage {
+                    run,
+                    at: rng.range(1, span),
+                    calls: rng.range(1, 12) as u32,
+                });
+            }
+            if rng.chance(20) {
+                faults.push(Fault::Reload {
+                    run,
+                    at: rng.range(1, span),
+                });
+            }
+            if rng.chance(20) {
+                let at = rng.range(1, span);
+                faults.push(Fault::Signal { run, at });
+                if rng.chance(50) {
+                    faults.push(Fault::Signal {
+                        run,
+                        at: at + rng.range(1, 20),
+                    });
+                }
+            }
+            if window && run > 0 && rng.chance(30) {
+                faults.push(Fault::OutsideWindow { run });
+            }
+            if window && rng.chance(20) {
+                faults.push(Fault::WindowCloses { run });
+            }
+            if run + 1 < runs || rng.chance(50) {
+                faults.push(Fault::Kill {
+                    run,
+                    at: rng.range(1, span),
+                });
+            }
+        }
+        Self {
+            zones,
+            strategy,
+            window,
+            rollback,
+            faults,
+        }
+    }
+
+    pub fn inventory(&self) -> String {
+        let mut text = String::from(
+            "[defaults]\nbalancer = \"lb\"\n[balancers.lb]\nkind = \"command\"\ndrain = \"true\"\nundrain = \"true\"\n",
+        );
+        for (zone, n) in &self.zones {
+            let _ = writeln!(text, "[zones.{zone}]\nhosts = [");
+            for i in 0..*n {
+                let _ = writeln!(
+                    text,
+                    "  {{ name = \"{zone}h{i}\", address = \"127.0.0.1\" }},"
+                );
+            }
+            text.push_str("]\n");
+        }
+        text
+    }
+
+    pub fn playbook(&self) -> String {
+        let mut text = format!(
+            "name = \"sim\"\n[strategy]\n{}\n[drain]\ntimeout = \"30s\"\nsettle = \"1s\"\n\
+             [[steps]]\nname = \"deploy\"\nrun = \"deploy\"\ntimeout = \"60s\"\n\
+             [health]\ninterval = \"1s\"\nhealthy_after = 2\ntimeout = \"20s\"\n\
+             [[probes]]\ncommand = \"healthy\"\n",
+            self.strategy
+        );
+        if self.rollback {
+            text.push_str("[[rollback]]\nrun = \"rollback\"\n");
+        }
+        if self.window {
+            text.push_str("[window]\nstart = \"00:00\"\nend = \"23:00\"\ntimezone = \"UTC\"\n");
+        }
+        text
+    }
+}

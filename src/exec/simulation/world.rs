@@ -1,0 +1,480 @@
+//! The simulated outside world: hosts behind one balancer, with faults, and
+//! an observer that checks the promises at every operation.
+//!
+//! Every call the run makes into the world (connect, a command, a balancer
+//! call) is one operation: it is counted (a kill or a signal is scheduled
+//! at an operation number), and the promises are checked against what the
+//! journal on disk says at that moment, read by the world's own tail of it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, Seek};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::events::{Envelope, Outcome};
+use crate::journal::replay::RunRecord;
+use crate::model::inventory::Host;
+use crate::transport::balancer::{
+    AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target,
+};
+use crate::transport::shell::{Connector, ExecOutput, ExitStatus, RemoteShell, ShellError};
+
+/// How one simulated host misbehaves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostFaults {
+    pub unreachable: bool,
+    /// `deploy` exits 1.
+    pub failing_step: bool,
+    /// `deploy` never returns (until its timeout).
+    pub hanging_step: bool,
+    /// Never healthy after its update.
+    pub unhealthy: bool,
+    /// An operator disabled it in the balancer before the run.
+    pub operator_disabled: bool,
+    /// The balancer does not know it (a permanent balancer error).
+    pub unknown_to_balancer: bool,
+}
+
+/// The caps the observer holds the run to.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    pub max_unavailable: usize,
+    pub zone_caps: HashMap<String, usize>,
+}
+
+#[derive(Debug)]
+struct State {
+    zone_of: HashMap<String, String>,
+    faults: HashMap<String, HostFaults>,
+    /// Drained by fleetroll, as the balancer sees it.
+    drained: BTreeSet<String>,
+    /// Updated hosts (their last `deploy` finished).
+    version: HashMap<String, u32>,
+    ready_at: HashMap<String, Instant>,
+    /// Balancer calls still to fail as unreachable.
+    balancer_outage: u32,
+    operations: u64,
+    /// Operation numbers at which to fire the scheduled triggers.
+    triggers: BTreeMap<u64, tokio::sync::mpsc::UnboundedSender<()>>,
+    caps: Caps,
+    journal: JournalTail,
+    violations: Vec<String>,
+}
+
+/// The world, shared by the fakes.
+#[derive(Debug, Clone)]
+pub struct World {
+    state: Arc<Mutex<State>>,
+}
+
+/// The world's own reading of the journal: complete lines only, from where
+/// it last stopped.
+#[derive(Debug)]
+struct JournalTail {
+    path: PathBuf,
+    offset: u64,
+    record: RunRecord,
+}
+
+impl JournalTail {
+    fn refresh(&mut self) -> &RunRecord {
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return &self.record;
+        };
+        if file.seek(std::io::SeekFrom::Start(self.offset)).is_err() {
+            return &self.record;
+        }
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if !line.ends_with('\n') {
+                break;
+            }
+            self.offset += line.len() as u64;
+            if let Ok(envelope) = serde_json::from_str::<Envelope>(&line) {
+                self.record.apply(&envelope);
+            }
+            line.clear();
+        }
+        &self.record
+    }
+}
+
+impl World {
+    pub fn new(
+        hosts: &[Host],
+        faults: HashMap<String, HostFaults>,
+        caps: Caps,
+        journal: PathBuf,
+        run_id: &str,
+    ) -> Self {
+        let operator: BTreeSet<String> = faults
+            .iter()
+            .filter(|(_, f)| f.operator_disabled)
+            .map(|(h, _)| h.clone())
+            .collect();
+        let state = State {
+            zone_of: hosts
+                .iter()
+                .map(|h| (h.name.clone(), h.zone.clone()))
+                .collect(),
+            faults,
+            drained: BTreeSet::new(),
+            version: HashMap::new(),
+            ready_at: HashMap::new(),
+            balancer_outage: 0,
+            operations: 0,
+            triggers: BTreeMap::new(),
+            caps,
+            journal: JournalTail {
+                path: journal,
+                offset: 0,
+                record: RunRecord::new(run_id),
+            },
+            violations: Vec::new(),
+        };
+        let _ = operator;
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fires `trigger` when the world has seen `operation` operations.
+    pub fn at_operation(&self, operation: u64, trigger: tokio::sync::mpsc::UnboundedSender<()>) {
+        self.lock().triggers.insert(operation, trigger);
+    }
+
+    /// Drops the triggers of a run that ended.
+    pub fn clear_triggers(&self) {
+        self.lock().triggers.clear();
+    }
+
+    pub fn operations(&self) -> u64 {
+        self.lock().operations
+    }
+
+    /// The next `calls` balancer calls fail as unreachable.
+    pub fn balancer_outage(&self, calls: u32) {
+        self.lock().balancer_outage = calls;
+    }
+
+    /// The balancer forgets every runtime state (a HAProxy reload).
+    pub fn balancer_reload(&self) {
+        self.lock().drained.clear();
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+
+    /// Hosts out of the balancer by fleetroll now.
+    pub fn drained(&self) -> BTreeSet<String> {
+        self.lock().drained.clone()
+    }
+
+    pub fn updated(&self, host: &str) -> bool {
+        self.lock().version.get(host).is_some_and(|v| *v > 0)
+    }
+
+    pub fn faults(&self, host: &str) -> HostFaults {
+        self.lock().faults.get(host).copied().unwrap_or_default()
+    }
+
+    /// Counts one operation and fires what is due.
+    fn operation(state: &mut State) {
+        state.operations += 1;
+        let due: Vec<u64> = state
+            .triggers
+            .range(..=state.operations)
+            .map(|(at, _)| *at)
+            .collect();
+        for at in due {
+            if let Some(trigger) = state.triggers.remove(&at) {
+                let _ = trigger.send(());
+            }
+        }
+    }
+
+    fn violation(state: &mut State, message: String) {
+        if state.violations.len() < 20 {
+            state.violations.push(message);
+        }
+    }
+
+    /// Never more hosts out than the caps, counting every fleetroll drain.
+    fn check_caps(state: &mut State) {
+        let out = state.drained.len();
+        if out > state.caps.max_unavailable {
+            let message = format!(
+                "{out} hosts out ({:?}), max_unavailable is {}",
+                state.drained, state.caps.max_unavailable
+            );
+            Self::violation(state, message);
+        }
+        let mut per_zone: HashMap<&str, usize> = HashMap::new();
+        for host in &state.drained {
+            if let Some(zone) = state.zone_of.get(host) {
+                *per_zone.entry(zone).or_default() += 1;
+            }
+        }
+        let mut over = Vec::new();
+        for (zone, count) in per_zone {
+            if let Some(cap) = state.caps.zone_caps.get(zone)
+                && count > *cap
+            {
+                over.push(format!(
+                    "{count} hosts out in zone {zone}, its cap is {cap}"
+                ));
+            }
+        }
+        for message in over {
+            Self::violation(state, message);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SimBalancer {
+    pub world: World,
+}
+
+impl SimBalancer {
+    fn call(&self, host: &Host) -> Result<(), BalancerError> {
+        let mut state = self.world.lock();
+        World::operation(&mut state);
+        if state.balancer_outage > 0 {
+            state.balancer_outage -= 1;
+            return Err(BalancerError::Unreachable {
+                balancer: "lb".into(),
+                reason: "simulated outage".into(),
+            });
+        }
+        if state
+            .faults
+            .get(&host.name)
+            .is_some_and(|f| f.unknown_to_balancer)
+        {
+            return Err(BalancerError::UnknownServer {
+                balancer: "lb".into(),
+                backend: "app".into(),
+                server: host.name.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LoadBalancer for SimBalancer {
+    fn name(&self) -> &str {
+        "lb"
+    }
+
+    async fn status(&self, target: Target<'_>) -> Result<ServerStatus, BalancerError> {
+        self.call(target.host)?;
+        let state = self.world.lock();
+        let operator = state
+            .faults
+            .get(&target.host.name)
+            .is_some_and(|f| f.operator_disabled);
+        let admin = if operator {
+            AdminState::Maint
+        } else if state.drained.contains(&target.host.name) {
+            AdminState::Drain
+        } else {
+            AdminState::Ready
+        };
+        Ok(ServerStatus {
+            admin,
+            up: Some(true),
+            sessions: Some(0),
+        })
+    }
+
+    async fn drain(&self, target: Target<'_>) -> Result<(), BalancerError> {
+        self.call(target.host)?;
+        let mut state = self.world.lock();
+        let host = &target.host.name;
+        let recorded = state
+            .journal
+            .refresh()
+            .hosts
+            .get(host)
+            .is_some_and(|r| r.drained.iter().any(|b| b == "lb"));
+        if !recorded {
+            World::violation(
+                &mut state,
+                format!("{host} drained without a durable record of it"),
+            );
+        }
+        if state.faults.get(host).is_some_and(|f| f.operator_disabled) {
+            World::violation(
+                &mut state,
+                format!("{host}, disabled by an operator, was drained"),
+            );
+        }
+        state.drained.insert(host.clone());
+        World::check_caps(&mut state);
+        Ok(())
+    }
+
+    async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError> {
+        self.call(target.host)?;
+        let mut state = self.world.lock();
+        let host = &target.host.name;
+        if state.faults.get(host).is_some_and(|f| f.operator_disabled) {
+            World::violation(
+                &mut state,
+                format!("{host}, disabled by an operator, was enabled"),
+            );
+        }
+        state.drained.remove(host);
+        Ok(())
+    }
+
+    async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError> {
+        let mut state = self.world.lock();
+        World::operation(&mut state);
+        let total = state.zone_of.len();
+        let out = state.drained.len()
+            + state
+                .faults
+                .values()
+                .filter(|f| f.operator_disabled)
+                .count();
+        Ok(Some(PoolStatus {
+            healthy: total.saturating_sub(out),
+            total,
+        }))
+    }
+
+    async fn reassert_drains(&self, drained: &[Host]) -> Result<Vec<String>, BalancerError> {
+        let mut state = self.world.lock();
+        World::operation(&mut state);
+        let mut lost = Vec::new();
+        for host in drained {
+            if state.drained.insert(host.name.clone()) {
+                lost.push(host.name.clone());
+            }
+        }
+        World::check_caps(&mut state);
+        Ok(if lost.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!("lb lost the drain of {}", lost.join(", "))]
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct SimConnector {
+    pub world: World,
+    /// How long a step takes.
+    pub step_time: Duration,
+    /// How long a host takes to warm up after its step.
+    pub warmup: Duration,
+}
+
+#[async_trait]
+impl Connector for SimConnector {
+    async fn connect(&self, host: &Host) -> Result<Arc<dyn RemoteShell>, ShellError> {
+        let mut state = self.world.lock();
+        World::operation(&mut state);
+        if state.faults.get(&host.name).is_some_and(|f| f.unreachable) {
+            return Err(ShellError::Unreachable {
+                host: host.name.clone(),
+                reason: "simulated".into(),
+            });
+        }
+        Ok(Arc::new(SimShell {
+            world: self.world.clone(),
+            host: host.name.clone(),
+            step_time: self.step_time,
+            warmup: self.warmup,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct SimShell {
+    world: World,
+    host: String,
+    step_time: Duration,
+    warmup: Duration,
+}
+
+fn output(code: u32) -> ExecOutput {
+    ExecOutput {
+        status: ExitStatus::Code(code),
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+        duration: Duration::ZERO,
+    }
+}
+
+#[async_trait]
+impl RemoteShell for SimShell {
+    async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ShellError> {
+        let faults = {
+            let mut state = self.world.lock();
+            World::operation(&mut state);
+            let faults = state.faults.get(&self.host).copied().unwrap_or_default();
+            if command.starts_with("deploy") {
+                let done = state
+                    .journal
+                    .refresh()
+                    .hosts
+                    .get(&self.host)
+                    .is_some_and(|r| r.outcome == Outcome::Updated);
+                if done {
+                    let host = self.host.clone();
+                    World::violation(&mut state, format!("{host}: step run again after done"));
+                }
+            }
+            faults
+        };
+        if command.starts_with("deploy") {
+            if faults.hanging_step || self.step_time > timeout {
+                tokio::time::sleep(timeout).await;
+                return Err(ShellError::Timeout {
+                    host: self.host.clone(),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(self.step_time).await;
+            let mut state = self.world.lock();
+            if faults.failing_step {
+                return Ok(output(1));
+            }
+            *state.version.entry(self.host.clone()).or_default() += 1;
+            let ready = Instant::now() + self.warmup;
+            state.ready_at.insert(self.host.clone(), ready);
+            return Ok(output(0));
+        }
+        if command == "healthy" {
+            let state = self.world.lock();
+            let warm = state
+                .ready_at
+                .get(&self.host)
+                .is_none_or(|at| Instant::now() >= *at);
+            let healthy = warm && !(faults.unhealthy && state.version.contains_key(&self.host));
+            return Ok(output(u32::from(!healthy)));
+        }
+        if command == "rollback" {
+            return Ok(output(0));
+        }
+        Ok(output(127))
+    }
+
+    async fn close(&self) {}
+}
