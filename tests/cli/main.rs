@@ -13,6 +13,7 @@ mod diagnostics;
 mod examples;
 mod http_stub;
 mod plan;
+mod promises;
 mod rollout;
 mod support;
 mod unattended;

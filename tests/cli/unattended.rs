@@ -7,13 +7,14 @@ use crate::rollout::{Workdir, assert_all_in_service, output, playbook, status_js
 use crate::support::Output;
 
 /// `fleetroll ARGS` with the clock starting at `now`.
-fn at(work: &Workdir, now: &str, args: &[&str]) -> Output {
+pub(crate) fn at(work: &Workdir, now: &str, args: &[&str]) -> Output {
     let mut command = work.command(args);
     command.env("FLEETROLL_FAKE_NOW", now);
     output(command)
 }
 
-const WINDOW: &str = "\n[window]\nstart = \"02:00\"\nend = \"05:00\"\ntimezone = \"UTC\"\n";
+pub(crate) const WINDOW: &str =
+    "\n[window]\nstart = \"02:00\"\nend = \"05:00\"\ntimezone = \"UTC\"\n";
 const RUN: &[&str] = &["run", "-i", "inventory.toml", "-p", "playbook.toml"];
 
 #[test]
@@ -116,7 +117,7 @@ fn a_failing_gate_halts_the_run_and_says_what_it_saw() {
 }
 
 /// Deploys 2.0; web-02's new version is broken. Rollback deploys 1.0.
-fn rollback_playbook(strategy: &str) -> String {
+pub(crate) fn rollback_playbook(strategy: &str) -> String {
     format!(
         r#"name = "deploy"
 
