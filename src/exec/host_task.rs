@@ -669,10 +669,7 @@ impl HostTask {
         let shell = self
             .shell()
             .map_err(|_| ShellError::Other("not connected".to_owned()))?;
-        tokio::select! {
-            result = shell.exec(command, timeout) => result,
-            () = self.cancel.cancelled() => Err(ShellError::Other("cancelled".to_owned())),
-        }
+        shell.exec_until(command, timeout, &self.cancel).await
     }
 
     /// What a command's error means: cancelled by the run, or a host failure.
@@ -713,7 +710,9 @@ fn shell_outcome(error: &ShellError) -> Outcome {
         | ShellError::HostKeyChanged { .. }
         | ShellError::HostKeyRevoked { .. }
         | ShellError::Auth { .. } => Outcome::Unreachable,
-        ShellError::Disconnected { .. } | ShellError::Other(_) => Outcome::Failed,
+        ShellError::Disconnected { .. } | ShellError::Cancelled | ShellError::Other(_) => {
+            Outcome::Failed
+        }
     }
 }
 

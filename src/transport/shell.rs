@@ -93,6 +93,9 @@ pub enum ShellError {
     /// The command did not finish before its deadline; it was abandoned.
     #[error("command on {host} timed out after {after:?}")]
     Timeout { host: String, after: Duration },
+    /// The run cut the command short (a second signal).
+    #[error("cut short by the run")]
+    Cancelled,
     #[error("{0}")]
     Other(String),
 }
@@ -114,6 +117,26 @@ pub trait RemoteShell: Send + Sync + std::fmt::Debug {
     /// `timeout`, for it to exit. With `sudo`, the command runs under
     /// `sudo -n sh -c '…'`.
     async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ShellError>;
+
+    /// Like [`RemoteShell::exec`], but if `cancel` fires first the remote
+    /// command is asked to stop (where the transport can) before this
+    /// returns [`ShellError::Cancelled`]: a run cut short must not leave a
+    /// step running on the host.
+    async fn exec_until(
+        &self,
+        command: &str,
+        timeout: Duration,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<ExecOutput, ShellError> {
+        if cancel.is_cancelled() {
+            return Err(ShellError::Cancelled);
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(ShellError::Cancelled),
+            result = self.exec(command, timeout) => result,
+        }
+    }
 
     /// Closes the session politely; errors are ignored.
     async fn close(&self);

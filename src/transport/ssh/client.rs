@@ -625,6 +625,44 @@ fn signal_name(signal: &Sig) -> String {
 #[async_trait]
 impl RemoteShell for SshShell {
     async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ShellError> {
+        self.run(command, timeout, None).await
+    }
+
+    async fn exec_until(
+        &self,
+        command: &str,
+        timeout: Duration,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<ExecOutput, ShellError> {
+        if cancel.is_cancelled() {
+            return Err(ShellError::Cancelled);
+        }
+        self.run(command, timeout, Some(cancel)).await
+    }
+
+    async fn close(&self) {
+        self.session.close().await;
+        if let Some(jump) = &self.jump {
+            jump.close().await;
+        }
+    }
+}
+
+impl SshShell {
+    /// Runs one command; with `cancel`, a cancellation signals the remote
+    /// command to stop and closes its channel.
+    async fn run(
+        &self,
+        command: &str,
+        timeout: Duration,
+        cancel: Option<&tokio_util::sync::CancellationToken>,
+    ) -> Result<ExecOutput, ShellError> {
+        let cancelled = || async {
+            match cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let started = Instant::now();
         let deadline = started + timeout;
         let timed_out = || ShellError::Timeout {
@@ -662,7 +700,15 @@ impl RemoteShell for SshShell {
         // server closes early: wait for the channel to close (or the
         // connection to end), whichever order things come in.
         loop {
-            let message = match timeout_at(deadline, channel.wait()).await {
+            let waited = tokio::select! {
+                biased;
+                () = cancelled() => {
+                    abandon(&channel).await;
+                    return Err(ShellError::Cancelled);
+                }
+                waited = timeout_at(deadline, channel.wait()) => waited,
+            };
+            let message = match waited {
                 Ok(Some(message)) => message,
                 // The channel is gone without a Close: the connection ended.
                 Ok(None) => break,
@@ -716,13 +762,6 @@ impl RemoteShell for SshShell {
                 reason: "the server closed the command's channel without an exit status".to_owned(),
             }),
             None => Err(self.disconnected(|| "the connection closed".to_owned())),
-        }
-    }
-
-    async fn close(&self) {
-        self.session.close().await;
-        if let Some(jump) = &self.jump {
-            jump.close().await;
         }
     }
 }
