@@ -3,7 +3,7 @@
 //! plan implies.
 //!
 //! ```text
-//! cargo run --release --example rollout_bench            # N = 10, 100, 1000
+//! cargo run --release --example rollout_bench            # N = 10, 100, 1000, 10000
 //! cargo run --release --example rollout_bench -- 500     # one N
 //! ```
 //!
@@ -69,7 +69,7 @@ fn main() {
         "N", "batches", "wall s", "floor s", "overhead", "tight floor", "overhead", "peak MB"
     );
     let me = std::env::current_exe().expect("own path");
-    for n in [10, 100, 1000] {
+    for n in [10, 100, 1000, 10_000] {
         let output = std::process::Command::new(&me)
             .arg(n.to_string())
             .output()

@@ -263,6 +263,25 @@ pub enum Event {
         batch: usize,
         hosts: Vec<String>,
     },
+    /// Written before a `replace` step's first change to its Auto Scaling
+    /// group, so that a resume neither raises capacity twice nor tries to
+    /// terminate an instance that is already gone.
+    Replacing {
+        host: String,
+        group: String,
+        old_instance: String,
+        /// The group's members before this host's change.
+        members: Vec<String>,
+        /// With `surge`: the desired capacity it raises the group to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        surge_desired: Option<u32>,
+    },
+    /// `asg_standby`: written before the instance enters Standby (`true`)
+    /// and once it is back InService (`false`).
+    Standby {
+        host: String,
+        standby: bool,
+    },
     /// A later run took over this host, still drained, from this run.
     HandedOver {
         host: String,
@@ -287,6 +306,8 @@ impl Event {
             | Event::StepSkipped { host, .. }
             | Event::Probe { host, .. }
             | Event::HandedOver { host, .. }
+            | Event::Replacing { host, .. }
+            | Event::Standby { host, .. }
             | Event::Replaced { host, .. }
             | Event::DrainMemory { host, .. } => Some(host),
             Event::Warning { host, .. } => host.as_deref(),

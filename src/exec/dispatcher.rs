@@ -1108,6 +1108,8 @@ impl Dispatcher {
                 && !drained.is_empty()
                 && record.is_some_and(|r| r.phase == Phase::Undraining),
             resumed: !drained.is_empty() || steps_done > 0,
+            replacing: record.and_then(|r| r.replacing.clone()),
+            standby: record.is_some_and(|r| r.standby),
             drained,
         };
         self.occupancy.hold(&host.name, &host.zone);

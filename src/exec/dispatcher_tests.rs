@@ -286,3 +286,39 @@ async fn a_second_signal_cancels_steps_and_still_returns_hosts() {
     assert_eq!(fleet.deploys("a2"), 0);
     assert_eq!(h.dispatcher.record().hosts["a0"].outcome, Outcome::Pending);
 }
+
+/// A full disk mid-run: the run stops starting hosts, cuts steps short,
+/// returns the healthy hosts it had out, releases the lock, and says so.
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_cannot_be_written_stops_the_run_and_returns_hosts() {
+    let fleet = FakeFleet::new(FakeBehaviour {
+        step_time: Duration::from_secs(5),
+        ..FakeBehaviour::default()
+    });
+    let h = harness(&inventory(&["a"], 6), &playbook("batch = [2]"), &fleet);
+    let lock_path = h._state.path().join("locks/t.lock");
+    let journal = JournalWriter::open(h._state.path(), "r2")
+        .unwrap()
+        .full_after(12);
+    let (_signals, receiver) = mpsc::unbounded_channel();
+    let mut dispatcher = Dispatcher::new(
+        Arc::clone(&h.dispatcher.env),
+        journal,
+        RunRecord::new("r2"),
+        h.dispatcher.lock,
+        h.dispatcher.limits.clone(),
+        receiver,
+    );
+    let error = dispatcher.run(work(h.batches)).await.unwrap_err();
+    let RunError::Journal { source, .. } = &error;
+    assert!(source.to_string().contains("No space left"), "{error}");
+    assert!(fleet.deploys("a0") >= 1, "the run had started");
+    assert!(
+        fleet.drained().is_empty(),
+        "healthy hosts go back: {:?}",
+        fleet.drained()
+    );
+    assert_eq!(fleet.deploys("a5"), 0, "no host starts after the fault");
+    dispatcher.release();
+    assert!(!lock_path.exists(), "the lock is released");
+}

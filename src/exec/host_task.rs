@@ -41,6 +41,10 @@ pub struct HostStart {
     pub returning: bool,
     /// This run touched it before.
     pub resumed: bool,
+    /// A replacement this run began before an interruption.
+    pub replacing: Option<crate::journal::replay::Replacing>,
+    /// In Standby by this run (`asg_standby`).
+    pub standby: bool,
 }
 
 /// How the host ended, as the dispatcher needs it.
@@ -81,6 +85,8 @@ struct HostTask {
     rollback: bool,
     /// With `asg_standby`: the group and instance put in Standby.
     standby: Option<asg::Standby>,
+    /// A replacement begun before an interruption, from the journal.
+    replacing: Option<crate::journal::replay::Replacing>,
 }
 
 /// Drives one host through the host machine; never panics on the outside
@@ -109,6 +115,11 @@ pub async fn drive(
     };
     let mut task = HostTask::new(env, host, start.drained, reporter, cancel, rollback);
     task.restore_memory(&start.memory);
+    task.replacing = start.replacing;
+    if start.standby {
+        // Put there by this run before an interruption: it must come back.
+        task.standby = task.standby_group().await;
+    }
     let mut state = State::Begin;
     let mut observation = Observation::Started;
     let mut recorded = None;
@@ -183,6 +194,7 @@ impl HostTask {
             probes,
             rollback,
             standby: None,
+            replacing: None,
         }
     }
 
@@ -305,7 +317,9 @@ impl HostTask {
                 if !self.rollback {
                     // While in Standby the group does not replace the
                     // instance for failing health checks (a reboot, say).
-                    self.standby = self.standby_group().await;
+                    if self.standby.is_none() {
+                        self.standby = self.standby_group().await;
+                    }
                     self.set_standby(true).await?;
                 }
                 Ok(Observation::Done)

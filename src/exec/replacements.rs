@@ -26,6 +26,8 @@ pub type CapacityGuard = tokio::sync::OwnedMutexGuard<()>;
 struct Ledger {
     /// Members before this run terminated anything, and every claimed one.
     known: HashSet<String>,
+    /// Instances claimed as replacements.
+    claimed: HashSet<String>,
     capacity: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -36,8 +38,23 @@ impl Replacements {
         let mut groups = self.lock();
         groups.entry(group.to_owned()).or_insert_with(|| Ledger {
             known: members.into_iter().collect(),
+            claimed: HashSet::new(),
             capacity: std::sync::Arc::default(),
         });
+    }
+
+    /// A replacement begun before an interruption recorded the members it
+    /// saw: instances launched since (its own replacement among them) are
+    /// not old members, even if this process's snapshot counted them.
+    pub fn forget_launched(&self, group: &str, members: &[String]) {
+        let mut groups = self.lock();
+        if let Some(ledger) = groups.get_mut(group) {
+            let snapshot = std::mem::take(&mut ledger.known);
+            ledger.known = snapshot
+                .into_iter()
+                .filter(|id| members.contains(id) || ledger.claimed.contains(id))
+                .collect();
+        }
     }
 
     /// Instances that are not a replacement anybody may still take.
@@ -55,11 +72,9 @@ impl Replacements {
     /// took it first.
     pub fn claim(&self, group: &str, instance: &str) -> bool {
         let mut groups = self.lock();
-        groups
-            .entry(group.to_owned())
-            .or_default()
-            .known
-            .insert(instance.to_owned())
+        let ledger = groups.entry(group.to_owned()).or_default();
+        ledger.claimed.insert(instance.to_owned());
+        ledger.known.insert(instance.to_owned())
     }
 
     /// Waits for the group's capacity to be ours to change.
@@ -99,6 +114,17 @@ mod tests {
         assert!(!ledger.claim("g", "n2"));
         assert!(!ledger.known("g").contains(&"n1".to_owned()));
         assert!(ledger.claim("g", "n1"));
+    }
+
+    /// A replacement killed after its terminate: the new process's snapshot
+    /// already lists the replacement launched for it.
+    #[test]
+    fn a_resumed_replacement_can_claim_what_its_interrupted_self_launched() {
+        let ledger = Replacements::default();
+        ledger.snapshot("g", ids(&["o2", "n1"]));
+        ledger.forget_launched("g", &ids(&["o1", "o2"]));
+        assert!(ledger.claim("g", "n1"));
+        assert!(!ledger.claim("g", "o2"));
     }
 
     #[test]

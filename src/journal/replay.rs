@@ -21,7 +21,19 @@ pub struct HostRecord {
     pub replaced_by: Option<String>,
     /// Per drained balancer, what it needs to return the host.
     pub drain_memory: Vec<(String, String)>,
+    /// A replacement begun and not yet recorded as done.
+    pub replacing: Option<Replacing>,
+    /// In Standby in its Auto Scaling group (`asg_standby`).
+    pub standby: bool,
     drained_at: Option<jiff::Timestamp>,
+}
+
+/// What a begun replacement recorded before changing its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacing {
+    pub old_instance: String,
+    pub members: Vec<String>,
+    pub surge_desired: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +55,8 @@ impl HostRecord {
             out_of_service_ms: 0,
             replaced_by: None,
             drain_memory: Vec::new(),
+            replacing: None,
+            standby: false,
             drained_at: None,
         }
     }
@@ -254,6 +268,7 @@ impl RunRecord {
                 // The old instance is gone, and with it its registrations;
                 // the step must never run again, on the new one.
                 record.replaced_by = Some(new_instance.clone());
+                record.replacing = None;
                 record.drained.clear();
                 record.steps_done = record.steps_done.max(index + 1);
             }
@@ -280,6 +295,28 @@ impl RunRecord {
                 }
             }
             Event::RollbackStarted { hosts, .. } => self.rollback = hosts.clone(),
+            Event::Replacing {
+                host,
+                old_instance,
+                members,
+                surge_desired,
+                ..
+            } => {
+                self.hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new)
+                    .replacing = Some(Replacing {
+                    old_instance: old_instance.clone(),
+                    members: members.clone(),
+                    surge_desired: *surge_desired,
+                });
+            }
+            Event::Standby { host, standby } => {
+                self.hosts
+                    .entry(host.clone())
+                    .or_insert_with(HostRecord::new)
+                    .standby = *standby;
+            }
             Event::StepStarted { .. }
             | Event::BatchStarted { .. }
             | Event::Probe { .. }

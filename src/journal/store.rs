@@ -29,6 +29,9 @@ pub struct JournalWriter {
     path: PathBuf,
     file: File,
     run_id: String,
+    /// Tests: appends left before the disk is "full".
+    #[cfg(test)]
+    room: Option<usize>,
 }
 
 impl JournalWriter {
@@ -47,7 +50,16 @@ impl JournalWriter {
             path,
             file,
             run_id: run_id.to_owned(),
+            #[cfg(test)]
+            room: None,
         })
+    }
+
+    /// Tests: every append after the next `records` fails as a full disk.
+    #[cfg(test)]
+    pub fn full_after(mut self, records: usize) -> Self {
+        self.room = Some(records);
+        self
     }
 
     pub fn run_id(&self) -> &str {
@@ -61,6 +73,16 @@ impl JournalWriter {
     /// Appends records without syncing; call [`JournalWriter::sync`] before
     /// acting on any of them.
     pub fn append(&mut self, envelope: &Envelope) -> Result<(), JournalError> {
+        #[cfg(test)]
+        if let Some(room) = &mut self.room {
+            if *room == 0 {
+                return Err(JournalError::Write {
+                    path: self.path.clone(),
+                    source: io::Error::from_raw_os_error(28), // ENOSPC
+                });
+            }
+            *room -= 1;
+        }
         let mut line = serde_json::to_vec(envelope).map_err(|error| JournalError::Write {
             path: self.path.clone(),
             source: io::Error::other(error),

@@ -223,6 +223,7 @@ impl EventSink for HumanSink {
             Event::HandedOver { host, to_run } => {
                 self.line(ts, &format!("{host} handed over to run {to_run}, still drained"));
             }
+            Event::Replacing { .. } | Event::Standby { .. } => {}
             Event::RollbackStarted { hosts, .. } => {
                 self.line(ts, &format!("rolling back {}", hosts.join(", ")));
             }

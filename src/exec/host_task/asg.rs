@@ -73,7 +73,24 @@ impl HostTask {
             .await
             .map_err(|e| failed(e.to_string()))?;
         let replacements = &self.env.replacements;
-        replacements.snapshot(&group, info.instances.iter().map(|i| i.instance_id.clone()));
+        let resumed = self.replacing.take().filter(|r| r.old_instance == old);
+        let members: Vec<String> = match &resumed {
+            // Before the interruption's change: its replacement is new.
+            Some(begun) => begun.members.clone(),
+            None => info
+                .instances
+                .iter()
+                .map(|i| i.instance_id.clone())
+                .collect(),
+        };
+        replacements.snapshot(&group, members.iter().cloned());
+        if let Some(begun) = &resumed {
+            replacements.forget_launched(&group, &begun.members);
+        }
+        let old_in_service = info
+            .instances
+            .iter()
+            .any(|i| i.instance_id == old && i.lifecycle_state == "InService");
         // Several hosts of one batch may be replaced in the same group at
         // once; each new instance must stand in for exactly one old one.
         let claim = || {
@@ -89,26 +106,45 @@ impl HostTask {
                 }
             }
         };
-        let swap = async {
-            if surge {
-                // Read desired capacity afresh under the group's guard: a
-                // surge of another host may have raised it since `info`.
-                let guard = replacements.capacity(&group).await;
-                let desired = asg.describe_group(&group).await?.desired;
-                asg.set_desired(&group, desired + 1).await?;
-                drop(guard);
-                let new = claim().await?;
-                asg.terminate_with_decrement(&old).await?;
-                Ok::<_, AsgError>(new)
-            } else {
-                asg.terminate_without_decrement(&old).await?;
-                claim().await
-            }
+        let aws = |e: AsgError| failed(e.to_string());
+        let begun = |surge_desired: Option<u32>| Event::Replacing {
+            host: self.name(),
+            group: group.clone(),
+            old_instance: old.clone(),
+            members: members.clone(),
+            surge_desired,
         };
+        if surge {
+            // Read desired capacity afresh under the group's guard: a surge
+            // of another host may have raised it since `info`.
+            let guard = replacements.capacity(&group).await;
+            let desired = asg.describe_group(&group).await.map_err(aws)?.desired;
+            let target = match resumed.as_ref().and_then(|r| r.surge_desired) {
+                // Raised before the interruption: not again.
+                Some(recorded) => recorded.max(desired),
+                None => desired + 1,
+            };
+            self.reporter.record(begun(Some(target))).await?;
+            if target != desired {
+                asg.set_desired(&group, target).await.map_err(aws)?;
+            }
+            drop(guard);
+        } else {
+            if resumed.is_none() {
+                self.reporter.record(begun(None)).await?;
+            }
+            // Terminated before an interruption: only the wait is left.
+            if old_in_service {
+                asg.terminate_without_decrement(&old).await.map_err(aws)?;
+            }
+        }
         let new = tokio::select! {
-            result = swap => result.map_err(|e| failed(e.to_string()))?,
+            result = claim() => result.map_err(aws)?,
             () = self.cancel.cancelled() => return Err(Stop::Cancelled),
         };
+        if surge && old_in_service {
+            asg.terminate_with_decrement(&old).await.map_err(aws)?;
+        }
         self.reporter
             .record(Event::Replaced {
                 host: self.name(),
@@ -196,12 +232,39 @@ impl HostTask {
             return Ok(());
         };
         let deadline = tokio::time::Instant::now() + self.env.cadence.up_timeout;
-        let result = if enter {
-            asg.enter_standby(group, instance, deadline).await
-        } else {
-            asg.exit_standby(group, instance, deadline).await
+        let failed = |e: crate::transport::aws::autoscaling::AsgError| {
+            Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}"))
         };
-        result.map_err(|e| Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}")))
+        // Idempotent: a resume finds the instance where the run left it.
+        let state = asg.lifecycle_state(group, instance).await.map_err(failed)?;
+        if enter {
+            if state.as_deref() != Some("Standby") {
+                self.reporter
+                    .record(Event::Standby {
+                        host: self.name(),
+                        standby: true,
+                    })
+                    .await?;
+                if state.as_deref() != Some("EnteringStandby") {
+                    asg.enter_standby(group, instance, deadline)
+                        .await
+                        .map_err(failed)?;
+                }
+            }
+            return Ok(());
+        }
+        if state.as_deref() != Some("InService") {
+            asg.exit_standby(group, instance, deadline)
+                .await
+                .map_err(failed)?;
+        }
+        self.reporter
+            .record(Event::Standby {
+                host: self.name(),
+                standby: false,
+            })
+            .await?;
+        Ok(())
     }
 }
 

@@ -126,6 +126,22 @@ impl AutoScaling {
         Ok(group_info(&self.group(name).await?))
     }
 
+    /// The instance's lifecycle state in the group (`InService`,
+    /// `Standby`, …), or `None` if it is no longer a member.
+    pub async fn lifecycle_state(
+        &self,
+        name: &str,
+        instance_id: &str,
+    ) -> Result<Option<String>, AsgError> {
+        Ok(self
+            .describe_group(name)
+            .await?
+            .instances
+            .into_iter()
+            .find(|i| i.instance_id == instance_id)
+            .map(|i| i.lifecycle_state))
+    }
+
     /// Whether an instance refresh is running in the group (a replacement
     /// must not race one). An endpoint that does not implement
     /// DescribeInstanceRefreshes (moto_server answers an HTML 500 page)
