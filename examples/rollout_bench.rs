@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use fleetroll::config::load::{LoadOptions, load_from_text};
 use fleetroll::config::source::SourceFile;
-use fleetroll::events::{Event, PlannedBatch, RunSettings};
+use fleetroll::events::{Event, RunSettings};
 use fleetroll::exec::dispatcher::{Dispatcher, Limits, RunBatch, Work};
 use fleetroll::exec::env::{Cadence, RunEnv, Transports};
 use fleetroll::exec::host_machine::Route;
@@ -164,19 +164,7 @@ async fn bench(n: usize) -> String {
         needs_ssh: true,
         replacements: Default::default(),
     });
-    let batches: Vec<RunBatch> = plan
-        .batches
-        .iter()
-        .map(|b| RunBatch {
-            index: b.index,
-            zones: b.zones.clone(),
-            hosts: b
-                .hosts
-                .iter()
-                .map(|id| hosts[id.0 as usize].clone())
-                .collect(),
-        })
-        .collect();
+    let batches: Vec<RunBatch> = RunBatch::from_plan(&plan, &hosts);
     let mut dispatcher = Dispatcher::new(
         env,
         JournalWriter::open(&state, &run_id).expect("journal"),
@@ -199,14 +187,7 @@ async fn bench(n: usize) -> String {
                 limit: vec![],
                 accept_new_host_keys: false,
             },
-            plan: batches
-                .iter()
-                .map(|b| PlannedBatch {
-                    index: b.index,
-                    zones: b.zones.clone(),
-                    hosts: b.hosts.iter().map(|h| h.name.clone()).collect(),
-                })
-                .collect(),
+            plan: RunBatch::planned(&batches),
         })
         .expect("journal");
     let finish = dispatcher

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{AppError, Exit, RunOptions};
 use crate::config::diagnostics::Diagnostic;
 use crate::config::load::Config;
-use crate::events::{Event, Outcome, PlannedBatch, RunOutcome, RunSettings};
+use crate::events::{Event, Outcome, RunOutcome, RunSettings};
 use crate::exec::dispatcher::{
     Adopted, Dispatcher, EventSink, Finish, Limits, RunBatch, WindowGuard, Work,
 };
@@ -292,21 +292,9 @@ impl Rollout<'_> {
         let state_dir = &self.options.state_dir;
         let inventory = absolute(&self.options.inventory).display().to_string();
         let mut adopted: Vec<Adopted> = Vec::new();
-        let Ok(entries) = std::fs::read_dir(crate::journal::store::runs_dir(state_dir)) else {
-            return Ok(adopted);
-        };
-        let mut run_ids: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                e.file_name()
-                    .into_string()
-                    .ok()?
-                    .strip_suffix(".jsonl")
-                    .map(str::to_owned)
-            })
-            .filter(|id| id != this_run)
-            .collect();
-        run_ids.sort();
+        let run_ids = crate::journal::store::run_ids(state_dir)
+            .into_iter()
+            .filter(|id| id != this_run);
         for run_id in run_ids {
             let record = load_record(state_dir, &run_id)?;
             if record
@@ -413,19 +401,7 @@ impl Rollout<'_> {
         )
         .with_sinks(self.sinks())
         .with_window(window);
-        let batches: Vec<RunBatch> = plan
-            .batches
-            .iter()
-            .map(|batch| RunBatch {
-                index: batch.index,
-                zones: batch.zones.clone(),
-                hosts: batch
-                    .hosts
-                    .iter()
-                    .map(|id| hosts[id.0 as usize].clone())
-                    .collect(),
-            })
-            .collect();
+        let batches = RunBatch::from_plan(plan, &hosts);
         let event = if resuming {
             let pending = dispatcher
                 .record()
@@ -441,14 +417,7 @@ impl Rollout<'_> {
                 batches: plan.batches.len(),
                 failure_budget: plan.failure_budget,
                 settings: settings(self.options),
-                plan: batches
-                    .iter()
-                    .map(|b| PlannedBatch {
-                        index: b.index,
-                        zones: b.zones.clone(),
-                        hosts: b.hosts.iter().map(|h| h.name.clone()).collect(),
-                    })
-                    .collect(),
+                plan: RunBatch::planned(&batches),
             }
         };
         let started = std::iter::once(event)
@@ -542,18 +511,8 @@ impl Rollout<'_> {
 /// Whether any earlier run of `inventory` left a host drained.
 pub fn any_stranded(state_dir: &Path, inventory: &Path) -> bool {
     let inventory = absolute(inventory).display().to_string();
-    let Ok(entries) = std::fs::read_dir(crate::journal::store::runs_dir(state_dir)) else {
-        return false;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            e.file_name()
-                .into_string()
-                .ok()?
-                .strip_suffix(".jsonl")
-                .map(str::to_owned)
-        })
+    crate::journal::store::run_ids(state_dir)
+        .into_iter()
         .filter_map(|run_id| load_record(state_dir, &run_id).ok())
         .any(|record| {
             record

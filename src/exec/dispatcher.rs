@@ -49,6 +49,37 @@ pub struct RunBatch {
     pub hosts: Vec<Host>,
 }
 
+impl RunBatch {
+    /// The plan's batches, with hosts resolved from the inventory's hosts
+    /// (in inventory order, as the plan numbers them).
+    pub fn from_plan(plan: &crate::plan::batches::Plan, hosts: &[&Host]) -> Vec<RunBatch> {
+        plan.batches
+            .iter()
+            .map(|batch| RunBatch {
+                index: batch.index,
+                zones: batch.zones.clone(),
+                hosts: batch
+                    .hosts
+                    .iter()
+                    .map(|id| hosts[id.0 as usize].clone())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The batches as `run_started` records them.
+    pub fn planned(batches: &[RunBatch]) -> Vec<crate::events::PlannedBatch> {
+        batches
+            .iter()
+            .map(|batch| crate::events::PlannedBatch {
+                index: batch.index,
+                zones: batch.zones.clone(),
+                hosts: batch.hosts.iter().map(|h| h.name.clone()).collect(),
+            })
+            .collect()
+    }
+}
+
 /// The limits the dispatcher enforces while running.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -66,19 +66,7 @@ fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
     )
     .unwrap();
     let hosts: Vec<&Host> = config.inventory.hosts().collect();
-    let batches = plan
-        .batches
-        .iter()
-        .map(|b| RunBatch {
-            index: b.index,
-            zones: b.zones.clone(),
-            hosts: b
-                .hosts
-                .iter()
-                .map(|id| hosts[id.0 as usize].clone())
-                .collect(),
-        })
-        .collect();
+    let batches = RunBatch::from_plan(&plan, &hosts);
     let state = tempfile::tempdir().unwrap();
     let now = jiff::Timestamp::now();
     let lock = RunLock::acquire(

@@ -143,6 +143,23 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<Vec<Envelope>, Journal
     Ok(records)
 }
 
+/// Every run id in the state directory, oldest first (ids sort by start
+/// time).
+pub fn run_ids(state_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(runs_dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_suffix(".jsonl").map(str::to_owned)
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// The most recent run id (ids sort by start time).
 pub fn latest_run(state_dir: &Path) -> Result<String, JournalError> {
     let dir = runs_dir(state_dir);

@@ -15,7 +15,7 @@ use super::world::{self, HostFaults, SimBalancer, SimConnector, World};
 use crate::clock::Clock;
 use crate::config::load::{LoadOptions, load_from_text};
 use crate::config::source::SourceFile;
-use crate::events::{Event, Outcome, PlannedBatch, RunOutcome, RunSettings};
+use crate::events::{Event, Outcome, RunOutcome, RunSettings};
 use crate::exec::dispatcher::{Dispatcher, Limits, RunBatch, WindowGuard, Work};
 use crate::exec::env::{Cadence, RunEnv, Transports};
 use crate::exec::host_machine::Route;
@@ -116,19 +116,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         needs_ssh: true,
         replacements: Arc::default(),
     });
-    let batches: Vec<RunBatch> = plan
-        .batches
-        .iter()
-        .map(|b| RunBatch {
-            index: b.index,
-            zones: b.zones.clone(),
-            hosts: b
-                .hosts
-                .iter()
-                .map(|id| hosts[id.0 as usize].clone())
-                .collect(),
-        })
-        .collect();
+    let batches = RunBatch::from_plan(&plan, &hosts.iter().collect::<Vec<_>>());
     let day: jiff::Timestamp = "2026-11-30T00:00:00Z".parse().expect("a timestamp");
     let mut ended = None;
     for run in 0..MAX_RUNS {
@@ -196,14 +184,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                     limit: Vec::new(),
                     accept_new_host_keys: false,
                 },
-                plan: batches
-                    .iter()
-                    .map(|b| PlannedBatch {
-                        index: b.index,
-                        zones: b.zones.clone(),
-                        hosts: b.hosts.iter().map(|h| h.name.clone()).collect(),
-                    })
-                    .collect(),
+                plan: RunBatch::planned(&batches),
             }
         } else {
             Event::RunResumed { pending: 0 }
