@@ -1,4 +1,5 @@
 //! The durable record of a run: written before acting, replayed to resume.
 
+pub mod format;
 pub mod replay;
 pub mod store;
