@@ -4,7 +4,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::rollout::{Kind, Rollout, acquire_lock, fresh_run_id, load_record, take_over_lock};
+use super::rollout::{
+    BreakOutcome, Kind, Rollout, acquire_lock, break_lock, fresh_run_id, load_record,
+    take_over_lock,
+};
 use super::sources::resolve_sources;
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
 use crate::cli::{
@@ -12,9 +15,9 @@ use crate::cli::{
     UnlockArgs,
 };
 use crate::config::diagnostics::Diagnostic;
-use crate::events::{Envelope, Event, RunOutcome};
+use crate::events::RunOutcome;
 use crate::journal::replay::RunRecord;
-use crate::journal::store::{JournalWriter, latest_run};
+use crate::journal::store::latest_run;
 use crate::lock::{self, lock_path, staleness, this_host};
 use crate::plan::batches::{Batch, HostId, Plan};
 use crate::transport::shell::Connector;
@@ -433,26 +436,16 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
             );
             continue;
         }
-        if let Ok(h) = &holder
-            && let Ok(mut journal) = JournalWriter::open(state_dir, &h.run_id)
-        {
-            let envelope = Envelope {
-                ts: now.to_string(),
-                run_id: h.run_id.clone(),
-                event: Event::LockBroken {
-                    holder_pid: h.pid,
-                    holder_host: h.host.clone(),
-                },
-            };
-            let _ = journal.append(&envelope).and_then(|()| journal.sync());
+        match break_lock(state_dir, &path, holder.as_ref().ok(), now)? {
+            BreakOutcome::Broken => println!("  broken"),
+            BreakOutcome::Gone => println!("  already gone"),
+            BreakOutcome::Changed(now_held) => {
+                refused = true;
+                eprintln!(
+                    "  not broken: the lock changed while it was checked ({now_held}); run `fleetroll unlock` again to see it"
+                );
+            }
         }
-        std::fs::remove_file(&path).map_err(|source| {
-            AppError::Lock(lock::LockError::Io {
-                path: path.clone(),
-                source,
-            })
-        })?;
-        println!("  broken");
     }
     Ok(if refused { Exit::Locked } else { Exit::Success })
 }

@@ -14,8 +14,8 @@ use crate::exec::dispatcher::{
 use crate::exec::env::{Cadence, RunEnv, Transports};
 use crate::exec::host_machine::Route;
 use crate::journal::replay::{RunRecord, replay};
-use crate::journal::store::{JournalWriter, new_run_id, read_run};
-use crate::lock::{LockError, LockInfo, RunLock, lock_path, this_host};
+use crate::journal::store::{JournalError, JournalWriter, new_run_id, read_run};
+use crate::lock::{LockError, LockGuard, LockInfo, RunLock, lock_path, this_host};
 use crate::model::inventory::{BalancerKind, Host, Inventory};
 use crate::model::playbook::StepAction;
 use crate::plan::batches::Plan;
@@ -214,6 +214,10 @@ pub fn take_over_lock(
     acquire(state_dir, inventory, run_id, true)
 }
 
+/// The check, the journal record, the removal and the new lock happen
+/// under one guard: no other fleetroll can take or break the lock in
+/// between, so only the lock actually broken is recorded as broken, and
+/// only one of several resumes racing for it wins.
 fn acquire(
     state_dir: &Path,
     inventory: &Path,
@@ -222,26 +226,15 @@ fn acquire(
 ) -> Result<RunLock, AppError> {
     let now = jiff::Timestamp::now();
     let path = lock_path(state_dir, inventory);
+    let guard = LockGuard::take(&path)?;
     if take_over
         && let Ok(holder) = crate::lock::read(&path)
         && holder.run_id == run_id
         && holder.host == this_host()
         && !crate::lock::pid_alive(holder.pid)
     {
-        let mut journal = JournalWriter::open(state_dir, run_id).map_err(AppError::Journal)?;
-        let envelope = crate::events::Envelope {
-            ts: now.to_string(),
-            run_id: run_id.to_owned(),
-            event: Event::LockBroken {
-                holder_pid: holder.pid,
-                holder_host: holder.host.clone(),
-            },
-        };
-        journal
-            .append(&envelope)
-            .and_then(|()| journal.sync())
-            .map_err(AppError::Journal)?;
-        let _ = std::fs::remove_file(&path);
+        record_lock_broken(state_dir, &holder, now).map_err(AppError::Journal)?;
+        guard.remove(&path)?;
     }
     let info = LockInfo {
         host: this_host(),
@@ -251,7 +244,71 @@ fn acquire(
         since: now.to_string(),
         heartbeat: now.to_string(),
     };
-    RunLock::acquire(&path, info, now).map_err(AppError::Lock)
+    Ok(guard.create(&path, info, now)?)
+}
+
+/// Appends `lock_broken` to the journal of the run that held the lock.
+fn record_lock_broken(
+    state_dir: &Path,
+    holder: &LockInfo,
+    now: jiff::Timestamp,
+) -> Result<(), JournalError> {
+    let mut journal = JournalWriter::open(state_dir, &holder.run_id)?;
+    let envelope = crate::events::Envelope {
+        ts: now.to_string(),
+        run_id: holder.run_id.clone(),
+        event: Event::LockBroken {
+            holder_pid: holder.pid,
+            holder_host: holder.host.clone(),
+        },
+    };
+    journal.append(&envelope)?;
+    journal.sync()
+}
+
+/// What `unlock --force` did to one lock.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BreakOutcome {
+    Broken,
+    /// Removed meanwhile (its holder finished, or someone broke it).
+    Gone,
+    /// No longer the lock that was judged dead: it is left alone.
+    Changed(String),
+}
+
+/// Breaks the lock at `path` if it is still the one judged dead (`judged`:
+/// its holder, `None` for an unreadable file), recording it in the holder's
+/// journal first; all under the guard, so a lock that a live run took or
+/// refreshed since the judgement is never removed.
+pub fn break_lock(
+    state_dir: &Path,
+    path: &Path,
+    judged: Option<&LockInfo>,
+    now: jiff::Timestamp,
+) -> Result<BreakOutcome, AppError> {
+    let guard = LockGuard::take(path)?;
+    let current = match crate::lock::read(path) {
+        Ok(holder) => Some(holder),
+        Err(_) if !path.exists() => return Ok(BreakOutcome::Gone),
+        Err(_) => None,
+    };
+    if current.as_ref() != judged {
+        let now_held = current.map_or_else(
+            || "it is unreadable now".to_owned(),
+            |h| {
+                format!(
+                    "now run {} (pid {} on {}, last heartbeat {})",
+                    h.run_id, h.pid, h.host, h.heartbeat
+                )
+            },
+        );
+        return Ok(BreakOutcome::Changed(now_held));
+    }
+    if let Some(holder) = &current {
+        record_lock_broken(state_dir, holder, now).map_err(AppError::Journal)?;
+    }
+    guard.remove(path)?;
+    Ok(BreakOutcome::Broken)
 }
 
 /// Everything a rollout needs, built once.
@@ -620,3 +677,7 @@ impl From<LockError> for AppError {
         AppError::Lock(error)
     }
 }
+
+#[cfg(test)]
+#[path = "rollout_tests.rs"]
+mod tests;
