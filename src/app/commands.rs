@@ -1,14 +1,14 @@
-//! The run-time commands: run, resume, status, unlock.
+//! The run-time commands: run, resume, status, rollback, unlock, demo.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::rollout::{
-    BreakOutcome, Kind, Rollout, acquire_lock, break_lock, fresh_run_id, load_record,
-    take_over_lock,
+    BreakOutcome, Kind, Rollout, acquire_lock, break_lock, fresh_run_id, take_over_lock,
 };
 use super::sources::resolve_sources;
+use super::state::{Runs, state_dir_of};
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
 use crate::cli::{
     DemoArgs, FileArgs, RecordedRunArgs, ResumeArgs, RollbackArgs, RunArgs, StateArgs, StatusArgs,
@@ -17,7 +17,6 @@ use crate::cli::{
 use crate::config::diagnostics::Diagnostic;
 use crate::events::RunOutcome;
 use crate::journal::replay::RunRecord;
-use crate::journal::store::latest_run;
 use crate::lock::{self, lock_path, staleness, this_host};
 use crate::plan::batches::{Batch, HostId, Plan};
 use crate::transport::shell::Connector;
@@ -48,22 +47,27 @@ fn connector(options: &RunOptions) -> Arc<dyn Connector> {
 }
 
 pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Exit, AppError> {
+    let clock = clock()?;
+    let runtime = runtime()?;
+    let mut config = load_config(&args.files, quiet, color)?;
     let options = RunOptions {
         inventory: args.files.inventory.clone(),
         playbook: args.files.playbook.clone(),
         vars: args.files.vars.clone(),
         limit: args.files.limit.clone(),
-        state_dir: args.state.state_dir.clone(),
+        state_dir: state_dir_of(
+            &config.inventory.state,
+            &args.files.inventory,
+            args.state.state_dir.as_deref(),
+        )?,
         json: args.json,
         quiet,
         verbose,
         terminal: std::io::stderr().is_terminal(),
         accept_new_host_keys: args.accept_new_host_keys,
         metrics_file: args.metrics_file.clone(),
-        clock: clock()?,
+        clock,
     };
-    let runtime = runtime()?;
-    let mut config = load_config(&args.files, quiet, color)?;
     if !crate::app::rollout::any_stranded(&options.state_dir, &options.inventory)
         && let Some(exit) = outside_window(&config, &options, quiet)
     {
@@ -117,12 +121,9 @@ pub fn resume(
     verbose: bool,
     color: bool,
 ) -> Result<Exit, AppError> {
-    let state_dir = &args.recorded.state.state_dir;
-    let run_id = match &args.run_id {
-        Some(id) => id.clone(),
-        None => latest_run(state_dir).map_err(AppError::Journal)?,
-    };
-    let record = load_record(state_dir, &run_id)?;
+    let runs = Runs::locate(&args.recorded.runs)?;
+    let run_id = runs.run_id(args.run_id.as_deref())?;
+    let (record, _) = runs.load(&run_id)?;
     let Some(settings) = record.settings.clone() else {
         return Err(invalid(format!(
             "run {run_id} has no start record; there is nothing to resume"
@@ -146,7 +147,7 @@ pub fn resume(
             names.join(" ")
         )));
     }
-    let (files, options) = recorded_options(&settings, &args.recorded, quiet, verbose)?;
+    let (files, options) = recorded_options(&settings, &args.recorded, &runs, quiet, verbose)?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
     // Outside the window the run still finishes the hosts its interruption
@@ -161,7 +162,7 @@ pub fn resume(
         options: &options,
         connector: connector(&options),
     };
-    let acquire = || take_over_lock(state_dir, &options.inventory, &run_id);
+    let acquire = || take_over_lock(&runs.dir, &options.inventory, &run_id);
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Resume(record)))
 }
 
@@ -170,6 +171,7 @@ pub fn resume(
 fn recorded_options(
     settings: &crate::events::RunSettings,
     args: &RecordedRunArgs,
+    runs: &Runs,
     quiet: bool,
     verbose: bool,
 ) -> Result<(FileArgs, RunOptions), AppError> {
@@ -184,7 +186,7 @@ fn recorded_options(
         playbook: files.playbook.clone(),
         vars: files.vars.clone(),
         limit: files.limit.clone(),
-        state_dir: args.state.state_dir.clone(),
+        state_dir: runs.dir.clone(),
         json: args.json,
         quiet,
         verbose,
@@ -274,12 +276,10 @@ fn invalid(message: String) -> AppError {
 }
 
 pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
-    let state_dir = &args.state.state_dir;
-    let run_id = match &args.run_id {
-        Some(id) => id.clone(),
-        None => latest_run(state_dir).map_err(AppError::Journal)?,
-    };
-    let record = load_record(state_dir, &run_id)?;
+    let runs = Runs::locate(&args.runs)?;
+    let state_dir = &runs.dir;
+    let run_id = runs.run_id(args.run_id.as_deref())?;
+    let (record, _) = runs.load(&run_id)?;
     let outcome = live_outcome(state_dir, &record);
     if args.json {
         let hosts: serde_json::Map<String, serde_json::Value> = record
@@ -390,8 +390,9 @@ fn live_outcome(state_dir: &std::path::Path, record: &RunRecord) -> RunOutcome {
 }
 
 pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
-    let state_dir = &args.state.state_dir;
-    let paths = match &args.inventory {
+    let runs = Runs::locate(&args.runs)?;
+    let state_dir = &runs.dir;
+    let paths = match &args.runs.inventory {
         Some(inventory) => vec![lock_path(state_dir, inventory)]
             .into_iter()
             .filter(|p| p.exists())
@@ -399,7 +400,10 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
         None => lock::all_locks(state_dir),
     };
     if paths.is_empty() {
-        println!("no locks in {}", state_dir.display());
+        match &runs.inventory {
+            Some(inventory) => println!("{inventory} is not locked (in {})", state_dir.display()),
+            None => println!("no locks in {}", state_dir.display()),
+        }
         return Ok(Exit::Success);
     }
     let now = jiff::Timestamp::now();
@@ -475,7 +479,7 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
             limit: Vec::new(),
         },
         state: StateArgs {
-            state_dir: fleet.dir().join("state"),
+            state_dir: Some(fleet.dir().join("state")),
         },
         json: args.json,
         accept_new_host_keys: false,
@@ -513,15 +517,15 @@ pub fn rollback(
     verbose: bool,
     color: bool,
 ) -> Result<Exit, AppError> {
-    let state_dir = &args.recorded.state.state_dir;
+    let runs = Runs::locate(&args.recorded.runs)?;
     let run_id = args.run_id.clone();
-    let record = load_record(state_dir, &run_id)?;
+    let (record, _) = runs.load(&run_id)?;
     let Some(settings) = record.settings.clone() else {
         return Err(invalid(format!(
             "run {run_id} has no start record; there is nothing to roll back"
         )));
     };
-    let (files, options) = recorded_options(&settings, &args.recorded, quiet, verbose)?;
+    let (files, options) = recorded_options(&settings, &args.recorded, &runs, quiet, verbose)?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
     runtime.block_on(resolve_sources(&mut config))?;
@@ -557,7 +561,7 @@ pub fn rollback(
         options: &options,
         connector: connector(&options),
     };
-    let acquire = || take_over_lock(state_dir, &options.inventory, &run_id);
+    let acquire = || take_over_lock(&runs.dir, &options.inventory, &run_id);
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Rollback(record)))
 }
 

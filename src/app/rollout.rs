@@ -14,7 +14,7 @@ use crate::exec::dispatcher::{
 use crate::exec::env::{Cadence, RunEnv, Transports};
 use crate::exec::host_machine::Route;
 use crate::journal::replay::{RunRecord, replay};
-use crate::journal::store::{JournalError, JournalWriter, new_run_id, read_run};
+use crate::journal::store::{JournalError, JournalWriter, TornLine, new_run_id, read_journal};
 use crate::lock::{LockError, LockGuard, LockInfo, RunLock, lock_path, this_host};
 use crate::model::inventory::{BalancerKind, Host, Inventory};
 use crate::model::playbook::StepAction;
@@ -194,7 +194,9 @@ pub fn settings(options: &RunOptions) -> RunSettings {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+/// The canonical path, as runs record their files (so that every working
+/// directory names an inventory the same way).
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
@@ -668,8 +670,16 @@ pub fn fresh_run_id() -> String {
 
 /// Reads a run's record from its journal.
 pub fn load_record(state_dir: &Path, run_id: &str) -> Result<RunRecord, AppError> {
-    let records = read_run(state_dir, run_id).map_err(AppError::Journal)?;
-    Ok(replay(run_id, &records))
+    load_journal(state_dir, run_id).map(|(record, _)| record)
+}
+
+/// A run's record, and the torn last line its journal ended with, if any.
+pub fn load_journal(
+    state_dir: &Path,
+    run_id: &str,
+) -> Result<(RunRecord, Option<TornLine>), AppError> {
+    let journal = read_journal(state_dir, run_id).map_err(AppError::Journal)?;
+    Ok((replay(run_id, &journal.records), journal.torn))
 }
 
 impl From<LockError> for AppError {

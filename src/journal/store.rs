@@ -324,11 +324,6 @@ pub fn run_ids(state_dir: &Path) -> Vec<String> {
     ids
 }
 
-/// The most recent run id (ids sort by start time).
-pub fn latest_run(state_dir: &Path) -> Result<String, JournalError> {
-    latest_run_of(state_dir, None)
-}
-
 /// The most recent run, of `inventory` (as recorded: its canonical path)
 /// when given, else of any inventory.
 pub fn latest_run_of(state_dir: &Path, inventory: Option<&str>) -> Result<String, JournalError> {
