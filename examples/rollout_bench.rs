@@ -207,6 +207,7 @@ async fn bench(n: usize) -> String {
                     hosts: b.hosts.iter().map(|h| h.name.clone()).collect(),
                 })
                 .collect(),
+            fingerprint: None,
         })
         .expect("journal");
     let finish = dispatcher

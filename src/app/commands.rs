@@ -150,6 +150,7 @@ pub fn resume(
     let (files, options) = recorded_options(&settings, &args.recorded, &runs, quiet, verbose)?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
+    check_steps(&record, &config, &files.playbook, "resume", quiet)?;
     // Outside the window the run still finishes the hosts its interruption
     // left out of service (they must not stay out), starts no other, and
     // exits 3; that is the dispatcher's to decide.
@@ -164,6 +165,50 @@ pub fn resume(
     };
     let acquire = || take_over_lock(&runs.dir, &options.inventory, &run_id);
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Resume(record)))
+}
+
+/// Refuses a playbook whose steps are not those the run started with: the
+/// journal counts steps by position, which would then mean other steps.
+fn check_steps(
+    record: &RunRecord,
+    config: &crate::config::load::Config,
+    playbook: &std::path::Path,
+    doing: &str,
+    quiet: bool,
+) -> Result<(), AppError> {
+    use crate::journal::fingerprint::{changes, fingerprint};
+    let Some(recorded) = &record.fingerprint else {
+        if !quiet {
+            eprintln!(
+                "fleetroll: warning: run {} was recorded by an older fleetroll, without the playbook's steps; \
+                 they cannot be checked against {}",
+                record.run_id,
+                playbook.display()
+            );
+        }
+        return Ok(());
+    };
+    let found = changes(
+        recorded,
+        &fingerprint(&config.playbook),
+        record.rollback_steps_started,
+    );
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::Invalid(
+        Diagnostic::plain(format!(
+            "the steps of {} changed since run {} started: {}",
+            playbook.display(),
+            record.run_id,
+            found.join("; ")
+        ))
+        .with_help(format!(
+            "the journal counts steps by position, so it would no longer match them: \
+             restore the playbook's steps as the run started with them to {doing} it, or start a new run"
+        ))
+        .into(),
+    ))
 }
 
 /// The files and options of a run as it was started, for `resume` and
@@ -528,6 +573,7 @@ pub fn rollback(
     let (files, options) = recorded_options(&settings, &args.recorded, &runs, quiet, verbose)?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
+    check_steps(&record, &config, &files.playbook, "roll back", quiet)?;
     runtime.block_on(resolve_sources(&mut config))?;
     adopt_replaced_names(&mut config, &record);
     if config.playbook.rollback.is_empty() {

@@ -508,6 +508,9 @@ impl Rollout<'_> {
                         hosts: b.hosts.iter().map(|h| h.name.clone()).collect(),
                     })
                     .collect(),
+                fingerprint: Some(crate::journal::fingerprint::fingerprint(
+                    &self.config.playbook,
+                )),
             }
         };
         let started = std::iter::once(event)

@@ -2,7 +2,9 @@
 
 use indexmap::IndexMap;
 
-use crate::events::{Envelope, Event, Outcome, Phase, PlannedBatch, RunOutcome, RunSettings};
+use crate::events::{
+    Envelope, Event, Outcome, Phase, PlannedBatch, PlaybookFingerprint, RunOutcome, RunSettings,
+};
 
 /// What the journal says about one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,11 @@ pub struct RunRecord {
     gates: IndexMap<usize, GateRound>,
     /// The hosts of a failed batch whose rollback began.
     pub rollback: Vec<String>,
+    /// The playbook's steps when the run started (absent in old journals).
+    pub fingerprint: Option<PlaybookFingerprint>,
+    /// A `[[rollback]]` step was started: the journal holds rollback step
+    /// positions, which a changed list of rollback steps would shift.
+    pub rollback_steps_started: bool,
 }
 
 /// The gates that passed after a batch since the last one failed there.
@@ -114,6 +121,8 @@ impl RunRecord {
             lock_broken: false,
             gates: IndexMap::new(),
             rollback: Vec::new(),
+            fingerprint: None,
+            rollback_steps_started: false,
         }
     }
 
@@ -126,9 +135,11 @@ impl RunRecord {
                 failure_budget,
                 settings,
                 plan,
+                fingerprint,
                 ..
             } => {
                 self.playbook = playbook.clone();
+                self.fingerprint = fingerprint.clone();
                 self.failure_budget = *failure_budget;
                 self.settings = Some(settings.clone());
                 self.plan = plan.clone();
@@ -280,8 +291,10 @@ impl RunRecord {
                 }
             }
             Event::RollbackStarted { hosts, .. } => self.rollback = hosts.clone(),
-            Event::StepStarted { .. }
-            | Event::BatchStarted { .. }
+            Event::StepStarted { rollback, .. } => {
+                self.rollback_steps_started |= *rollback;
+            }
+            Event::BatchStarted { .. }
             | Event::Probe { .. }
             | Event::Gate { .. }
             | Event::Pause { .. }

@@ -1,6 +1,6 @@
 //! Where a run's lock and journals live: the inventory's `[state]`, shared by
 //! every command of that inventory whatever its working directory; runs found
-//! from `-i INV`.
+//! from `-i INV`; a journal's playbook fingerprint.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -317,4 +317,63 @@ fn status_shows_the_newest_run_of_its_inventory_in_a_shared_state_dir() {
     let neither = run_in(dir.path(), &["status"]);
     assert_eq!(neither.code, 2, "{}", neither.stderr);
     assert!(neither.stderr.contains("--inventory"), "{}", neither.stderr);
+}
+
+/// Regression: `resume` used the journal's step indices with whatever the
+/// playbook said now; a renamed, inserted or removed step shifted them, so
+/// a step could be skipped as done or run on a host where its
+/// predecessor never ran.
+#[test]
+fn resume_refuses_a_playbook_whose_steps_changed_and_touches_nothing() {
+    let fleet = Fleet::start(FleetSpec::new(1, 2));
+    let text_before = playbook(" && sleep 3", "batch = [1]");
+    let work = Workdir::new(&fleet, &InventoryOptions::default(), &text_before);
+    let (mut child, _output) = work.run_until("\"step_started\"");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let drained = fleet.server_state("web-01");
+    assert_ne!(drained.status, "UP");
+
+    let renamed = text_before.replacen(
+        "[[steps]]\nname = \"deploy\"",
+        "[[steps]]\nname = \"install\"",
+        1,
+    );
+    assert_ne!(renamed, text_before);
+    std::fs::write(work.path().join("playbook.toml"), &renamed).unwrap();
+    let resume = work.fleetroll(&["resume"]);
+    assert_eq!(resume.code, 2, "{}", resume.stderr);
+    assert!(
+        resume
+            .stderr
+            .contains("step 1 was `deploy`, is now `install`"),
+        "{}",
+        resume.stderr
+    );
+    assert!(
+        resume.stderr.contains("nothing was touched"),
+        "{}",
+        resume.stderr
+    );
+    assert_eq!(fleet.server_state("web-01").status, drained.status);
+    assert!(fleet.host("web-02").deploys().is_empty());
+
+    let added = format!("{text_before}\n[[steps]]\nname = \"cleanup\"\nrun = \"true\"\n");
+    std::fs::write(work.path().join("playbook.toml"), &added).unwrap();
+    let resume = work.fleetroll(&["resume"]);
+    assert_eq!(resume.code, 2, "{}", resume.stderr);
+    assert!(
+        resume.stderr.contains("step 2 `cleanup` was added"),
+        "{}",
+        resume.stderr
+    );
+
+    // The playbook the run started with resumes it.
+    // (It takes over the lock the killed run left: same run, pid gone.)
+    std::fs::write(work.path().join("playbook.toml"), &text_before).unwrap();
+    let resume = work.fleetroll(&["resume"]);
+    assert_eq!(resume.code, 0, "{}", resume.stderr);
+    assert_eq!(crate::rollout::status_json(&work)["outcome"], "succeeded");
+    assert_all_in_service(&fleet, &[]);
+    assert!(fleet.hosts().iter().all(|h| h.version() == "2.0"));
 }

@@ -204,6 +204,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                         hosts: b.hosts.iter().map(|h| h.name.clone()).collect(),
                     })
                     .collect(),
+                fingerprint: None,
             }
         } else {
             Event::RunResumed { pending: 0 }
