@@ -324,7 +324,7 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
     let runs = Runs::locate(&args.runs)?;
     let state_dir = &runs.dir;
     let run_id = runs.run_id(args.run_id.as_deref())?;
-    let (record, _) = runs.load(&run_id)?;
+    let (record, torn) = runs.load(&run_id)?;
     let outcome = live_outcome(state_dir, &record);
     if args.json {
         let hosts: serde_json::Map<String, serde_json::Value> = record
@@ -367,6 +367,7 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
             "reason": record.reason,
             "hosts": hosts,
             "batches": batches,
+            "torn_line": torn.map(|t| t.line),
         });
         println!("{json}");
         return Ok(Exit::Success);
@@ -379,6 +380,12 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
     );
     if let Some(reason) = &record.reason {
         println!("  {reason}");
+    }
+    if let Some(torn) = torn {
+        println!(
+            "  the journal's last line ({}) is cut short (an interruption, or a record being written) and is not counted",
+            torn.line
+        );
     }
     for batch in &record.plan {
         let state = match record.batches.get(&batch.index) {

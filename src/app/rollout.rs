@@ -351,22 +351,8 @@ impl Rollout<'_> {
         let state_dir = &self.options.state_dir;
         let inventory = absolute(&self.options.inventory).display().to_string();
         let mut adopted: Vec<Adopted> = Vec::new();
-        let Ok(entries) = std::fs::read_dir(crate::journal::store::runs_dir(state_dir)) else {
-            return Ok(adopted);
-        };
-        let mut run_ids: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                e.file_name()
-                    .into_string()
-                    .ok()?
-                    .strip_suffix(".jsonl")
-                    .map(str::to_owned)
-            })
-            .filter(|id| id != this_run)
-            .collect();
-        run_ids.sort();
-        for run_id in run_ids {
+        let run_ids = crate::journal::store::run_ids(state_dir);
+        for run_id in run_ids.into_iter().filter(|id| id != this_run) {
             let record = load_record(state_dir, &run_id)?;
             if record
                 .settings
@@ -419,6 +405,12 @@ impl Rollout<'_> {
             .flat_map(|b| b.hosts.iter().map(|id| hosts[id.0 as usize]))
             .collect();
         check_balancers(&selected, &balancers).await?;
+        // Seen before the lock's take-over opens the journal and drops it.
+        let torn = if previous.is_some() {
+            read_journal(state_dir, &run_id).ok().and_then(|j| j.torn)
+        } else {
+            None
+        };
         let group_notes = if rolling_back {
             Vec::new()
         } else {
@@ -513,7 +505,15 @@ impl Rollout<'_> {
                 )),
             }
         };
+        let torn_note = torn.map(|TornLine { line, bytes }| Event::Warning {
+            host: None,
+            message: format!(
+                "line {line} of the journal ({bytes} bytes) was cut short by the interruption and is dropped; \
+                 it was never synced, so nothing acted on it"
+            ),
+        });
         let started = std::iter::once(event)
+            .chain(torn_note)
             .chain(group_notes.into_iter().map(|message| Event::Warning {
                 host: None,
                 message,
@@ -604,25 +604,19 @@ impl Rollout<'_> {
 /// Whether any earlier run of `inventory` left a host drained.
 pub fn any_stranded(state_dir: &Path, inventory: &Path) -> bool {
     let inventory = absolute(inventory).display().to_string();
-    let Ok(entries) = std::fs::read_dir(crate::journal::store::runs_dir(state_dir)) else {
-        return false;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            e.file_name()
-                .into_string()
-                .ok()?
-                .strip_suffix(".jsonl")
-                .map(str::to_owned)
-        })
-        .filter_map(|run_id| load_record(state_dir, &run_id).ok())
-        .any(|record| {
-            record
-                .settings
-                .as_ref()
-                .is_some_and(|s| s.inventory == inventory)
-                && record.hosts.values().any(|h| !h.drained.is_empty())
+    crate::journal::store::run_ids(state_dir)
+        .into_iter()
+        .any(|run_id| match load_record(state_dir, &run_id) {
+            Ok(record) => {
+                record
+                    .settings
+                    .as_ref()
+                    .is_some_and(|s| s.inventory == inventory)
+                    && record.hosts.values().any(|h| !h.drained.is_empty())
+            }
+            // A journal that cannot be read might hold a drain: go on, and
+            // let the run report it before touching anything.
+            Err(_) => true,
         })
 }
 

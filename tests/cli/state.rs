@@ -368,12 +368,24 @@ fn resume_refuses_a_playbook_whose_steps_changed_and_touches_nothing() {
         resume.stderr
     );
 
+    // A record a kill cut short is ignored by status, and dropped by resume
+    // (before it appends, so that its records do not join it).
+    let journal = journals(&work.state()).pop().unwrap();
+    let complete = std::fs::read_to_string(&journal).unwrap();
+    let lines = complete.lines().count();
+    std::fs::write(&journal, format!("{complete}{{\"v\":1,\"ts\":\"2026")).unwrap();
+    let status = crate::rollout::status_json(&work);
+    assert_eq!(status["torn_line"], lines + 1);
+
     // The playbook the run started with resumes it.
     // (It takes over the lock the killed run left: same run, pid gone.)
     std::fs::write(work.path().join("playbook.toml"), &text_before).unwrap();
     let resume = work.fleetroll(&["resume"]);
     assert_eq!(resume.code, 0, "{}", resume.stderr);
-    assert_eq!(crate::rollout::status_json(&work)["outcome"], "succeeded");
+    assert!(resume.stderr.contains("cut short"), "{}", resume.stderr);
+    let status = crate::rollout::status_json(&work);
+    assert_eq!(status["torn_line"], serde_json::Value::Null);
+    assert_eq!(status["outcome"], "succeeded");
     assert_all_in_service(&fleet, &[]);
     assert!(fleet.hosts().iter().all(|h| h.version() == "2.0"));
 }
