@@ -188,6 +188,7 @@ async fn bench(n: usize) -> String {
                 accept_new_host_keys: false,
             },
             plan: RunBatch::planned(&batches),
+            fingerprint: None,
         })
         .expect("journal");
     let finish = dispatcher

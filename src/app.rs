@@ -8,6 +8,7 @@ mod commands;
 mod dry_run;
 mod rollout;
 mod sources;
+mod state;
 
 use crate::cli::{Cli, Command, FileArgs, PlanArgs};
 use crate::config::diagnostics::{Diagnostic, Diagnostics};

@@ -31,7 +31,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Execute the rollout.
     Run(RunArgs),
-    /// Continue an interrupted or halted run (the latest when no id is given).
+    /// Continue an interrupted or halted run (the inventory's latest when no
+    /// id is given).
     Resume(ResumeArgs),
     /// Show a run's progress from its journal.
     Status(StatusArgs),
@@ -54,9 +55,24 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct StateArgs {
-    /// Where journals and locks live.
-    #[arg(long, value_name = "DIR", default_value = ".fleetroll")]
-    pub state_dir: PathBuf,
+    /// Keep the lock and journals here instead of where the inventory's
+    /// [state] says (by default `.fleetroll` next to the inventory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Where the commands that read runs find them: the inventory's state
+/// (its [state] table), or a state directory, or both (the directory,
+/// and only that inventory's runs in it).
+#[derive(Debug, Args)]
+#[group(id = "runs", required = true, multiple = true)]
+pub struct RunsArgs {
+    /// The inventory whose runs to use; its [state] says where they live.
+    #[arg(short = 'i', long = "inventory", value_name = "INV")]
+    pub inventory: Option<PathBuf>,
+    /// The state directory to use, overriding the inventory's [state].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -89,7 +105,7 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// The run to continue; the latest when omitted.
+    /// The run to continue; the inventory's latest when omitted.
     pub run_id: Option<String>,
     #[command(flatten)]
     pub recorded: RecordedRunArgs,
@@ -100,7 +116,7 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 pub struct RecordedRunArgs {
     #[command(flatten)]
-    pub state: StateArgs,
+    pub runs: RunsArgs,
     /// Variables the run was started with must be given again (they are
     /// not written to the journal, as they may be secrets).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
@@ -115,10 +131,10 @@ pub struct RecordedRunArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The run to show; the latest when omitted.
+    /// The run to show; the inventory's latest when omitted.
     pub run_id: Option<String>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub runs: RunsArgs,
     /// One JSON object describing the run.
     #[arg(long)]
     pub json: bool,
@@ -126,11 +142,9 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct UnlockArgs {
+    /// The inventory's lock; with only --state-dir, every lock there.
     #[command(flatten)]
-    pub state: StateArgs,
-    /// Only the lock of this inventory.
-    #[arg(short = 'i', long = "inventory", value_name = "INV")]
-    pub inventory: Option<PathBuf>,
+    pub runs: RunsArgs,
     /// Break locks whose holder is dead (a live holder's lock is never broken).
     #[arg(long)]
     pub force: bool,

@@ -136,6 +136,26 @@ pub struct PlannedBatch {
     pub hosts: Vec<String>,
 }
 
+/// What a run's steps were when it started: a SHA-256 over every step and
+/// rollback step in order, and each step's name, kind and own digest (over
+/// its name, kind, command templates and `only_if`, never variable values),
+/// so that a change can be named. Timeouts, retries and estimates are left
+/// out: raising a timeout to finish a run is not a different change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybookFingerprint {
+    pub sha256: String,
+    pub steps: Vec<StepPrint>,
+    pub rollback: Vec<StepPrint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepPrint {
+    pub name: String,
+    /// `run`, `reboot` or `replace`.
+    pub kind: String,
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -146,6 +166,11 @@ pub enum Event {
         failure_budget: usize,
         settings: RunSettings,
         plan: Vec<PlannedBatch>,
+        /// The playbook's steps, so that `resume` and `rollback` can refuse
+        /// a playbook whose steps changed (the journal counts steps by
+        /// position). Absent in journals older than fingerprints.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<PlaybookFingerprint>,
     },
     /// `resume` took over an interrupted or halted run.
     RunResumed {

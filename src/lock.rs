@@ -4,7 +4,11 @@
 //! never both hold it. It names the holder (host, pid, run id, since) and
 //! carries a heartbeat the holder refreshes; a holder that died is told
 //! apart from a live one by its pid (same machine) or a stale heartbeat,
-//! and only `unlock --force` removes its lock.
+//! and only `unlock --force` (or `resume` of the same run, whose process
+//! is certainly gone) removes its lock. Every check of a lock and the change
+//! that depends on it happen under one [`LockGuard`], so that two fleetrolls
+//! cannot both break the same dead holder's lock, or one break the fresh
+//! lock of the other.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -82,60 +86,37 @@ pub fn lock_path(state_dir: &Path, inventory: &Path) -> PathBuf {
 }
 
 impl RunLock {
+    /// Creates the lock, or names its holder.
     pub fn acquire(path: &Path, info: LockInfo, now: jiff::Timestamp) -> Result<Self, LockError> {
-        let io_error = |source| LockError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io_error)?;
-        }
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-        {
-            Ok(mut file) => {
-                let text =
-                    serde_json::to_vec_pretty(&info).map_err(|e| io_error(io::Error::other(e)))?;
-                file.write_all(&text).map_err(io_error)?;
-                file.sync_all().map_err(io_error)?;
-                Ok(Self {
-                    path: path.to_path_buf(),
-                    info,
-                })
-            }
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                let holder = read(path)?;
-                let stale = staleness(&holder, now, &this_host());
-                Err(LockError::Held {
-                    inventory: info.inventory,
-                    holder: Box::new(holder),
-                    stale,
-                })
-            }
-            Err(error) => Err(io_error(error)),
-        }
+        LockGuard::take(path)?.create(path, info, now)
     }
 
     pub fn info(&self) -> &LockInfo {
         &self.info
     }
 
+    /// Whether `holder` is this lock: the same run, process and start (the
+    /// heartbeat moves on).
+    fn is(&self, holder: &LockInfo) -> bool {
+        holder.run_id == self.info.run_id
+            && holder.pid == self.info.pid
+            && holder.host == self.info.host
+            && holder.since == self.info.since
+    }
+
     /// Refreshes the heartbeat: write a sibling file, then rename over. A
     /// lock that someone broke (`unlock --force`) or took over is not
-    /// written again: the holder has lost it, and must stop.
+    /// written again: the holder has lost it, and must stop. Under the
+    /// guard, so that nobody breaks the lock between the check and the
+    /// rename (which would put this lock back over theirs).
     pub fn heartbeat(&mut self, now: jiff::Timestamp) -> Result<(), LockError> {
+        let guard = LockGuard::take(&self.path)?;
         let lost = |now: String| LockError::Lost {
             path: self.path.clone(),
             now,
         };
         match read(&self.path) {
-            Ok(holder)
-                if holder.run_id == self.info.run_id
-                    && holder.pid == self.info.pid
-                    && holder.host == self.info.host
-                    && holder.since == self.info.since => {}
+            Ok(holder) if self.is(&holder) => {}
             Ok(holder) => {
                 return Err(lost(format!(
                     "held by run {} (pid {} on {})",
@@ -156,11 +137,117 @@ impl RunLock {
         let text =
             serde_json::to_vec_pretty(&self.info).map_err(|e| io_error(io::Error::other(e)))?;
         std::fs::write(&tmp, text).map_err(io_error)?;
-        std::fs::rename(&tmp, &self.path).map_err(io_error)
+        std::fs::rename(&tmp, &self.path).map_err(io_error)?;
+        drop(guard);
+        Ok(())
     }
 
+    /// Removes the lock if it is still this one: a lock that was broken and
+    /// taken by another run is theirs now. When the guard cannot be taken
+    /// the lock stays; a dead holder's lock is detected and can be broken,
+    /// while removing a live holder's cannot be undone.
     pub fn release(self) {
-        let _ = std::fs::remove_file(&self.path);
+        let Ok(guard) = LockGuard::take(&self.path) else {
+            return;
+        };
+        if read(&self.path).is_ok_and(|holder| self.is(&holder)) {
+            let _ = guard.remove(&self.path);
+        }
+    }
+}
+
+/// How long to wait for another fleetroll's short turn at the guard.
+const GUARD_WAIT: Duration = Duration::from_secs(5);
+
+/// Exclusive use of the lock files of one state directory, held for the
+/// few microseconds of a check and the change that depends on it (create,
+/// heartbeat, release, break, take over), so that no other fleetroll can
+/// change a lock in between. An advisory `flock` on `locks/.guard`, which
+/// the kernel releases when its holder dies; the file is never removed,
+/// since a new file would be a second, independent guard.
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: std::fs::File,
+}
+
+impl LockGuard {
+    /// Takes the guard of the directory holding the lock `path`.
+    pub fn take(path: &Path) -> Result<Self, LockError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let guard_path = dir.join(".guard");
+        let io_error = |source| LockError::Io {
+            path: guard_path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io_error)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&guard_path)
+            .map_err(io_error)?;
+        let deadline = std::time::Instant::now() + GUARD_WAIT;
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(errno) => {
+                    return Err(io_error(io::Error::from_raw_os_error(errno.raw_os_error())));
+                }
+            }
+        }
+    }
+
+    /// Creates the lock `path` for `info`, or names its holder.
+    pub fn create(
+        &self,
+        path: &Path,
+        info: LockInfo,
+        now: jiff::Timestamp,
+    ) -> Result<RunLock, LockError> {
+        let io_error = |source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(mut file) => {
+                let text =
+                    serde_json::to_vec_pretty(&info).map_err(|e| io_error(io::Error::other(e)))?;
+                file.write_all(&text).map_err(io_error)?;
+                file.sync_all().map_err(io_error)?;
+                Ok(RunLock {
+                    path: path.to_path_buf(),
+                    info,
+                })
+            }
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                let holder = read(path)?;
+                let stale = staleness(&holder, now, &this_host());
+                Err(LockError::Held {
+                    inventory: info.inventory,
+                    holder: Box::new(holder),
+                    stale,
+                })
+            }
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    /// Removes the lock `path`, whoever holds it: the caller checked, under
+    /// this guard, that it is the one to remove.
+    pub fn remove(&self, path: &Path) -> Result<(), LockError> {
+        std::fs::remove_file(path).map_err(|source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -272,6 +359,49 @@ mod tests {
         };
         assert!(why.contains("run other"), "{why}");
         assert_eq!(read(&path).unwrap().run_id, "other", "theirs is left alone");
+    }
+
+    /// Regression: `release` removed whatever lock was at its path, so a
+    /// run whose lock had been broken and taken by another run removed the
+    /// other run's lock when it ended.
+    #[test]
+    fn releasing_a_lock_someone_else_took_leaves_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks/x.lock");
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mine =
+            RunLock::acquire(&path, info(std::process::id(), "2026-01-01T00:00:00Z"), now).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let other = LockInfo {
+            run_id: "other".into(),
+            ..info(1, "2026-01-01T00:00:00Z")
+        };
+        let _theirs = RunLock::acquire(&path, other, now).unwrap();
+        mine.release();
+        assert_eq!(read(&path).unwrap().run_id, "other");
+    }
+
+    #[test]
+    fn the_guard_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks/x.lock");
+        let guard = LockGuard::take(&path).unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let second = LockGuard::take(&path);
+                sender.send(()).unwrap();
+                second.map(drop)
+            })
+        };
+        assert!(
+            receiver.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a second guard was taken while the first was held"
+        );
+        drop(guard);
+        receiver.recv_timeout(Duration::from_secs(5)).unwrap();
+        waiter.join().unwrap().unwrap();
     }
 
     #[test]

@@ -1261,7 +1261,8 @@ async fn a_replacement_run_killed_mid_way_resumes_without_replacing_twice() {
     child.wait().unwrap();
     let first = first.expect("a replacement before the kill");
 
-    let (code, stdout, stderr) = fleetroll(dir.path(), &["resume", "--json"]);
+    let (code, stdout, stderr) =
+        fleetroll(dir.path(), &["resume", "-i", "inventory.toml", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let again: Vec<String> = events(&stdout)
         .iter()

@@ -1,20 +1,22 @@
-//! The run-time commands: run, resume, status, unlock.
+//! The run-time commands: run, resume, status, rollback, unlock, demo.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::rollout::{Kind, Rollout, acquire_lock, fresh_run_id, load_record, take_over_lock};
+use super::rollout::{
+    BreakOutcome, Kind, Rollout, acquire_lock, break_lock, fresh_run_id, take_over_lock,
+};
 use super::sources::resolve_sources;
+use super::state::{Runs, state_dir_of};
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
 use crate::cli::{
     DemoArgs, FileArgs, RecordedRunArgs, ResumeArgs, RollbackArgs, RunArgs, StateArgs, StatusArgs,
     UnlockArgs,
 };
 use crate::config::diagnostics::Diagnostic;
-use crate::events::{Envelope, Event, RunOutcome};
+use crate::events::RunOutcome;
 use crate::journal::replay::RunRecord;
-use crate::journal::store::{JournalWriter, latest_run};
 use crate::lock::{self, lock_path, staleness, this_host};
 use crate::plan::batches::{Batch, HostId, Plan};
 use crate::transport::shell::Connector;
@@ -45,22 +47,27 @@ fn connector(options: &RunOptions) -> Arc<dyn Connector> {
 }
 
 pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Exit, AppError> {
+    let clock = clock()?;
+    let runtime = runtime()?;
+    let mut config = load_config(&args.files, quiet, color)?;
     let options = RunOptions {
         inventory: args.files.inventory.clone(),
         playbook: args.files.playbook.clone(),
         vars: args.files.vars.clone(),
         limit: args.files.limit.clone(),
-        state_dir: args.state.state_dir.clone(),
+        state_dir: state_dir_of(
+            &config.inventory.state,
+            &args.files.inventory,
+            args.state.state_dir.as_deref(),
+        )?,
         json: args.json,
         quiet,
         verbose,
         terminal: std::io::stderr().is_terminal(),
         accept_new_host_keys: args.accept_new_host_keys,
         metrics_file: args.metrics_file.clone(),
-        clock: clock()?,
+        clock,
     };
-    let runtime = runtime()?;
-    let mut config = load_config(&args.files, quiet, color)?;
     if !crate::app::rollout::any_stranded(&options.state_dir, &options.inventory)
         && let Some(exit) = outside_window(&config, &options, quiet)
     {
@@ -114,12 +121,9 @@ pub fn resume(
     verbose: bool,
     color: bool,
 ) -> Result<Exit, AppError> {
-    let state_dir = &args.recorded.state.state_dir;
-    let run_id = match &args.run_id {
-        Some(id) => id.clone(),
-        None => latest_run(state_dir).map_err(AppError::Journal)?,
-    };
-    let record = load_record(state_dir, &run_id)?;
+    let runs = Runs::locate(&args.recorded.runs)?;
+    let run_id = runs.run_id(args.run_id.as_deref())?;
+    let (record, _) = runs.load(&run_id)?;
     let Some(settings) = record.settings.clone() else {
         return Err(invalid(format!(
             "run {run_id} has no start record; there is nothing to resume"
@@ -143,9 +147,10 @@ pub fn resume(
             names.join(" ")
         )));
     }
-    let (files, options) = recorded_options(&settings, &args.recorded, quiet, verbose)?;
+    let (files, options) = recorded_options(&settings, &args.recorded, &runs, quiet, verbose)?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
+    check_steps(&record, &config, &files.playbook, "resume", quiet)?;
     // Outside the window the run still finishes the hosts its interruption
     // left out of service (they must not stay out), starts no other, and
     // exits 3; that is the dispatcher's to decide.
@@ -158,8 +163,52 @@ pub fn resume(
         options: &options,
         connector: connector(&options),
     };
-    let acquire = || take_over_lock(state_dir, &options.inventory, &run_id);
+    let acquire = || take_over_lock(&runs.dir, &options.inventory, &run_id);
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Resume(record)))
+}
+
+/// Refuses a playbook whose steps are not those the run started with: the
+/// journal counts steps by position, which would then mean other steps.
+fn check_steps(
+    record: &RunRecord,
+    config: &crate::config::load::Config,
+    playbook: &std::path::Path,
+    doing: &str,
+    quiet: bool,
+) -> Result<(), AppError> {
+    use crate::journal::fingerprint::{changes, fingerprint};
+    let Some(recorded) = &record.fingerprint else {
+        if !quiet {
+            eprintln!(
+                "fleetroll: warning: run {} was recorded by an older fleetroll, without the playbook's steps; \
+                 they cannot be checked against {}",
+                record.run_id,
+                playbook.display()
+            );
+        }
+        return Ok(());
+    };
+    let found = changes(
+        recorded,
+        &fingerprint(&config.playbook),
+        record.rollback_steps_started,
+    );
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::Invalid(
+        Diagnostic::plain(format!(
+            "the steps of {} changed since run {} started: {}",
+            playbook.display(),
+            record.run_id,
+            found.join("; ")
+        ))
+        .with_help(format!(
+            "the journal counts steps by position, so it would no longer match them: \
+             restore the playbook's steps as the run started with them to {doing} it, or start a new run"
+        ))
+        .into(),
+    ))
 }
 
 /// The files and options of a run as it was started, for `resume` and
@@ -167,6 +216,7 @@ pub fn resume(
 fn recorded_options(
     settings: &crate::events::RunSettings,
     args: &RecordedRunArgs,
+    runs: &Runs,
     quiet: bool,
     verbose: bool,
 ) -> Result<(FileArgs, RunOptions), AppError> {
@@ -181,7 +231,7 @@ fn recorded_options(
         playbook: files.playbook.clone(),
         vars: files.vars.clone(),
         limit: files.limit.clone(),
-        state_dir: args.state.state_dir.clone(),
+        state_dir: runs.dir.clone(),
         json: args.json,
         quiet,
         verbose,
@@ -271,12 +321,10 @@ fn invalid(message: String) -> AppError {
 }
 
 pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
-    let state_dir = &args.state.state_dir;
-    let run_id = match &args.run_id {
-        Some(id) => id.clone(),
-        None => latest_run(state_dir).map_err(AppError::Journal)?,
-    };
-    let record = load_record(state_dir, &run_id)?;
+    let runs = Runs::locate(&args.runs)?;
+    let state_dir = &runs.dir;
+    let run_id = runs.run_id(args.run_id.as_deref())?;
+    let (record, torn) = runs.load(&run_id)?;
     let outcome = live_outcome(state_dir, &record);
     if args.json {
         let hosts: serde_json::Map<String, serde_json::Value> = record
@@ -319,6 +367,7 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
             "reason": record.reason,
             "hosts": hosts,
             "batches": batches,
+            "torn_line": torn.map(|t| t.line),
         });
         println!("{json}");
         return Ok(Exit::Success);
@@ -331,6 +380,12 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
     );
     if let Some(reason) = &record.reason {
         println!("  {reason}");
+    }
+    if let Some(torn) = torn {
+        println!(
+            "  the journal's last line ({}) is cut short (an interruption, or a record being written) and is not counted",
+            torn.line
+        );
     }
     for batch in &record.plan {
         let state = match record.batches.get(&batch.index) {
@@ -387,8 +442,9 @@ fn live_outcome(state_dir: &std::path::Path, record: &RunRecord) -> RunOutcome {
 }
 
 pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
-    let state_dir = &args.state.state_dir;
-    let paths = match &args.inventory {
+    let runs = Runs::locate(&args.runs)?;
+    let state_dir = &runs.dir;
+    let paths = match &args.runs.inventory {
         Some(inventory) => vec![lock_path(state_dir, inventory)]
             .into_iter()
             .filter(|p| p.exists())
@@ -396,7 +452,10 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
         None => lock::all_locks(state_dir),
     };
     if paths.is_empty() {
-        println!("no locks in {}", state_dir.display());
+        match &runs.inventory {
+            Some(inventory) => println!("{inventory} is not locked (in {})", state_dir.display()),
+            None => println!("no locks in {}", state_dir.display()),
+        }
         return Ok(Exit::Success);
     }
     let now = jiff::Timestamp::now();
@@ -433,26 +492,16 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
             );
             continue;
         }
-        if let Ok(h) = &holder
-            && let Ok(mut journal) = JournalWriter::open(state_dir, &h.run_id)
-        {
-            let envelope = Envelope {
-                ts: now.to_string(),
-                run_id: h.run_id.clone(),
-                event: Event::LockBroken {
-                    holder_pid: h.pid,
-                    holder_host: h.host.clone(),
-                },
-            };
-            let _ = journal.append(&envelope).and_then(|()| journal.sync());
+        match break_lock(state_dir, &path, holder.as_ref().ok(), now)? {
+            BreakOutcome::Broken => println!("  broken"),
+            BreakOutcome::Gone => println!("  already gone"),
+            BreakOutcome::Changed(now_held) => {
+                refused = true;
+                eprintln!(
+                    "  not broken: the lock changed while it was checked ({now_held}); run `fleetroll unlock` again to see it"
+                );
+            }
         }
-        std::fs::remove_file(&path).map_err(|source| {
-            AppError::Lock(lock::LockError::Io {
-                path: path.clone(),
-                source,
-            })
-        })?;
-        println!("  broken");
     }
     Ok(if refused { Exit::Locked } else { Exit::Success })
 }
@@ -482,7 +531,7 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
             limit: Vec::new(),
         },
         state: StateArgs {
-            state_dir: fleet.dir().join("state"),
+            state_dir: Some(fleet.dir().join("state")),
         },
         json: args.json,
         accept_new_host_keys: false,
@@ -520,17 +569,18 @@ pub fn rollback(
     verbose: bool,
     color: bool,
 ) -> Result<Exit, AppError> {
-    let state_dir = &args.recorded.state.state_dir;
+    let runs = Runs::locate(&args.recorded.runs)?;
     let run_id = args.run_id.clone();
-    let record = load_record(state_dir, &run_id)?;
+    let (record, _) = runs.load(&run_id)?;
     let Some(settings) = record.settings.clone() else {
         return Err(invalid(format!(
             "run {run_id} has no start record; there is nothing to roll back"
         )));
     };
-    let (files, options) = recorded_options(&settings, &args.recorded, quiet, verbose)?;
+    let (files, options) = recorded_options(&settings, &args.recorded, &runs, quiet, verbose)?;
     let runtime = runtime()?;
     let mut config = load_config(&files, quiet, color)?;
+    check_steps(&record, &config, &files.playbook, "roll back", quiet)?;
     runtime.block_on(resolve_sources(&mut config))?;
     adopt_replaced_names(&mut config, &record);
     if config.playbook.rollback.is_empty() {
@@ -564,7 +614,7 @@ pub fn rollback(
         options: &options,
         connector: connector(&options),
     };
-    let acquire = || take_over_lock(state_dir, &options.inventory, &run_id);
+    let acquire = || take_over_lock(&runs.dir, &options.inventory, &run_id);
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Rollback(record)))
 }
 

@@ -14,8 +14,8 @@ use crate::exec::dispatcher::{
 use crate::exec::env::{Cadence, RunEnv, Transports};
 use crate::exec::host_machine::Route;
 use crate::journal::replay::{RunRecord, replay};
-use crate::journal::store::{JournalWriter, new_run_id, read_run};
-use crate::lock::{LockError, LockInfo, RunLock, lock_path, this_host};
+use crate::journal::store::{JournalError, JournalWriter, TornLine, new_run_id, read_journal};
+use crate::lock::{LockError, LockGuard, LockInfo, RunLock, lock_path, this_host};
 use crate::model::inventory::{BalancerKind, Host, Inventory};
 use crate::model::playbook::StepAction;
 use crate::plan::batches::Plan;
@@ -194,7 +194,9 @@ pub fn settings(options: &RunOptions) -> RunSettings {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+/// The canonical path, as runs record their files (so that every working
+/// directory names an inventory the same way).
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
@@ -214,6 +216,10 @@ pub fn take_over_lock(
     acquire(state_dir, inventory, run_id, true)
 }
 
+/// The check, the journal record, the removal and the new lock happen
+/// under one guard: no other fleetroll can take or break the lock in
+/// between, so only the lock actually broken is recorded as broken, and
+/// only one of several resumes racing for it wins.
 fn acquire(
     state_dir: &Path,
     inventory: &Path,
@@ -222,26 +228,15 @@ fn acquire(
 ) -> Result<RunLock, AppError> {
     let now = jiff::Timestamp::now();
     let path = lock_path(state_dir, inventory);
+    let guard = LockGuard::take(&path)?;
     if take_over
         && let Ok(holder) = crate::lock::read(&path)
         && holder.run_id == run_id
         && holder.host == this_host()
         && !crate::lock::pid_alive(holder.pid)
     {
-        let mut journal = JournalWriter::open(state_dir, run_id).map_err(AppError::Journal)?;
-        let envelope = crate::events::Envelope {
-            ts: now.to_string(),
-            run_id: run_id.to_owned(),
-            event: Event::LockBroken {
-                holder_pid: holder.pid,
-                holder_host: holder.host.clone(),
-            },
-        };
-        journal
-            .append(&envelope)
-            .and_then(|()| journal.sync())
-            .map_err(AppError::Journal)?;
-        let _ = std::fs::remove_file(&path);
+        record_lock_broken(state_dir, &holder, now).map_err(AppError::Journal)?;
+        guard.remove(&path)?;
     }
     let info = LockInfo {
         host: this_host(),
@@ -251,7 +246,71 @@ fn acquire(
         since: now.to_string(),
         heartbeat: now.to_string(),
     };
-    RunLock::acquire(&path, info, now).map_err(AppError::Lock)
+    Ok(guard.create(&path, info, now)?)
+}
+
+/// Appends `lock_broken` to the journal of the run that held the lock.
+fn record_lock_broken(
+    state_dir: &Path,
+    holder: &LockInfo,
+    now: jiff::Timestamp,
+) -> Result<(), JournalError> {
+    let mut journal = JournalWriter::open(state_dir, &holder.run_id)?;
+    let envelope = crate::events::Envelope {
+        ts: now.to_string(),
+        run_id: holder.run_id.clone(),
+        event: Event::LockBroken {
+            holder_pid: holder.pid,
+            holder_host: holder.host.clone(),
+        },
+    };
+    journal.append(&envelope)?;
+    journal.sync()
+}
+
+/// What `unlock --force` did to one lock.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BreakOutcome {
+    Broken,
+    /// Removed meanwhile (its holder finished, or someone broke it).
+    Gone,
+    /// No longer the lock that was judged dead: it is left alone.
+    Changed(String),
+}
+
+/// Breaks the lock at `path` if it is still the one judged dead (`judged`:
+/// its holder, `None` for an unreadable file), recording it in the holder's
+/// journal first; all under the guard, so a lock that a live run took or
+/// refreshed since the judgement is never removed.
+pub fn break_lock(
+    state_dir: &Path,
+    path: &Path,
+    judged: Option<&LockInfo>,
+    now: jiff::Timestamp,
+) -> Result<BreakOutcome, AppError> {
+    let guard = LockGuard::take(path)?;
+    let current = match crate::lock::read(path) {
+        Ok(holder) => Some(holder),
+        Err(_) if !path.exists() => return Ok(BreakOutcome::Gone),
+        Err(_) => None,
+    };
+    if current.as_ref() != judged {
+        let now_held = current.map_or_else(
+            || "it is unreadable now".to_owned(),
+            |h| {
+                format!(
+                    "now run {} (pid {} on {}, last heartbeat {})",
+                    h.run_id, h.pid, h.host, h.heartbeat
+                )
+            },
+        );
+        return Ok(BreakOutcome::Changed(now_held));
+    }
+    if let Some(holder) = &current {
+        record_lock_broken(state_dir, holder, now).map_err(AppError::Journal)?;
+    }
+    guard.remove(path)?;
+    Ok(BreakOutcome::Broken)
 }
 
 /// Everything a rollout needs, built once.
@@ -292,10 +351,8 @@ impl Rollout<'_> {
         let state_dir = &self.options.state_dir;
         let inventory = absolute(&self.options.inventory).display().to_string();
         let mut adopted: Vec<Adopted> = Vec::new();
-        let run_ids = crate::journal::store::run_ids(state_dir)
-            .into_iter()
-            .filter(|id| id != this_run);
-        for run_id in run_ids {
+        let run_ids = crate::journal::store::run_ids(state_dir);
+        for run_id in run_ids.into_iter().filter(|id| id != this_run) {
             let record = load_record(state_dir, &run_id)?;
             if record
                 .settings
@@ -348,6 +405,12 @@ impl Rollout<'_> {
             .flat_map(|b| b.hosts.iter().map(|id| hosts[id.0 as usize]))
             .collect();
         check_balancers(&selected, &balancers).await?;
+        // Seen before the lock's take-over opens the journal and drops it.
+        let torn = if previous.is_some() {
+            read_journal(state_dir, &run_id).ok().and_then(|j| j.torn)
+        } else {
+            None
+        };
         let group_notes = if rolling_back {
             Vec::new()
         } else {
@@ -418,9 +481,20 @@ impl Rollout<'_> {
                 failure_budget: plan.failure_budget,
                 settings: settings(self.options),
                 plan: RunBatch::planned(&batches),
+                fingerprint: Some(crate::journal::fingerprint::fingerprint(
+                    &self.config.playbook,
+                )),
             }
         };
+        let torn_note = torn.map(|TornLine { line, bytes }| Event::Warning {
+            host: None,
+            message: format!(
+                "line {line} of the journal ({bytes} bytes) was cut short by the interruption and is dropped; \
+                 it was never synced, so nothing acted on it"
+            ),
+        });
         let started = std::iter::once(event)
+            .chain(torn_note)
             .chain(group_notes.into_iter().map(|message| Event::Warning {
                 host: None,
                 message,
@@ -513,13 +587,17 @@ pub fn any_stranded(state_dir: &Path, inventory: &Path) -> bool {
     let inventory = absolute(inventory).display().to_string();
     crate::journal::store::run_ids(state_dir)
         .into_iter()
-        .filter_map(|run_id| load_record(state_dir, &run_id).ok())
-        .any(|record| {
-            record
-                .settings
-                .as_ref()
-                .is_some_and(|s| s.inventory == inventory)
-                && record.hosts.values().any(|h| !h.drained.is_empty())
+        .any(|run_id| match load_record(state_dir, &run_id) {
+            Ok(record) => {
+                record
+                    .settings
+                    .as_ref()
+                    .is_some_and(|s| s.inventory == inventory)
+                    && record.hosts.values().any(|h| !h.drained.is_empty())
+            }
+            // A journal that cannot be read might hold a drain: go on, and
+            // let the run report it before touching anything.
+            Err(_) => true,
         })
 }
 
@@ -570,8 +648,16 @@ pub fn fresh_run_id() -> String {
 
 /// Reads a run's record from its journal.
 pub fn load_record(state_dir: &Path, run_id: &str) -> Result<RunRecord, AppError> {
-    let records = read_run(state_dir, run_id).map_err(AppError::Journal)?;
-    Ok(replay(run_id, &records))
+    load_journal(state_dir, run_id).map(|(record, _)| record)
+}
+
+/// A run's record, and the torn last line its journal ended with, if any.
+pub fn load_journal(
+    state_dir: &Path,
+    run_id: &str,
+) -> Result<(RunRecord, Option<TornLine>), AppError> {
+    let journal = read_journal(state_dir, run_id).map_err(AppError::Journal)?;
+    Ok((replay(run_id, &journal.records), journal.torn))
 }
 
 impl From<LockError> for AppError {
@@ -579,3 +665,7 @@ impl From<LockError> for AppError {
         AppError::Lock(error)
     }
 }
+
+#[cfg(test)]
+#[path = "rollout_tests.rs"]
+mod tests;

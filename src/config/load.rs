@@ -100,6 +100,39 @@ pub fn load(
     )
 }
 
+/// Reads only the inventory's `[state]`, for the commands that need no
+/// more of it; warnings are dropped (the caller acts on the result).
+pub fn load_state(
+    inventory: &Path,
+    home: Option<&Path>,
+) -> Result<crate::model::inventory::StateStore, Diagnostics> {
+    let text = std::fs::read_to_string(inventory).map_err(|error| {
+        Diagnostics::from(
+            Diagnostic::plain(format!("cannot read {}: {error}", inventory.display()))
+                .with_help("check the path given with -i"),
+        )
+    })?;
+    let file = SourceFile::new(inventory.display().to_string(), text);
+    let mut diagnostics = Diagnostics::default();
+    let raw: Option<super::raw::RawStateOnly> = parse(&file, &mut diagnostics);
+    let Some(raw) = raw else {
+        return Err(diagnostics);
+    };
+    let mut checker = Checker::new(&file, &mut diagnostics);
+    let state = super::resolve::state::resolve_state(
+        raw.state,
+        &mut checker,
+        PathContext {
+            base_dir: inventory.parent().unwrap_or(Path::new(".")),
+            home,
+        },
+    );
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
+    }
+    Ok(state)
+}
+
 /// Loads both files from text; `base_dir` anchors the inventory's relative paths.
 pub fn load_from_text(
     inventory_file: SourceFile,

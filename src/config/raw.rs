@@ -23,6 +23,28 @@ pub struct RawInventory {
     pub balancers: Option<IndexMap<S<String>, S<RawBalancer>>>,
     pub zones: Option<IndexMap<S<String>, S<RawZone>>>,
     pub sources: Option<IndexMap<S<String>, S<RawSource>>>,
+    pub state: Option<S<RawState>>,
+}
+
+/// Only the inventory's `[state]`, for commands that need nothing else of
+/// it (`status`, `unlock`): the rest of the file is not looked at, so a
+/// mistake elsewhere does not keep an operator from a stale lock.
+#[derive(Debug, Deserialize)]
+pub struct RawStateOnly {
+    pub state: Option<S<RawState>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub backend: Option<S<String>>,
+    // local
+    pub dir: Option<S<String>>,
+    // s3
+    pub bucket: Option<S<String>>,
+    pub prefix: Option<S<String>>,
+    pub region: Option<S<String>>,
+    pub endpoint_url: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,9 @@
 
 use indexmap::IndexMap;
 
-use crate::events::{Envelope, Event, Outcome, Phase, PlannedBatch, RunOutcome, RunSettings};
+use crate::events::{
+    Envelope, Event, Outcome, Phase, PlannedBatch, PlaybookFingerprint, RunOutcome, RunSettings,
+};
 
 /// What the journal says about one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,11 @@ pub struct RunRecord {
     gates: IndexMap<usize, GateRound>,
     /// The hosts of a failed batch whose rollback began.
     pub rollback: Vec<String>,
+    /// The playbook's steps when the run started (absent in old journals).
+    pub fingerprint: Option<PlaybookFingerprint>,
+    /// A `[[rollback]]` step was started: the journal holds rollback step
+    /// positions, which a changed list of rollback steps would shift.
+    pub rollback_steps_started: bool,
 }
 
 /// The gates that passed after a batch since the last one failed there.
@@ -128,6 +135,8 @@ impl RunRecord {
             lock_broken: false,
             gates: IndexMap::new(),
             rollback: Vec::new(),
+            fingerprint: None,
+            rollback_steps_started: false,
         }
     }
 
@@ -140,9 +149,11 @@ impl RunRecord {
                 failure_budget,
                 settings,
                 plan,
+                fingerprint,
                 ..
             } => {
                 self.playbook = playbook.clone();
+                self.fingerprint = fingerprint.clone();
                 self.failure_budget = *failure_budget;
                 self.settings = Some(settings.clone());
                 self.plan = plan.clone();
@@ -317,8 +328,10 @@ impl RunRecord {
                     .or_insert_with(HostRecord::new)
                     .standby = *standby;
             }
-            Event::StepStarted { .. }
-            | Event::BatchStarted { .. }
+            Event::StepStarted { rollback, .. } => {
+                self.rollback_steps_started |= *rollback;
+            }
+            Event::BatchStarted { .. }
             | Event::Probe { .. }
             | Event::Gate { .. }
             | Event::Pause { .. }

@@ -44,6 +44,7 @@ fn journal() -> Vec<Envelope> {
                     zones: vec!["a".into()],
                     hosts: vec!["h1".into(), "h2".into()],
                 }],
+                fingerprint: None,
             },
         ),
         envelope("2026-01-01T00:00:01Z", phase("h1", Phase::Draining, None)),
@@ -184,4 +185,33 @@ fn a_balancers_drain_memory_lives_until_the_host_is_back() {
         },
     ));
     assert!(replay("r1", &records).hosts["h1"].drain_memory.is_empty());
+}
+
+#[test]
+fn the_fingerprint_is_kept_and_a_started_rollback_step_is_noticed() {
+    let fingerprint = crate::events::PlaybookFingerprint {
+        sha256: "ab".into(),
+        steps: Vec::new(),
+        rollback: Vec::new(),
+    };
+    let mut records = journal();
+    if let Event::RunStarted {
+        fingerprint: print, ..
+    } = &mut records[0].event
+    {
+        *print = Some(fingerprint.clone());
+    }
+    let run = replay("r1", &records);
+    assert_eq!(run.fingerprint, Some(fingerprint));
+    assert!(!run.rollback_steps_started, "forward steps only");
+    let rollback_step = |rollback| Event::StepStarted {
+        host: "h2".into(),
+        step: "undo".into(),
+        index: 0,
+        attempt: 1,
+        rollback,
+    };
+    records.push(envelope("2026-01-01T00:00:07Z", rollback_step(true)));
+    records.push(envelope("2026-01-01T00:00:08Z", rollback_step(false)));
+    assert!(replay("r1", &records).rollback_steps_started);
 }

@@ -1,15 +1,23 @@
 //! Where runs live on disk, and appending to a run's journal durably.
 //!
-//! Layout under the state directory:
-//! `runs/<RUN_ID>.jsonl`, one [`Envelope`] per line. A line cut short by a
-//! kill -9 is ignored when reading; every complete line was fsynced before
-//! the action it announces was taken.
+//! Layout under the state directory: `runs/<RUN_ID>.jsonl`, one record per
+//! line ([`super::format`]). Durability: the journal file and every
+//! directory created on the way to it are fsynced into their parents when
+//! it is opened, and every record is fsynced before the action it
+//! announces is taken. So a kill -9 can only cut the *last* line short:
+//! readers drop an unterminated last line (its record was never synced,
+//! nothing acted on it) and report it, and a writer truncates it before
+//! appending, so the next record does not join it. Any other line that
+//! does not parse is corruption, and reading stops there with the file and
+//! line number.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::events::Envelope;
+use super::format::{self, DecodeError, FORMAT_VERSION};
+use crate::events::{Envelope, Event};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -17,10 +25,30 @@ pub enum JournalError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read the journal {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("no run {run_id} in {dir}")]
+    #[error(
+        "the journal {} is corrupt at line {line} ({reason}); only a last line cut short by an interruption is tolerated. Repair or remove that line, or move the file aside",
+        path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error(
+        "the journal {} was written by a newer fleetroll (format version {version} at line {line}; this one reads up to version {FORMAT_VERSION}): use that fleetroll or a newer one",
+        path.display()
+    )]
+    NewerFormat {
+        path: PathBuf,
+        line: usize,
+        version: u32,
+    },
+    #[error("no run {run_id} in {}", dir.display())]
     NoSuchRun { run_id: String, dir: PathBuf },
-    #[error("no runs recorded in {dir}")]
+    #[error("no runs recorded in {}", dir.display())]
     NoRuns { dir: PathBuf },
+    #[error("no runs of {inventory} recorded in {}", dir.display())]
+    NoRunsOf { inventory: String, dir: PathBuf },
 }
 
 /// A run's journal opened for appending.
@@ -32,26 +60,28 @@ pub struct JournalWriter {
     /// Tests: appends left before the disk is "full".
     #[cfg(test)]
     room: Option<usize>,
+    /// Bytes of a torn last line dropped on opening.
+    dropped: Option<u64>,
 }
 
 impl JournalWriter {
-    /// Opens (creating if needed) the journal of `run_id` for appending.
+    /// Opens (creating if needed, durably) the journal of `run_id` for
+    /// appending, after dropping a last line that an interruption cut short.
     pub fn open(state_dir: &Path, run_id: &str) -> Result<Self, JournalError> {
         let path = run_path(state_dir, run_id);
-        let open = || -> io::Result<File> {
-            std::fs::create_dir_all(path.parent().unwrap_or(state_dir))?;
-            OpenOptions::new().create(true).append(true).open(&path)
-        };
-        let file = open().map_err(|source| JournalError::Write {
+        let write_error = |source| JournalError::Write {
             path: path.clone(),
             source,
-        })?;
+        };
+        let mut file = create_durably(&path, &mut sync_dir).map_err(write_error)?;
+        let dropped = drop_torn_tail(&mut file).map_err(write_error)?;
         Ok(Self {
             path,
             file,
             run_id: run_id.to_owned(),
             #[cfg(test)]
             room: None,
+            dropped,
         })
     }
 
@@ -70,6 +100,11 @@ impl JournalWriter {
         &self.path
     }
 
+    /// How many bytes of a torn last line [`JournalWriter::open`] dropped.
+    pub fn dropped_torn_line(&self) -> Option<u64> {
+        self.dropped
+    }
+
     /// Appends records without syncing; call [`JournalWriter::sync`] before
     /// acting on any of them.
     pub fn append(&mut self, envelope: &Envelope) -> Result<(), JournalError> {
@@ -83,11 +118,10 @@ impl JournalWriter {
             }
             *room -= 1;
         }
-        let mut line = serde_json::to_vec(envelope).map_err(|error| JournalError::Write {
+        let line = format::encode(envelope).map_err(|error| JournalError::Write {
             path: self.path.clone(),
             source: io::Error::other(error),
         })?;
-        line.push(b'\n');
         self.file
             .write_all(&line)
             .map_err(|source| JournalError::Write {
@@ -105,6 +139,81 @@ impl JournalWriter {
     }
 }
 
+/// Opens `path` for reading and appending, creating it and the directories
+/// leading to it; `sync_dir` makes each new entry durable in its directory
+/// (outermost first), and is called on the file's directory every time: a
+/// creator that died before that sync left an entry only it makes durable.
+pub(crate) fn create_durably(
+    path: &Path,
+    sync_dir: &mut dyn FnMut(&Path) -> io::Result<()>,
+) -> io::Result<File> {
+    let parent = non_empty(path.parent());
+    let mut missing = Vec::new();
+    let mut dir = Some(parent);
+    while let Some(current) = dir {
+        if current.as_os_str().is_empty() || current.is_dir() {
+            break;
+        }
+        missing.push(current);
+        dir = current.parent();
+    }
+    for dir in missing.into_iter().rev() {
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
+        sync_dir(non_empty(dir.parent()))?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)?;
+    sync_dir(parent)?;
+    Ok(file)
+}
+
+/// `.` for the parent of a bare relative name.
+fn non_empty(dir: Option<&Path>) -> &Path {
+    match dir {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Truncates the file after its last newline; returns the bytes dropped.
+fn drop_torn_tail(file: &mut File) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = vec![0_u8; 8192];
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(buf, start)?;
+        if let Some(at) = buf.iter().rposition(|&b| b == b'\n') {
+            break start + at as u64 + 1;
+        }
+        end = start;
+    };
+    if keep == len {
+        return Ok(None);
+    }
+    file.set_len(keep)?;
+    file.sync_all()?;
+    // Appends go to the end whatever the position; keep it honest anyway.
+    file.seek(io::SeekFrom::End(0))?;
+    Ok(Some(len - keep))
+}
+
 pub fn runs_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("runs")
 }
@@ -113,9 +222,50 @@ pub fn run_path(state_dir: &Path, run_id: &str) -> PathBuf {
     runs_dir(state_dir).join(format!("{run_id}.jsonl"))
 }
 
-/// Reads every complete record of a run; a torn last line is skipped.
+/// A run's journal as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Journal {
+    pub records: Vec<Envelope>,
+    /// A last line without its newline, cut short by an interruption (or
+    /// being written right now); it is not among the records.
+    pub torn: Option<TornLine>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornLine {
+    /// 1-based.
+    pub line: usize,
+    pub bytes: usize,
+}
+
+/// Reads every complete record of a run: see [`read_records`].
+pub fn read_journal(state_dir: &Path, run_id: &str) -> Result<Journal, JournalError> {
+    let mut records = Vec::new();
+    let torn = read_records(state_dir, run_id, |envelope| {
+        records.push(envelope);
+        true
+    })?;
+    Ok(Journal { records, torn })
+}
+
+/// The records of a run, oldest first.
 pub fn read_run(state_dir: &Path, run_id: &str) -> Result<Vec<Envelope>, JournalError> {
+    read_journal(state_dir, run_id).map(|journal| journal.records)
+}
+
+/// Feeds each complete record to `each` until it returns false. A last
+/// line without a newline is torn and returned, not fed; any other line
+/// that does not parse, or that a newer format wrote, is an error.
+fn read_records(
+    state_dir: &Path,
+    run_id: &str,
+    mut each: impl FnMut(Envelope) -> bool,
+) -> Result<Option<TornLine>, JournalError> {
     let path = run_path(state_dir, run_id);
+    let read_error = |source| JournalError::Read {
+        path: path.clone(),
+        source,
+    };
     let file = File::open(&path).map_err(|source| {
         if source.kind() == io::ErrorKind::NotFound {
             JournalError::NoSuchRun {
@@ -123,24 +273,60 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<Vec<Envelope>, Journal
                 dir: runs_dir(state_dir),
             }
         } else {
-            JournalError::Read {
-                path: path.clone(),
-                source,
-            }
+            read_error(source)
         }
     })?;
-    let mut records = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(|source| JournalError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        // A line that does not parse can only be the one a kill cut short.
-        if let Ok(envelope) = serde_json::from_str::<Envelope>(&line) {
-            records.push(envelope);
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(read_error)? == 0 {
+            return Ok(None);
+        }
+        number += 1;
+        if line.pop() != Some(b'\n') {
+            return Ok(Some(TornLine {
+                line: number,
+                bytes: line.len() + 1,
+            }));
+        }
+        match format::decode(&line) {
+            Ok(envelope) => {
+                if !each(envelope) {
+                    return Ok(None);
+                }
+            }
+            Err(DecodeError::Newer { version }) => {
+                return Err(JournalError::NewerFormat {
+                    path,
+                    line: number,
+                    version,
+                });
+            }
+            Err(DecodeError::Malformed(reason)) => {
+                return Err(JournalError::Corrupt {
+                    path,
+                    line: number,
+                    reason,
+                });
+            }
         }
     }
-    Ok(records)
+}
+
+/// The inventory a run was started for, from its start record; `None` for
+/// a run that died before writing one.
+pub fn run_inventory(state_dir: &Path, run_id: &str) -> Result<Option<String>, JournalError> {
+    let mut inventory = None;
+    read_records(state_dir, run_id, |envelope| match envelope.event {
+        Event::RunStarted { settings, .. } => {
+            inventory = Some(settings.inventory);
+            false
+        }
+        _ => true,
+    })?;
+    Ok(inventory)
 }
 
 /// Every run id in the state directory, oldest first (ids sort by start
@@ -160,18 +346,26 @@ pub fn run_ids(state_dir: &Path) -> Vec<String> {
     ids
 }
 
-/// The most recent run id (ids sort by start time).
-pub fn latest_run(state_dir: &Path) -> Result<String, JournalError> {
+/// The most recent run, of `inventory` (as recorded: its canonical path)
+/// when given, else of any inventory.
+pub fn latest_run_of(state_dir: &Path, inventory: Option<&str>) -> Result<String, JournalError> {
     let dir = runs_dir(state_dir);
-    let entries = std::fs::read_dir(&dir).map_err(|_| JournalError::NoRuns { dir: dir.clone() })?;
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            name.strip_suffix(".jsonl").map(str::to_owned)
-        })
-        .max()
-        .ok_or(JournalError::NoRuns { dir })
+    let ids = run_ids(state_dir);
+    let Some(inventory) = inventory else {
+        return ids
+            .into_iter()
+            .next_back()
+            .ok_or(JournalError::NoRuns { dir });
+    };
+    for id in ids.into_iter().rev() {
+        if run_inventory(state_dir, &id)?.as_deref() == Some(inventory) {
+            return Ok(id);
+        }
+    }
+    Err(JournalError::NoRunsOf {
+        inventory: inventory.to_owned(),
+        dir,
+    })
 }
 
 /// A new run id: UTC start time, then a few random hex digits so two runs
@@ -180,3 +374,7 @@ pub fn new_run_id(now: jiff::Timestamp, entropy: u32) -> String {
     let time = now.strftime("%Y%m%dT%H%M%SZ");
     format!("{time}-{:04x}", entropy & 0xffff)
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

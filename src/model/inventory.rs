@@ -12,6 +12,25 @@ pub struct Inventory {
     /// Zones in file order; a zone holds at least one host.
     pub zones: Vec<Zone>,
     pub sources: Vec<Source>,
+    /// Where the lock and the run journals live.
+    pub state: StateStore,
+}
+
+/// Where an inventory's lock and run journals live (`[state]`): one place
+/// per inventory, whoever runs it from wherever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateStore {
+    /// A directory; a relative `dir` was resolved against the inventory
+    /// file's directory.
+    Local { dir: PathBuf },
+    /// An S3 bucket. Parsed so that inventories can name it; not
+    /// implemented yet, so every command that would use it refuses.
+    S3 {
+        bucket: String,
+        prefix: String,
+        region: Option<String>,
+        endpoint_url: Option<String>,
+    },
 }
 
 impl Inventory {

@@ -26,7 +26,7 @@ pub struct PathContext<'a> {
 }
 
 impl PathContext<'_> {
-    fn resolve(&self, path: &str) -> PathBuf {
+    pub fn resolve(&self, path: &str) -> PathBuf {
         if let (Some(rest), Some(home)) = (path.strip_prefix("~/"), self.home) {
             return home.join(rest);
         }
@@ -53,8 +53,10 @@ pub fn resolve_inventory(
         balancers,
         zones,
         sources,
+        state,
     } = raw;
     let vars = resolve_vars(vars.as_ref(), checker);
+    let state = super::state::resolve_state(state, checker, paths);
     let balancers = balancers.unwrap_or_default();
     // References are checked against every declared name, so that a
     // balancer with its own error is not reported again as unknown.
@@ -158,6 +160,7 @@ pub fn resolve_inventory(
         balancers: balancers.into_iter().map(|(b, _)| b).collect(),
         zones: resolved_zones,
         sources,
+        state,
     }
 }
 

@@ -3,4 +3,5 @@
 pub mod gate;
 pub mod inventory;
 pub mod playbook;
+pub mod state;
 pub mod vars;

@@ -185,6 +185,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                     accept_new_host_keys: false,
                 },
                 plan: RunBatch::planned(&batches),
+                fingerprint: None,
             }
         } else {
             Event::RunResumed { pending: 0 }
