@@ -4,4 +4,5 @@ pub mod amount;
 pub mod duration;
 pub mod inventory;
 pub mod playbook;
+pub mod redact;
 pub mod template;

@@ -15,5 +15,6 @@ mod http_stub;
 mod plan;
 mod promises;
 mod rollout;
+mod secrets;
 mod support;
 mod unattended;

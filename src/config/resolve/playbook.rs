@@ -15,6 +15,7 @@ use crate::model::playbook::{
     DrainPolicy, HealthPolicy, OnFailure, Playbook, Probe, ProbeKind, Step, StepAction, Strategy,
     Window, ZoneMode,
 };
+use crate::model::redact::redact_url;
 use crate::model::template::Template;
 
 /// A playbook whose fleet-level strings (gates) still need the final vars.
@@ -659,7 +660,8 @@ fn resolve_probe(index: usize, raw: Spanned<RawProbe>, checker: &mut Checker<'_>
     let name = name
         .map(Spanned::into_inner)
         .unwrap_or_else(|| match &kind {
-            ProbeKind::Http { url, .. } => format!("http {url}"),
+            // Userinfo and query may hold secrets even as written.
+            ProbeKind::Http { url, .. } => format!("http {}", redact_url(url.as_str())),
             ProbeKind::Tcp { target } => format!("tcp {target}"),
             ProbeKind::Command { command } => format!("command {command}"),
         });
