@@ -452,10 +452,17 @@ impl Rollout<'_> {
             }
         };
         let started = std::iter::once(event)
-            .chain(group_notes.into_iter().map(|message| Event::Warning {
-                host: None,
-                message,
-            }))
+            .chain(
+                self.config
+                    .discovery_warnings
+                    .iter()
+                    .cloned()
+                    .chain(group_notes)
+                    .map(|message| Event::Warning {
+                        host: None,
+                        message,
+                    }),
+            )
             .try_for_each(|event| dispatcher.emit(event));
         if let Err(error) = started {
             dispatcher.release();

@@ -13,6 +13,7 @@ use super::source::SourceFile;
 use super::values::IntOrString;
 use crate::model::amount::Amount;
 use crate::model::duration::parse_duration;
+use crate::model::inventory::{NAME_MAX, is_safe_name};
 use crate::model::template::{Template, TemplateError};
 
 /// A template together with where it was written, for checks that need
@@ -155,6 +156,33 @@ impl<'a> Checker<'a> {
             return None;
         }
         Some(text.clone())
+    }
+
+    /// A name that reaches balancer commands: a host, an HAProxy server or
+    /// backend (see [`is_safe_name`]).
+    pub fn name(&mut self, value: &Spanned<String>, what: &str) -> Option<String> {
+        let text = value.get_ref();
+        if is_safe_name(text) {
+            return Some(text.clone());
+        }
+        let problem = if text.len() > NAME_MAX {
+            format!("longer than {NAME_MAX} characters")
+        } else {
+            "expected letters, digits, `.`, `_` and `-`, starting with a letter or digit".to_owned()
+        };
+        let mut help = "names are sent to balancers (HAProxy's runtime API takes `;` and \
+                        newlines as command separators): write a plain name"
+            .to_owned();
+        if what == "host name" {
+            help.push_str(", and `lb_server` if the balancer knows the host by another one");
+        }
+        self.error(
+            value.span(),
+            format!("{text:?} cannot be a {what}"),
+            problem,
+        )
+        .set_help(help);
+        None
     }
 
     pub fn http_url(&mut self, value: &Spanned<String>, what: &str) -> Option<String> {

@@ -24,6 +24,9 @@ pub struct Config {
     pub warnings: Diagnostics,
     /// `--var` values, which every host's variables end with.
     pub overrides: Vars,
+    /// What discovering `[sources]` hosts had to say (a `Name` tag refused
+    /// as a host name); filled by the app, which shows or journals it.
+    pub discovery_warnings: Vec<String>,
 }
 
 impl Config {
@@ -178,6 +181,7 @@ pub fn load_from_text(
         playbook_file,
         warnings: diagnostics,
         overrides,
+        discovery_warnings: Vec::new(),
     })
 }
 

@@ -308,3 +308,27 @@ fn a_tcp_probe_needs_a_port_unless_a_placeholder_gives_it() {
     );
     assert!(stderr.contains("a tcp probe needs HOST:PORT"), "{stderr}");
 }
+
+/// HAProxy's runtime API takes `;` (and a newline) as a command separator:
+/// a name that reaches `set server BACKEND/SERVER state …` must be a plain
+/// identifier, or it could smuggle in a second command.
+#[test]
+fn names_that_reach_balancer_commands_must_be_plain_identifiers() {
+    let inventory = inventory_with(
+        "{ name = \"web-01\", address = \"10.0.1.11\" }",
+        "{ name = \"web-01;disable\", address = \"10.0.1.11\" }",
+    )
+    .replacen(
+        "{ name = \"web-02\", address = \"10.0.1.12\" }",
+        "{ name = \"web-02\", address = \"10.0.1.12\", lb_server = \"web-02;enable\" }",
+        1,
+    )
+    .replacen("backend = \"app\"", "backend = \"app;shutdown\"", 1)
+    .replacen("\"web-03\"", "\"-web-03\"", 1);
+    let stderr = refused(&inventory, PLAYBOOK);
+    assert!(
+        stderr.ends_with("4 errors; nothing was touched\n"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!(stderr);
+}

@@ -327,7 +327,7 @@ fn resolve_host(
         target_id,
         vars,
     } = raw;
-    let name_ok = checker.word(&name, "host name");
+    let name_ok = checker.name(&name, "host name");
     let address = match &address {
         Some(address) => checker.word(address, "address"),
         None => {
@@ -356,7 +356,7 @@ fn resolve_host(
     );
     let lb_server = lb_server
         .as_ref()
-        .and_then(|s| checker.word(s, "server name"));
+        .and_then(|s| checker.name(s, "server name"));
     let target_id = target_id
         .as_ref()
         .and_then(|t| checker.word(t, "target id"));
@@ -448,7 +448,7 @@ fn resolve_balancer(
                 }
             };
             let backend = match &backend {
-                Some(backend) => checker.word(backend, "backend name"),
+                Some(backend) => checker.name(backend, "backend name"),
                 None => {
                     checker
                         .error(raw_span.clone(), format!("balancer `{name}` has no backend"), "`backend` missing")
