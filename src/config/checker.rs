@@ -14,6 +14,7 @@ use super::values::IntOrString;
 use crate::model::amount::Amount;
 use crate::model::duration::parse_duration;
 use crate::model::inventory::{NAME_MAX, is_safe_name};
+use crate::model::shell_context::misquoted_placeholder;
 use crate::model::template::{Template, TemplateError};
 
 /// A template together with where it was written, for checks that need
@@ -128,6 +129,44 @@ impl<'a> Checker<'a> {
                 None
             }
         }
+    }
+
+    /// [`Checker::template`] for a shell command: also refuses a
+    /// placeholder where shell-quoting its value does not keep it one
+    /// literal word (inside double quotes, say; see `model::shell_context`).
+    pub fn shell_template(&mut self, value: &Spanned<String>) -> Option<Template> {
+        let template = self.template(value)?;
+        self.check_shell_quoting(&template, value)?;
+        Some(template)
+    }
+
+    /// Reports the first misquoted placeholder of `template`, written at
+    /// `value`; `None` if there is one.
+    pub fn check_shell_quoting(
+        &mut self,
+        template: &Template,
+        value: &Spanned<String>,
+    ) -> Option<()> {
+        let Some(found) = misquoted_placeholder(template) else {
+            return Some(());
+        };
+        let nth = template.as_str()[..found.offset]
+            .matches(found.placeholder.as_str())
+            .count();
+        let span = self
+            .file
+            .sub_span_nth(&value.span(), &found.placeholder, nth);
+        self.error(
+            span,
+            format!(
+                "placeholder `{}` is {} in a shell command",
+                found.placeholder,
+                found.trap.place()
+            ),
+            "the value's quoting does not hold here",
+        )
+        .set_help(found.trap.help());
+        None
     }
 
     pub fn port(&mut self, value: &Spanned<i64>) -> Option<u16> {

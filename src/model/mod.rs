@@ -5,4 +5,5 @@ pub mod duration;
 pub mod inventory;
 pub mod playbook;
 pub mod redact;
+pub mod shell_context;
 pub mod template;

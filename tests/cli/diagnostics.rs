@@ -332,3 +332,26 @@ fn names_that_reach_balancer_commands_must_be_plain_identifiers() {
     );
     insta::assert_snapshot!(stderr);
 }
+
+/// A value is shell-quoted for a plain command line; inside double (or
+/// single) quotes that quoting no longer holds and a `$(…)` in the value
+/// would run. `validate` points at the placeholder and says to drop the
+/// quotes.
+#[test]
+fn placeholders_inside_quotes_in_shell_commands_are_refused() {
+    let playbook = playbook_with(
+        "run = \"systemctl restart myapp\"",
+        "run = \"echo \\\"deploying {vars.version}\\\" && systemctl restart myapp\"",
+    )
+    .replacen(
+        "max_unavailable = \"50%\"",
+        "max_unavailable = \"50%\"\nskip_if = \"grep -qx '{vars.version}' /etc/myapp/VERSION\"",
+        1,
+    );
+    let stderr = refused(INVENTORY, &playbook);
+    assert!(
+        stderr.ends_with("2 errors; nothing was touched\n"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!(stderr);
+}

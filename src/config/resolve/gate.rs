@@ -69,6 +69,9 @@ pub fn resolve_gate(
         }
     }
     let kind = if let Some(command) = &command {
+        if let Ok(template) = Template::parse(command.get_ref()) {
+            checker.check_shell_quoting(&template, command)?;
+        }
         GateKind::Command {
             command: render(command, vars, Quoting::Shell, checker)?,
         }

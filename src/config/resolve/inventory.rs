@@ -530,7 +530,7 @@ fn resolve_balancer(
         "command" => {
             checker.only_keys_of("a command", what, &present, &["drain", "undrain", "ssh"]);
             let mut command = |value: &Option<Spanned<String>>, key: &str| match value {
-                Some(value) => checker.template(value),
+                Some(value) => checker.shell_template(value),
                 None => {
                     checker.error(
                         raw_span.clone(),
