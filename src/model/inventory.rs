@@ -159,6 +159,9 @@ pub enum BalancerKind {
     Command {
         drain: Template,
         undrain: Template,
+        /// Exit 0 in service, 1 out of service, 2 disabled by an operator.
+        /// Without it, fleetroll cannot tell an operator's disable.
+        status: Option<Template>,
         /// Run the commands on the host itself over SSH instead of locally.
         ssh: bool,
     },

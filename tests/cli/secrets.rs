@@ -3,7 +3,7 @@
 
 use crate::fixture::{Fleet, FleetSpec, InventoryOptions};
 use crate::http_stub::{Stub, closed_port};
-use crate::rollout::{Workdir, assert_all_in_service, playbook, status_json};
+use crate::rollout::{Workdir, assert_all_in_service, playbook_without_ssh_probe, status_json};
 
 /// Given with `--var`, as a real token would be.
 const TOKEN: &str = "t0ken-s3cr3t-4242";
@@ -36,7 +36,7 @@ webhooks = ["{hook}/hook"]
     let work = Workdir::new(
         &fleet,
         &InventoryOptions::default(),
-        &(playbook("", "batch = [1]") + &extra),
+        &(playbook_without_ssh_probe("", "batch = [1]") + &extra),
     );
     let token = format!("token={TOKEN}");
     let run = work.run(&["--json", "--var", &token]);

@@ -394,6 +394,7 @@ fn resolve_balancer(
         port,
         drain,
         undrain,
+        status,
         ssh,
     } = raw.into_inner();
     let name = name.into_inner();
@@ -416,6 +417,7 @@ fn resolve_balancer(
         ("port", span_of(&port)),
         ("drain", span_of(&drain)),
         ("undrain", span_of(&undrain)),
+        ("status", span_of(&status)),
         ("ssh", span_of(&ssh)),
     ];
     let what = "balancer";
@@ -528,7 +530,12 @@ fn resolve_balancer(
             })
         }
         "command" => {
-            checker.only_keys_of("a command", what, &present, &["drain", "undrain", "ssh"]);
+            checker.only_keys_of(
+                "a command",
+                what,
+                &present,
+                &["drain", "undrain", "status", "ssh"],
+            );
             let mut command = |value: &Option<Spanned<String>>, key: &str| match value {
                 Some(value) => checker.shell_template(value),
                 None => {
@@ -542,9 +549,15 @@ fn resolve_balancer(
             };
             let drain = command(&drain, "drain");
             let undrain = command(&undrain, "undrain");
+            // Optional: without it the balancer reports no admin state.
+            let status = match &status {
+                Some(value) => Some(checker.shell_template(value)?),
+                None => None,
+            };
             Some(BalancerKind::Command {
                 drain: drain?,
                 undrain: undrain?,
+                status,
                 ssh: ssh.as_ref().is_some_and(|s| *s.get_ref()),
             })
         }
