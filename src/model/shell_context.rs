@@ -360,7 +360,10 @@ impl Scanner {
                 Ok(i + 1)
             }
             ')' => Ok(self.close_paren(tokens, i, frame)),
-            '<' if char_at(i + 1) == Some('<') => Ok(self.here_document(tokens, i)),
+            // In arithmetic, `<<` is a shift.
+            '<' if char_at(i + 1) == Some('<') && matches!(frame, Frame::Command { .. }) => {
+                Ok(self.here_document(tokens, i))
+            }
             '\n' => Ok(self.newline(i)),
             ' ' | '\t' | ';' | '&' | '|' => {
                 self.word_start = true;

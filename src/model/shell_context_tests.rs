@@ -83,6 +83,7 @@ fn placeholders_in_plain_words_are_accepted() {
         "printf %s \\\\{vars.x}",
         "printf %s \"\\\"\"{vars.x}",
         "printf %s \"$HOME\" >/dev/null; printf %s {vars.x}",
+        "n=$((1 << 2))\nprintf %s {vars.x}",
     ] {
         assert_eq!(verdict(text), None, "{text:?}");
         for value in HOSTILE {
