@@ -212,7 +212,9 @@ fn plan(args: &PlanArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
                     Diagnostic::plain(format!("cannot start the runtime: {e}")).into(),
                 )
             })?;
-        runtime.block_on(sources::resolve_sources(&mut config))?
+        let lines = runtime.block_on(sources::resolve_sources(&mut config))?;
+        sources::print_discovery_warnings(&config, quiet || args.json);
+        lines
     };
     let plan = make_plan(&config, &args.files.limit)?;
     let mut view = PlanView::new(&plan, &config.playbook, &config.inventory);

@@ -123,11 +123,13 @@ pub async fn balancers(inventory: &Inventory) -> HashMap<String, Arc<dyn LoadBal
             BalancerKind::Command {
                 drain,
                 undrain,
+                status,
                 ssh,
             } => Arc::new(CommandBalancer::new(
                 &balancer.name,
                 drain.clone(),
                 undrain.clone(),
+                status.clone(),
                 *ssh,
             )),
             kind @ BalancerKind::AwsTargetGroup { .. } => {
@@ -159,6 +161,11 @@ pub async fn check_balancers(
             let Some(balancer) = balancers.get(name) else {
                 continue;
             };
+            // Checked on the host once the run has connected, before the
+            // host is drained.
+            if balancer.needs_host_session() {
+                continue;
+            }
             if let Err(error) = balancer.status(Target { host, shell: None }).await {
                 problems.push(error.to_string());
                 if error.retryable() {
@@ -495,10 +502,17 @@ impl Rollout<'_> {
         });
         let started = std::iter::once(event)
             .chain(torn_note)
-            .chain(group_notes.into_iter().map(|message| Event::Warning {
-                host: None,
-                message,
-            }))
+            .chain(
+                self.config
+                    .discovery_warnings
+                    .iter()
+                    .cloned()
+                    .chain(group_notes)
+                    .map(|message| Event::Warning {
+                        host: None,
+                        message,
+                    }),
+            )
             .try_for_each(|event| dispatcher.emit(event));
         if let Err(error) = started {
             dispatcher.release();

@@ -13,6 +13,8 @@ use super::source::SourceFile;
 use super::values::IntOrString;
 use crate::model::amount::Amount;
 use crate::model::duration::parse_duration;
+use crate::model::inventory::{NAME_MAX, is_safe_name};
+use crate::model::shell_context::misquoted_placeholder;
 use crate::model::template::{Template, TemplateError};
 
 /// A template together with where it was written, for checks that need
@@ -129,6 +131,44 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// [`Checker::template`] for a shell command: also refuses a
+    /// placeholder where shell-quoting its value does not keep it one
+    /// literal word (inside double quotes, say; see `model::shell_context`).
+    pub fn shell_template(&mut self, value: &Spanned<String>) -> Option<Template> {
+        let template = self.template(value)?;
+        self.check_shell_quoting(&template, value)?;
+        Some(template)
+    }
+
+    /// Reports the first misquoted placeholder of `template`, written at
+    /// `value`; `None` if there is one.
+    pub fn check_shell_quoting(
+        &mut self,
+        template: &Template,
+        value: &Spanned<String>,
+    ) -> Option<()> {
+        let Some(found) = misquoted_placeholder(template) else {
+            return Some(());
+        };
+        let nth = template.as_str()[..found.offset]
+            .matches(found.placeholder.as_str())
+            .count();
+        let span = self
+            .file
+            .sub_span_nth(&value.span(), &found.placeholder, nth);
+        self.error(
+            span,
+            format!(
+                "placeholder `{}` is {} in a shell command",
+                found.placeholder,
+                found.trap.place()
+            ),
+            "the value's quoting does not hold here",
+        )
+        .set_help(found.trap.help());
+        None
+    }
+
     pub fn port(&mut self, value: &Spanned<i64>) -> Option<u16> {
         match u16::try_from(*value.get_ref()) {
             Ok(port) if port != 0 => Some(port),
@@ -155,6 +195,33 @@ impl<'a> Checker<'a> {
             return None;
         }
         Some(text.clone())
+    }
+
+    /// A name that reaches balancer commands: a host, an HAProxy server or
+    /// backend (see [`is_safe_name`]).
+    pub fn name(&mut self, value: &Spanned<String>, what: &str) -> Option<String> {
+        let text = value.get_ref();
+        if is_safe_name(text) {
+            return Some(text.clone());
+        }
+        let problem = if text.len() > NAME_MAX {
+            format!("longer than {NAME_MAX} characters")
+        } else {
+            "expected letters, digits, `.`, `_` and `-`, starting with a letter or digit".to_owned()
+        };
+        let mut help = "names are sent to balancers (HAProxy's runtime API takes `;` and \
+                        newlines as command separators): write a plain name"
+            .to_owned();
+        if what == "host name" {
+            help.push_str(", and `lb_server` if the balancer knows the host by another one");
+        }
+        self.error(
+            value.span(),
+            format!("{text:?} cannot be a {what}"),
+            problem,
+        )
+        .set_help(help);
+        None
     }
 
     pub fn http_url(&mut self, value: &Spanned<String>, what: &str) -> Option<String> {

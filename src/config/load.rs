@@ -24,6 +24,9 @@ pub struct Config {
     pub warnings: Diagnostics,
     /// `--var` values, which every host's variables end with.
     pub overrides: Vars,
+    /// What discovering `[sources]` hosts had to say (a `Name` tag refused
+    /// as a host name); filled by the app, which shows or journals it.
+    pub discovery_warnings: Vec<String>,
 }
 
 impl Config {
@@ -211,6 +214,7 @@ pub fn load_from_text(
         playbook_file,
         warnings: diagnostics,
         overrides,
+        discovery_warnings: Vec::new(),
     })
 }
 
@@ -335,4 +339,66 @@ fn find_quoted(file: &SourceFile, key: &str, value: &str) -> Option<std::ops::Ra
     let key_at = text.find(key)?;
     let value_at = text[key_at..].find(&quoted)? + key_at;
     Some(value_at..value_at + quoted.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVENTORY: &str = r#"
+[zones.a]
+hosts = [{ name = "web-01", address = "10.0.0.1" }]
+"#;
+
+    /// Loads `playbook` with the small inventory above and `--var` values.
+    pub(crate) fn load_playbook(
+        playbook: &str,
+        overrides: &[(String, String)],
+    ) -> Result<Config, Diagnostics> {
+        load_from_text(
+            SourceFile::new("inventory.toml", INVENTORY.to_owned()),
+            SourceFile::new("playbook.toml", playbook.to_owned()),
+            Path::new("."),
+            &LoadOptions {
+                overrides,
+                home: None,
+            },
+        )
+    }
+
+    #[test]
+    fn probes_and_gates_are_named_by_their_template_without_secrets() {
+        let playbook = r#"name = "p"
+[[steps]]
+run = "true"
+[[probes]]
+http = "http://ops:pa55-SECRET@{address}:8080/healthz?token={vars.token}"
+[[gates]]
+http = "http://ops:pa55-SECRET@gate.example:80/ok?token={vars.token}"
+[[gates]]
+prometheus = "http://prom:9090"
+query = "up{job='{vars.token}'}"
+max = 1
+[[gates]]
+command = "check --token {vars.token}"
+"#;
+        let overrides = [("token".to_owned(), "t0ken-SECRET".to_owned())];
+        let config = load_playbook(playbook, &overrides).expect("valid");
+        let names: Vec<&str> = config
+            .playbook
+            .probes
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(config.playbook.gates.iter().map(|g| g.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "http http://{address}:8080/healthz?…",
+                "http http://gate.example:80/ok?…",
+                "prometheus up{job='{vars.token}'}",
+                "command check --token {vars.token}",
+            ]
+        );
+    }
 }

@@ -100,6 +100,7 @@ pub struct RawBalancer {
     // command
     pub drain: Option<S<String>>,
     pub undrain: Option<S<String>>,
+    pub status: Option<S<String>>,
     pub ssh: Option<S<bool>>,
 }
 

@@ -46,6 +46,22 @@ impl SourceFile {
     /// placeholder error should point at the placeholder itself. When the
     /// needle cannot be found verbatim (escapes, continuation lines), the
     /// whole value is the best we can do.
+    /// Like [`SourceFile::sub_span`], for the `nth` (from 0) occurrence.
+    pub fn sub_span_nth(
+        &self,
+        value_span: &Range<usize>,
+        needle: &str,
+        nth: usize,
+    ) -> Range<usize> {
+        self.text
+            .get(value_span.clone())
+            .and_then(|raw| raw.match_indices(needle).nth(nth))
+            .map_or(value_span.clone(), |(at, _)| {
+                let start = value_span.start + at;
+                start..start + needle.len()
+            })
+    }
+
     pub fn sub_span(&self, value_span: &Range<usize>, needle: &str) -> Range<usize> {
         self.text
             .get(value_span.clone())
@@ -74,5 +90,14 @@ mod tests {
         let file = SourceFile::new("f.toml", "run = \"echo {nope}\"\n");
         assert_eq!(file.sub_span(&(6..19), "{nope}"), 12..18);
         assert_eq!(file.sub_span(&(6..19), "{absent}"), 6..19);
+    }
+
+    #[test]
+    fn sub_span_nth_finds_a_later_occurrence() {
+        let file = SourceFile::new("f.toml", "run = \"echo {host} \\\"{host}\\\"\"\n");
+        let value = 6..file.text().len() - 1;
+        assert_eq!(file.sub_span_nth(&value, "{host}", 0), 12..18);
+        assert_eq!(file.sub_span_nth(&value, "{host}", 1), 21..27);
+        assert_eq!(file.sub_span_nth(&value, "{host}", 2), value);
     }
 }

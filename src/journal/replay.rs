@@ -232,13 +232,15 @@ impl RunRecord {
                 exit_code,
                 ok,
                 output_tail,
+                rollback,
                 ..
             } => {
                 let record = self
                     .hosts
                     .entry(host.clone())
                     .or_insert_with(HostRecord::new);
-                if *ok && *index == record.steps_done {
+                // Rollback steps are numbered apart from the forward ones.
+                if *ok && !*rollback && *index == record.steps_done {
                     record.steps_done += 1;
                 } else if !*ok {
                     record.failed_step = Some(FailedStep {

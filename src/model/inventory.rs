@@ -71,6 +71,25 @@ pub struct Host {
     pub aws: Option<AwsOrigin>,
 }
 
+/// The longest name a host, server or backend may have: a DNS name's.
+pub const NAME_MAX: usize = 253;
+
+/// Whether `name` may name a host, an HAProxy server or a backend: letters,
+/// digits, `.`, `_` and `-`, starting with a letter or digit, at most
+/// [`NAME_MAX`] long. Names reach balancer commands: HAProxy's runtime API
+/// splits commands at `;` and newlines, and a command balancer's program
+/// would take a leading `-` for an option.
+pub fn is_safe_name(name: &str) -> bool {
+    name.len() <= NAME_MAX
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// The source and Auto Scaling group of a discovered instance.
 #[derive(Debug, Clone)]
 pub struct AwsOrigin {
@@ -159,6 +178,9 @@ pub enum BalancerKind {
     Command {
         drain: Template,
         undrain: Template,
+        /// Exit 0 in service, 1 out of service, 2 disabled by an operator.
+        /// Without it, fleetroll cannot tell an operator's disable.
+        status: Option<Template>,
         /// Run the commands on the host itself over SSH instead of locally.
         ssh: bool,
     },
@@ -234,6 +256,27 @@ pub enum AddressKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn safe_names_are_plain_identifiers() {
+        let long = "a".repeat(NAME_MAX);
+        for name in [
+            "web-01",
+            "web_01.eu-west-1.internal",
+            "i-0abc",
+            "10.0.0.1",
+            &long,
+        ] {
+            assert!(is_safe_name(name), "{name}");
+        }
+        let too_long = "a".repeat(NAME_MAX + 1);
+        for name in [
+            "", "web;01", "web 01", "web\n01", "app/web", "-rf", ".hidden", "wéb", "srv:80",
+            &too_long,
+        ] {
+            assert!(!is_safe_name(name), "{name:?}");
+        }
+    }
 
     #[test]
     fn parses_jump_hosts_like_proxyjump() {

@@ -4,4 +4,6 @@ pub mod amount;
 pub mod duration;
 pub mod inventory;
 pub mod playbook;
+pub mod redact;
+pub mod shell_context;
 pub mod template;

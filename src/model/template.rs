@@ -106,6 +106,13 @@ impl Template {
         &self.text
     }
 
+    /// Whether anything is substituted into the template.
+    pub fn has_placeholders(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| !matches!(s, Segment::Literal(_)))
+    }
+
     /// Whether the template reads `{host}`, `{address}` or `{zone}`.
     pub fn uses_host_values(&self) -> bool {
         self.segments
@@ -178,7 +185,7 @@ pub fn is_identifier(name: &str) -> bool {
 
 /// At a `{`, the placeholder name and the text after its `}`, if this brace
 /// opens a placeholder: a name made of letters, digits, `_`, `-` and `.`.
-fn placeholder_at(tail: &str) -> Option<(&str, &str)> {
+pub(super) fn placeholder_at(tail: &str) -> Option<(&str, &str)> {
     let body = tail.strip_prefix('{')?;
     let end = body.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))?;
     if end == 0 || !body[end..].starts_with('}') {

@@ -88,6 +88,13 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
     /// The pool's health, when the balancer can report it.
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError>;
 
+    /// Whether every call needs the host's SSH session (a command balancer
+    /// with `ssh = true`): such a balancer cannot be checked before the
+    /// run connects to the host.
+    fn needs_host_session(&self) -> bool {
+        false
+    }
+
     /// How long a drain of this host can take at most by the balancer's own
     /// settings (an ELBv2 deregistration delay), when it has one; the wait
     /// is bounded by this and by `[drain].timeout`, whichever is shorter.

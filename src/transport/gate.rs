@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::http_error::describe;
 use crate::model::playbook::{Gate, GateKind};
 
 /// A gate's verdict, with the value or output it saw.
@@ -73,7 +74,7 @@ async fn evaluate(gate: &Gate, http: &reqwest::Client) -> GateResult {
             expect_status,
             expect_body,
         } => match http.get(url).send().await {
-            Err(error) => GateResult::fail(format!("GET {}: {error}", redact(url))),
+            Err(error) => GateResult::fail(format!("GET {}: {}", redact(url), describe(error))),
             Ok(response) => {
                 let status = response.status().as_u16();
                 let body = response.text().await.unwrap_or_default();
@@ -101,7 +102,9 @@ async fn evaluate(gate: &Gate, http: &reqwest::Client) -> GateResult {
             endpoint.query_pairs_mut().append_pair("query", query);
             let response = http.get(endpoint).send().await;
             let body = match response {
-                Err(error) => return GateResult::fail(format!("query {}: {error}", redact(url))),
+                Err(error) => {
+                    return GateResult::fail(format!("query {}: {}", redact(url), describe(error)));
+                }
                 Ok(response) if !response.status().is_success() => {
                     return GateResult::fail(format!(
                         "query {}: HTTP {}",
@@ -176,7 +179,8 @@ pub fn query_value(body: &str) -> Result<f64, String> {
         .ok_or_else(|| "the sample has no numeric value".to_owned())
 }
 
-/// A URL shown in messages without path or query, which may hold secrets.
+/// A URL shown in details without userinfo, path or query, which may hold
+/// secrets; the gate's name shows its path (from the file, not rendered).
 fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(parsed) => format!(
@@ -315,6 +319,38 @@ mod tests {
             !check_gate(&prometheus(empty, 1.0), &http).await.ok,
             "no data is not a pass"
         );
+    }
+
+    #[tokio::test]
+    async fn failing_http_gates_keep_url_secrets_out_of_their_detail() {
+        let closed = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        let http = gate_client();
+        let with_secrets = |base: String| base.replace("http://", "http://ops:pa55-SECRET@");
+        let web = gate(GateKind::Http {
+            url: with_secrets(format!("http://{closed}/gate?token=t0ken-SECRET")),
+            expect_status: 200,
+            expect_body: None,
+        });
+        let prometheus = gate(GateKind::Prometheus {
+            url: with_secrets(format!("http://{closed}/prom?token=t0ken-SECRET")),
+            query: "up".into(),
+            max: Some(1.0),
+            min: None,
+        });
+        for gate in [web, prometheus] {
+            let result = check_gate(&gate, &http).await;
+            assert!(!result.ok, "{result:?}");
+            assert!(
+                result.detail.contains(&format!("http://{closed}")),
+                "{result:?}"
+            );
+            for secret in ["t0ken-SECRET", "pa55-SECRET", "/gate", "/prom"] {
+                assert!(!result.detail.contains(secret), "{result:?}");
+            }
+        }
     }
 
     #[tokio::test]

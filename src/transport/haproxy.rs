@@ -29,6 +29,17 @@ impl Haproxy {
 
     /// Sends one command and returns HAProxy's whole reply.
     pub async fn command(&self, command: &str) -> Result<String, BalancerError> {
+        // The runtime API runs each `;`- or newline-separated part as a
+        // command of its own. Names are checked where they come from (the
+        // inventory, discovery); this is the last line, for names from
+        // anywhere else (an old journal, say).
+        if command.contains([';', '\n', '\r']) {
+            return Err(BalancerError::Refused {
+                balancer: self.name.clone(),
+                command: format!("{command:?}"),
+                reply: "not sent: a name in it is not a plain identifier".to_owned(),
+            });
+        }
         let unreachable = |reason: String| BalancerError::Unreachable {
             balancer: self.name.clone(),
             reason,
@@ -364,6 +375,21 @@ mod tests {
         // Nothing the journal does not call drained is touched.
         assert!(lb.reassert_drains(&[]).await.unwrap().is_empty());
         assert_eq!(drains(&seen), 2);
+    }
+
+    /// A server name with a command separator (from an old journal, say)
+    /// never reaches the runtime API.
+    #[tokio::test]
+    async fn a_command_with_a_separator_is_never_sent() {
+        let pid = std::sync::Arc::new(std::sync::Mutex::new(100));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let address = fake_runtime_api(pid, seen.clone()).await;
+        let lb = Haproxy::new("web", HaproxyEndpoint::Address(address), "app");
+        for server in ["web-01;shutdown sessions server app/web-02", "web-01\nx"] {
+            let error = lb.set_state(server, "ready").await.unwrap_err();
+            assert!(matches!(error, BalancerError::Refused { .. }), "{error:?}");
+        }
+        assert!(seen.lock().unwrap().is_empty(), "{seen:?}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod command_balancer;
 pub mod fake;
 pub mod gate;
 pub mod haproxy;
+pub mod http_error;
 pub mod probe;
 pub mod shell;
 pub mod ssh;

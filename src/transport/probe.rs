@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::http_error::describe;
 use super::shell::RemoteShell;
 use crate::model::inventory::Host;
 use crate::model::playbook::{Probe, ProbeKind};
@@ -60,31 +61,34 @@ impl Prober {
                     Ok(body) => body,
                     Err(error) => return fail(error.to_string()),
                 };
+                // The details name no URL: the probe's name shows its
+                // template, and the rendered URL may carry a secret (a
+                // token in the query, a `{vars.*}` value).
                 let response = self.http.get(&url).timeout(timeout).send().await;
                 let response = match response {
                     Ok(response) => response,
-                    Err(error) => return fail(format!("GET {url}: {}", short_error(&error))),
+                    Err(error) => return fail(describe(error)),
                 };
                 let status = response.status().as_u16();
                 let body = match tokio::time::timeout(timeout, response.text()).await {
                     Ok(Ok(body)) => body,
-                    Ok(Err(error)) => return fail(format!("GET {url}: {}", short_error(&error))),
-                    Err(_) => return fail(format!("GET {url}: body not read within {timeout:?}")),
+                    Ok(Err(error)) => {
+                        return fail(format!("reading the body: {}", describe(error)));
+                    }
+                    Err(_) => return fail(format!("body not read within {timeout:?}")),
                 };
                 if status != *expect_status {
-                    return fail(format!(
-                        "GET {url}: status {status}, expected {expect_status}"
-                    ));
+                    return fail(format!("status {status}, expected {expect_status}"));
                 }
                 if let Some(expected) = expected_body
                     && !body.contains(&expected)
                 {
                     let seen: String = body.trim().chars().take(60).collect();
-                    return fail(format!("GET {url}: body lacks {expected:?} (got {seen:?})"));
+                    return fail(format!("body lacks {expected:?} (got {seen:?})"));
                 }
                 ProbeResult {
                     ok: true,
-                    detail: format!("GET {url}: {status}"),
+                    detail: format!("status {status}"),
                 }
             }
             ProbeKind::Tcp { target } => {
@@ -133,16 +137,6 @@ impl Default for Prober {
     }
 }
 
-fn short_error(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "connection refused or unreachable".to_owned()
-    } else {
-        error.to_string()
-    }
-}
-
 fn last_line(stdout: &str, stderr: &str) -> String {
     let text = if stderr.trim().is_empty() {
         stdout
@@ -150,4 +144,98 @@ fn last_line(stdout: &str, stderr: &str) -> String {
         stderr
     };
     text.trim().lines().last().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::model::inventory::SshSettings;
+    use crate::model::template::Template;
+
+    const SECRET: &str = "t0ken-SECRET";
+    const PASSWORD: &str = "pa55-SECRET";
+
+    fn host() -> Host {
+        Host {
+            name: "web-01".into(),
+            address: "127.0.0.1".into(),
+            zone: "a".into(),
+            ssh: SshSettings {
+                user: "root".into(),
+                port: 22,
+                identity_file: None,
+                known_hosts: None,
+                jump: None,
+                sudo: false,
+            },
+            balancers: Vec::new(),
+            lb_server: "web-01".into(),
+            target_id: None,
+            vars: [("token".to_owned(), SECRET.to_owned())].into(),
+            aws: None,
+        }
+    }
+
+    fn probe(port: u16, expect_body: Option<&str>) -> Probe {
+        let url = format!("http://ops:{PASSWORD}@{{address}}:{port}/healthz?token={{vars.token}}");
+        Probe {
+            name: "http".into(),
+            kind: ProbeKind::Http {
+                url: Template::parse(&url).unwrap(),
+                expect_status: 200,
+                expect_body: expect_body.map(|b| Template::parse(b).unwrap()),
+            },
+        }
+    }
+
+    /// A loopback server that answers each connection with `reply` (raw
+    /// bytes, possibly nothing) and closes it.
+    async fn server(reply: &'static str) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream.write_all(reply.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn failing_http_probes_keep_url_secrets_out_of_their_detail() {
+        let closed = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let hangs_up = server("").await;
+        let garbage = server("this is not HTTP\r\n\r\n").await;
+        let broken =
+            server("HTTP/1.1 500 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        let other =
+            server("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello").await;
+        let prober = Prober::new();
+        let host = host();
+        let cases = [
+            (closed, None, "connection refused"),
+            (hangs_up, None, ""),
+            (garbage, None, ""),
+            (broken, None, "status 500, expected 200"),
+            (other, Some("expected text"), "body lacks"),
+        ];
+        for (port, body, expected) in cases {
+            let result = prober
+                .check(&probe(port, body), &host, None, Duration::from_secs(5))
+                .await;
+            assert!(!result.ok, "port {port}: {result:?}");
+            assert!(result.detail.contains(expected), "{result:?}");
+            for secret in [SECRET, PASSWORD] {
+                assert!(!result.detail.contains(secret), "{result:?}");
+            }
+        }
+    }
 }

@@ -308,3 +308,50 @@ fn a_tcp_probe_needs_a_port_unless_a_placeholder_gives_it() {
     );
     assert!(stderr.contains("a tcp probe needs HOST:PORT"), "{stderr}");
 }
+
+/// HAProxy's runtime API takes `;` (and a newline) as a command separator:
+/// a name that reaches `set server BACKEND/SERVER state …` must be a plain
+/// identifier, or it could smuggle in a second command.
+#[test]
+fn names_that_reach_balancer_commands_must_be_plain_identifiers() {
+    let inventory = inventory_with(
+        "{ name = \"web-01\", address = \"10.0.1.11\" }",
+        "{ name = \"web-01;disable\", address = \"10.0.1.11\" }",
+    )
+    .replacen(
+        "{ name = \"web-02\", address = \"10.0.1.12\" }",
+        "{ name = \"web-02\", address = \"10.0.1.12\", lb_server = \"web-02;enable\" }",
+        1,
+    )
+    .replacen("backend = \"app\"", "backend = \"app;shutdown\"", 1)
+    .replacen("\"web-03\"", "\"-web-03\"", 1);
+    let stderr = refused(&inventory, PLAYBOOK);
+    assert!(
+        stderr.ends_with("4 errors; nothing was touched\n"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+/// A value is shell-quoted for a plain command line; inside double (or
+/// single) quotes that quoting no longer holds and a `$(…)` in the value
+/// would run. `validate` points at the placeholder and says to drop the
+/// quotes.
+#[test]
+fn placeholders_inside_quotes_in_shell_commands_are_refused() {
+    let playbook = playbook_with(
+        "run = \"systemctl restart myapp\"",
+        "run = \"echo \\\"deploying {vars.version}\\\" && systemctl restart myapp\"",
+    )
+    .replacen(
+        "max_unavailable = \"50%\"",
+        "max_unavailable = \"50%\"\nskip_if = \"grep -qx '{vars.version}' /etc/myapp/VERSION\"",
+        1,
+    );
+    let stderr = refused(INVENTORY, &playbook);
+    assert!(
+        stderr.ends_with("2 errors; nothing was touched\n"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!(stderr);
+}

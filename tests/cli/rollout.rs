@@ -570,6 +570,91 @@ undrain = "echo undrain {{host}} >> {local}"
     );
 }
 
+/// [`playbook`] without its probe over SSH, which a loaded machine can make
+/// miss its per-round bound (see tests/cli/promises.rs); the HTTP and TCP
+/// probes prove the new version serves.
+pub(crate) fn playbook_without_ssh_probe(extra_step: &str, strategy: &str) -> String {
+    let text = playbook(extra_step, strategy);
+    let cut = text
+        .find("\n[[probes]]\ncommand = ")
+        .expect("playbook's command probe");
+    text[..=cut].to_owned()
+}
+
+/// A command balancer's `status` (exit 2: disabled by an operator) lets
+/// fleetroll see an operator's disable, as HAProxy's maint does: the host is
+/// skipped, never drained and never returned to service. Exit 1 (out of
+/// service) after an undrain is waited for, exit 0 ends the wait.
+#[test]
+fn a_command_balancer_status_of_2_skips_the_host_and_never_drains_or_undrains_it() {
+    let fleet = Fleet::start(FleetSpec::new(1, 3));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions {
+            balancer: crate::fixture::BalancerAccess::None,
+            ..InventoryOptions::default()
+        },
+        &playbook_without_ssh_probe("", "batch = [1]"),
+    );
+    // The state each balancer keeps: files on the host (over SSH) or in the
+    // scratch directory (locally). An operator disabled web-02 in the local
+    // balancer and web-03 in the one on the host.
+    let local = work.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    std::fs::write(local.join("web-02.operator"), "").unwrap();
+    std::fs::write(fleet.host("web-03").dir.join("operator"), "").unwrap();
+    let path = work.path().join("inventory.toml");
+    let inventory = std::fs::read_to_string(&path).unwrap().replacen(
+        "balancer = \"none\"",
+        "balancer = [\"viassh\", \"local\"]",
+        1,
+    ) + &format!(
+        r#"
+[balancers.viassh]
+kind = "command"
+ssh = true
+drain = "touch {{vars.dir}}/drained && echo drain {{host}} >> {{vars.dir}}/runs.log"
+undrain = "rm {{vars.dir}}/drained && echo undrain {{host}} >> {{vars.dir}}/runs.log"
+# Exit 3 (an error) unless it really runs over SSH.
+status = "test -n \"$SSH_CONNECTION\" || exit 3; test ! -e {{vars.dir}}/operator || exit 2; test ! -e {{vars.dir}}/drained"
+
+[balancers.local]
+kind = "command"
+drain = "touch {local}/{{host}}.drained && echo drain {{host}} >> {local}/log"
+undrain = "rm {local}/{{host}}.drained && echo undrain {{host}} >> {local}/log"
+status = "test ! -e {local}/{{host}}.operator || exit 2; test ! -e {local}/{{host}}.drained"
+"#,
+        local = local.display()
+    );
+    std::fs::write(&path, inventory).unwrap();
+    let run = work.run(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let status = status_json(&work);
+    for (host, balancer) in [("web-02", "local"), ("web-03", "viassh")] {
+        assert_eq!(status["hosts"][host]["outcome"], "skipped", "{host}");
+        let detail = status["hosts"][host]["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("disabled in balancer {balancer}")),
+            "{host}: {detail}"
+        );
+        // Neither drained nor returned by either balancer, nor deployed.
+        assert!(fleet.host(host).deploys().is_empty(), "{host}");
+        assert_eq!(fleet.host(host).version(), "1.0", "{host}");
+    }
+    assert_eq!(
+        fleet.host("web-01").deploys(),
+        ["drain web-01", "deploy 2.0", "undrain web-01"]
+    );
+    let log = std::fs::read_to_string(local.join("log")).unwrap();
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        ["drain web-01", "undrain web-01"]
+    );
+    // The operators' disables are still there.
+    assert!(local.join("web-02.operator").exists());
+    assert!(fleet.host("web-03").dir.join("operator").exists());
+}
+
 /// A playbook whose second step reboots, reading the boot id from a file in
 /// the host's directory that the "reboot" command may or may not change.
 fn reboot_playbook(reboot_command: &str) -> String {

@@ -10,6 +10,7 @@ use toml::Spanned;
 use crate::config::checker::Checker;
 use crate::config::raw::RawGate;
 use crate::model::playbook::{Gate, GateKind};
+use crate::model::redact::redact_url;
 use crate::model::template::{Quoting, Template, TemplateContext, Vars};
 
 pub fn resolve_gate(
@@ -68,6 +69,9 @@ pub fn resolve_gate(
         }
     }
     let kind = if let Some(command) = &command {
+        if let Ok(template) = Template::parse(command.get_ref()) {
+            checker.check_shell_quoting(&template, command)?;
+        }
         GateKind::Command {
             command: render(command, vars, Quoting::Shell, checker)?,
         }
@@ -125,12 +129,20 @@ pub fn resolve_gate(
             min: min.map(Spanned::into_inner),
         }
     };
+    // Named as written, not as rendered: a `{vars.*}` value may be a
+    // secret, and names go into events, the journal and halt reasons.
+    let written = |value: &Option<Spanned<String>>| {
+        value
+            .as_ref()
+            .map(|v| v.get_ref().clone())
+            .unwrap_or_default()
+    };
     let name = name
         .map(Spanned::into_inner)
         .unwrap_or_else(|| match &kind {
-            GateKind::Command { command } => format!("command {command}"),
-            GateKind::Http { url, .. } => format!("http {url}"),
-            GateKind::Prometheus { query, .. } => format!("prometheus {query}"),
+            GateKind::Command { .. } => format!("command {}", written(&command)),
+            GateKind::Http { .. } => format!("http {}", redact_url(&written(&http))),
+            GateKind::Prometheus { .. } => format!("prometheus {}", written(&query)),
         });
     Some(Gate {
         name,

@@ -330,7 +330,7 @@ fn resolve_host(
         target_id,
         vars,
     } = raw;
-    let name_ok = checker.word(&name, "host name");
+    let name_ok = checker.name(&name, "host name");
     let address = match &address {
         Some(address) => checker.word(address, "address"),
         None => {
@@ -359,7 +359,7 @@ fn resolve_host(
     );
     let lb_server = lb_server
         .as_ref()
-        .and_then(|s| checker.word(s, "server name"));
+        .and_then(|s| checker.name(s, "server name"));
     let target_id = target_id
         .as_ref()
         .and_then(|t| checker.word(t, "target id"));
@@ -397,6 +397,7 @@ fn resolve_balancer(
         port,
         drain,
         undrain,
+        status,
         ssh,
     } = raw.into_inner();
     let name = name.into_inner();
@@ -419,6 +420,7 @@ fn resolve_balancer(
         ("port", span_of(&port)),
         ("drain", span_of(&drain)),
         ("undrain", span_of(&undrain)),
+        ("status", span_of(&status)),
         ("ssh", span_of(&ssh)),
     ];
     let what = "balancer";
@@ -451,7 +453,7 @@ fn resolve_balancer(
                 }
             };
             let backend = match &backend {
-                Some(backend) => checker.word(backend, "backend name"),
+                Some(backend) => checker.name(backend, "backend name"),
                 None => {
                     checker
                         .error(raw_span.clone(), format!("balancer `{name}` has no backend"), "`backend` missing")
@@ -531,9 +533,14 @@ fn resolve_balancer(
             })
         }
         "command" => {
-            checker.only_keys_of("a command", what, &present, &["drain", "undrain", "ssh"]);
+            checker.only_keys_of(
+                "a command",
+                what,
+                &present,
+                &["drain", "undrain", "status", "ssh"],
+            );
             let mut command = |value: &Option<Spanned<String>>, key: &str| match value {
-                Some(value) => checker.template(value),
+                Some(value) => checker.shell_template(value),
                 None => {
                     checker.error(
                         raw_span.clone(),
@@ -545,9 +552,15 @@ fn resolve_balancer(
             };
             let drain = command(&drain, "drain");
             let undrain = command(&undrain, "undrain");
+            // Optional: without it the balancer reports no admin state.
+            let status = match &status {
+                Some(value) => Some(checker.shell_template(value)?),
+                None => None,
+            };
             Some(BalancerKind::Command {
                 drain: drain?,
                 undrain: undrain?,
+                status,
                 ssh: ssh.as_ref().is_some_and(|s| *s.get_ref()),
             })
         }

@@ -15,6 +15,7 @@ use crate::model::playbook::{
     DrainPolicy, HealthPolicy, OnFailure, Playbook, Probe, ProbeKind, Step, StepAction, Strategy,
     Window, ZoneMode,
 };
+use crate::model::redact::redact_url;
 use crate::model::template::Template;
 
 /// A playbook whose fleet-level strings (gates) still need the final vars.
@@ -233,7 +234,7 @@ fn resolve_strategy(raw: RawStrategy, checker: &mut Checker<'_>) -> Strategy {
         max_failed_per_zone: max_failed_per_zone.as_ref().and_then(|m| checker.amount(m)),
         on_failure,
         min_healthy,
-        skip_if: skip_if.as_ref().and_then(|s| checker.template(s)),
+        skip_if: skip_if.as_ref().and_then(|s| checker.shell_template(s)),
     }
 }
 
@@ -419,17 +420,17 @@ fn resolve_step(index: usize, raw: Spanned<RawStep>, checker: &mut Checker<'_>) 
     // pass over the file reports every problem in the step.
     let (action, default_timeout, default_estimate) = if let Some(run) = &run {
         (
-            checker.template(run).map(StepAction::Run),
+            checker.shell_template(run).map(StepAction::Run),
             Duration::from_secs(600),
             Duration::from_secs(30),
         )
     } else if reboot_on {
         let command = match &reboot_command {
-            Some(command) => checker.template(command),
+            Some(command) => checker.shell_template(command),
             None => Template::parse("systemctl reboot").ok(),
         };
         let boot_id = match &boot_id_file {
-            Some(path) => checker.template(path),
+            Some(path) => checker.shell_template(path),
             None => Template::parse("/proc/sys/kernel/random/boot_id").ok(),
         };
         (
@@ -483,7 +484,7 @@ fn resolve_step(index: usize, raw: Spanned<RawStep>, checker: &mut Checker<'_>) 
             }
         },
     };
-    let only_if = only_if.as_ref().and_then(|o| checker.template(o));
+    let only_if = only_if.as_ref().and_then(|o| checker.shell_template(o));
     let action = action?;
     let name = match &name {
         Some(name) => name.get_ref().clone(),
@@ -653,13 +654,14 @@ fn resolve_probe(index: usize, raw: Spanned<RawProbe>, checker: &mut Checker<'_>
         ProbeKind::Tcp { target: template }
     } else {
         ProbeKind::Command {
-            command: checker.template(command.as_ref()?)?,
+            command: checker.shell_template(command.as_ref()?)?,
         }
     };
     let name = name
         .map(Spanned::into_inner)
         .unwrap_or_else(|| match &kind {
-            ProbeKind::Http { url, .. } => format!("http {url}"),
+            // Userinfo and query may hold secrets even as written.
+            ProbeKind::Http { url, .. } => format!("http {}", redact_url(url.as_str())),
             ProbeKind::Tcp { target } => format!("tcp {target}"),
             ProbeKind::Command { command } => format!("command {command}"),
         });

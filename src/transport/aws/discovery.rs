@@ -13,7 +13,7 @@ use aws_sdk_autoscaling::types::LifecycleState;
 use aws_sdk_ec2::types::{Filter, Instance};
 
 use super::config::{AwsError, sdk_config};
-use crate::model::inventory::{AddressKind, Host, Source, SourceKind};
+use crate::model::inventory::{AddressKind, Host, Source, SourceKind, is_safe_name};
 
 /// Values per EC2 filter: DescribeInstances accepts at most 200.
 const MAX_FILTER_VALUES: usize = 200;
@@ -32,6 +32,9 @@ pub struct DiscoveredHost {
     pub address: String,
     /// The Auto Scaling group the instance belongs to, if any.
     pub asg: Option<String>,
+    /// The `Name` tag, when it could not name a host and the instance id
+    /// stands in for it (see [`is_safe_name`]).
+    pub refused_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -278,14 +281,25 @@ pub fn hosts_from(
             .and_then(|p| p.availability_zone())
             .or(member.map(|(_, zone)| zone.as_str()))
             .unwrap_or_default();
+        // A Name tag is written by whoever may tag instances, and becomes
+        // the host's name and HAProxy server name: one that is not a plain
+        // identifier gives way to the instance id (unique, stable, plain),
+        // so the instance is still rolled, and a balancer that knows it by
+        // that tag refuses it loudly rather than receiving the tag.
+        let name_tag = tag(instance, "Name");
+        let refused_name = name_tag.filter(|n| !is_safe_name(n)).map(str::to_owned);
         found.push(DiscoveredHost {
-            name: tag(instance, "Name").unwrap_or(id).to_owned(),
+            name: name_tag
+                .filter(|n| is_safe_name(n))
+                .unwrap_or(id)
+                .to_owned(),
             instance_id: id.to_owned(),
             zone: zone.to_owned(),
             address: address.to_owned(),
             asg: member
                 .map(|(group, _)| group.clone())
                 .or_else(|| tag(instance, ASG_TAG).map(str::to_owned)),
+            refused_name,
         });
     }
     Ok(finish(found))
@@ -302,7 +316,14 @@ pub fn finish(mut found: Vec<DiscoveredHost>) -> Vec<DiscoveredHost> {
     }
     for host in &mut found {
         if counts[&host.name] > 1 && host.name != host.instance_id {
-            host.name = format!("{}-{}", host.name, host.instance_id);
+            let shared = format!("{}-{}", host.name, host.instance_id);
+            if is_safe_name(&shared) {
+                host.name = shared;
+            } else {
+                // Too long with the id appended: the id alone.
+                host.refused_name =
+                    Some(std::mem::replace(&mut host.name, host.instance_id.clone()));
+            }
         }
     }
     found.sort_by(|a, b| {
@@ -438,6 +459,46 @@ mod tests {
         assert_eq!(found[1].asg, None);
     }
 
+    /// A `Name` tag becomes the host's name and its HAProxy server name, and
+    /// anyone who can tag an instance can write one: a tag that is not a
+    /// plain identifier is replaced by the instance id, and said so.
+    #[test]
+    fn name_tags_that_are_not_plain_identifiers_give_way_to_the_instance_id() {
+        let instances = [
+            instance("i-1", "eu-west-1a", Some("web-01;disable server"), false),
+            instance(
+                "i-2",
+                "eu-west-1a",
+                Some("web-02\nset server app/web-03 state ready"),
+                false,
+            ),
+            instance("i-3", "eu-west-1a", Some("--all"), false),
+            instance("i-4", "eu-west-1a", Some(&"w".repeat(300)), false),
+            instance(
+                "i-5",
+                "eu-west-1a",
+                Some("web-05.eu-west-1.internal"),
+                false,
+            ),
+        ];
+        let found =
+            hosts_from(&source(AddressKind::PrivateIp), &instances, &HashMap::new()).unwrap();
+        let names: Vec<(&str, Option<&str>)> = found
+            .iter()
+            .map(|h| (h.name.as_str(), h.refused_name.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("i-1", Some("web-01;disable server")),
+                ("i-2", Some("web-02\nset server app/web-03 state ready")),
+                ("i-3", Some("--all")),
+                ("i-4", Some("w".repeat(300).as_str())),
+                ("web-05.eu-west-1.internal", None),
+            ]
+        );
+    }
+
     #[test]
     fn hosts_carry_the_source_settings() {
         let src = source(AddressKind::PrivateIp);
@@ -447,6 +508,7 @@ mod tests {
             zone: "eu-west-1c".into(),
             address: "10.0.3.4".into(),
             asg: Some("web-asg".into()),
+            refused_name: None,
         }];
         let hosts = into_hosts(&src, found);
         assert_eq!(hosts.len(), 1);
