@@ -18,7 +18,7 @@ use super::env::RunEnv;
 use super::host_task::{HostReport, StartFrom, return_host, roll_back_host, roll_host};
 use super::messages::{HostMessage, Reporter};
 use crate::clock::Clock;
-use crate::events::{Envelope, Event, Outcome, RunOutcome};
+use crate::events::{Envelope, Event, Outcome, Phase, RunOutcome};
 use crate::journal::replay::HostRecord;
 use crate::journal::replay::RunRecord;
 use crate::journal::store::{JournalError, JournalWriter};
@@ -148,6 +148,8 @@ struct LoopState {
     heartbeat: tokio::time::Interval,
     /// How often balancers are asked whether they lost state (a reload).
     balancer_watch: tokio::time::Interval,
+    /// Every host of the run by name, for the balancers' checks.
+    hosts: HashMap<String, Host>,
 }
 
 /// "sat 2026-11-28 02:00 Europe/Berlin".
@@ -358,6 +360,11 @@ impl Dispatcher {
             batch_durations: Vec::new(),
             heartbeat,
             balancer_watch: tokio::time::interval(BALANCER_WATCH_EVERY),
+            hosts: batches
+                .iter()
+                .flat_map(|batch| &batch.hosts)
+                .map(|host| (host.name.clone(), host.clone()))
+                .collect(),
         };
         let batch_count = batches.len();
         let mut rolled_back = false;
@@ -691,12 +698,10 @@ impl Dispatcher {
                     };
                 }
                 _ = state.balancer_watch.tick() => {
-                    let balancers: Vec<_> = self.env.transports.balancers.values().cloned().collect();
-                    for balancer in balancers {
-                        balancer.watch().await;
-                        for message in balancer.take_warnings() {
-                            self.emit(Event::Warning { host: None, message })?;
-                        }
+                    // After a second signal, cancelled hosts go back into
+                    // service without an undraining phase: leave them be.
+                    if !state.cancel.is_cancelled() {
+                        self.reassert_drains(&state.hosts).await?;
                     }
                 }
                 _ = state.heartbeat.tick() => {
@@ -714,6 +719,43 @@ impl Dispatcher {
             })?;
         }
         Ok(true)
+    }
+
+    /// Asks every balancer to re-apply the drains it lost (a HAProxy
+    /// reload), naming the hosts the record says are drained from it and
+    /// not on their way back. Hosts still draining wait for the next
+    /// check: their drain may not have reached the balancer yet.
+    async fn reassert_drains(&mut self, hosts: &HashMap<String, Host>) -> Result<(), JournalError> {
+        let balancers: Vec<_> = self.env.transports.balancers.values().cloned().collect();
+        for balancer in balancers {
+            let drained: Vec<Host> = self
+                .record
+                .hosts
+                .iter()
+                .filter(|(_, record)| {
+                    record.drained.iter().any(|b| b == balancer.name())
+                        && !matches!(record.phase, Phase::Draining | Phase::Undraining)
+                })
+                .filter_map(|(name, _)| hosts.get(name).cloned())
+                .collect();
+            if drained.is_empty() {
+                continue;
+            }
+            let messages = match balancer.reassert_drains(&drained).await {
+                Ok(messages) => messages,
+                Err(error) => vec![format!(
+                    "cannot check balancer {} for lost drains: {error}",
+                    balancer.name()
+                )],
+            };
+            for message in messages {
+                self.emit(Event::Warning {
+                    host: None,
+                    message,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     pub fn finish(&mut self, finish: &Finish) -> Result<(), JournalError> {

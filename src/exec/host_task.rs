@@ -350,16 +350,6 @@ impl HostTask {
         }
     }
 
-    /// Passes on what a balancer repaired on its own, as warnings.
-    fn note_balancer_warnings(&self, balancer: &dyn LoadBalancer) {
-        for message in balancer.take_warnings() {
-            self.reporter.note(Event::Warning {
-                host: Some(self.name()),
-                message,
-            });
-        }
-    }
-
     fn target(&self) -> Target<'_> {
         Target {
             host: &self.host,
@@ -563,7 +553,6 @@ impl HostTask {
                     .status(self.target())
                     .await
                     .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
-                self.note_balancer_warnings(balancer.as_ref());
                 match status.sessions {
                     None | Some(0) => break,
                     Some(open) if Instant::now() >= deadline => {
@@ -754,7 +743,6 @@ impl HostTask {
                     .status(self.target())
                     .await
                     .map_err(|error| Stop::Outcome(Outcome::Failed, error.to_string()))?;
-                self.note_balancer_warnings(balancer.as_ref());
                 if status.up != Some(false) {
                     break;
                 }

@@ -107,14 +107,13 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
     /// process, before the host is returned to service.
     fn restore_memory(&self, _memory: &str) {}
 
-    /// Called every few seconds while hosts are out, to notice what the
-    /// balancer may have lost on its own (HAProxy forgets drains on reload).
-    async fn watch(&self) {}
-
-    /// Things the balancer noticed and repaired on its own that people
-    /// should read (a HAProxy reload that lost its drains, say); each is
-    /// returned once.
-    fn take_warnings(&self) -> Vec<String> {
-        Vec::new()
+    /// Checks, every few seconds while hosts are out, that the balancer
+    /// still holds fleetroll's drains (HAProxy forgets runtime states on a
+    /// reload) and re-applies any it lost. `drained` are the hosts the
+    /// journal says fleetroll drained from this balancer and has not begun
+    /// to return; the balancer keeps no list of its own. Returns what it
+    /// repaired, for people to read.
+    async fn reassert_drains(&self, _drained: &[Host]) -> Result<Vec<String>, BalancerError> {
+        Ok(Vec::new())
     }
 }
