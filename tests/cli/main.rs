@@ -14,5 +14,6 @@ mod examples;
 mod http_stub;
 mod plan;
 mod rollout;
+mod scale;
 mod support;
 mod unattended;
