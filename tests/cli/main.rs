@@ -15,6 +15,7 @@ mod http_stub;
 mod plan;
 mod promises;
 mod rollout;
+mod scale;
 mod secrets;
 mod state;
 mod support;
