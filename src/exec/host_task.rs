@@ -52,8 +52,6 @@ pub struct HostStart {
 pub struct HostReport {
     pub host: String,
     pub outcome: Outcome,
-    /// Still out of its balancers (a failed host stays drained).
-    pub out_of_service: bool,
 }
 
 /// Why the host's journey stopped early.
@@ -206,7 +204,6 @@ impl HostTask {
         HostReport {
             host: self.host.name.clone(),
             outcome,
-            out_of_service: !self.drained.is_empty(),
         }
     }
 

@@ -245,19 +245,7 @@ fn describe(error: reqwest::Error) -> String {
     if error.is_timeout() {
         return format!("no answer within {}s", TIMEOUT.as_secs());
     }
-    if error.is_connect() {
-        return "connection refused or unreachable".to_owned();
-    }
-    // Strip the URL reqwest attaches, then keep the causes (TLS, DNS, ...).
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::transport::http_error::describe(error)
 }
 
 /// Defence in depth: whatever a lower layer put into the text, the path,

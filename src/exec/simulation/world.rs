@@ -112,11 +112,6 @@ impl World {
         journal: PathBuf,
         run_id: &str,
     ) -> Self {
-        let operator: BTreeSet<String> = faults
-            .iter()
-            .filter(|(_, f)| f.operator_disabled)
-            .map(|(h, _)| h.clone())
-            .collect();
         let state = State {
             zone_of: hosts
                 .iter()
@@ -137,7 +132,6 @@ impl World {
             },
             violations: Vec::new(),
         };
-        let _ = operator;
         Self {
             state: Arc::new(Mutex::new(state)),
         }
