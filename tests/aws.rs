@@ -1286,3 +1286,251 @@ async fn a_replacement_run_killed_mid_way_resumes_without_replacing_twice() {
             .all(|i| !originals.contains(&i.instance_id))
     );
 }
+
+/// A replacement run killed at its first `replacing` record, with its
+/// journal cut back to that record: what a kill at any moment between that
+/// record and the next leaves. Each test then brings the group to the
+/// moment it examines (what the run had done by then) and resumes.
+struct InterruptedReplacement {
+    _moto: Moto,
+    cloud: Cloud,
+    asg: AutoScaling,
+    originals: Vec<String>,
+    dir: tempfile::TempDir,
+    host: String,
+    old: String,
+    run_id: String,
+}
+
+impl InterruptedReplacement {
+    async fn start(surge: bool) -> InterruptedReplacement {
+        use std::io::{BufRead, BufReader};
+        assert!(
+            moto::available(),
+            "moto is needed: bash tests/setup.sh installs it"
+        );
+        let moto = Moto::start().await;
+        let config = moto.config().await;
+        let cloud = Cloud::new(&config).await;
+        let asg = AutoScaling::new(&config);
+        let originals = cloud.spread_group("web-asg", 1).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("inventory.toml"),
+            format!(
+                "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+                moto.endpoint
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("playbook.toml"),
+            format!(
+                "name = \"replace\"\n[strategy]\nbatch = [1]\n\n[[steps]]\nreplace = \"aws-asg\"\nsurge = {surge}\ntimeout = \"60s\"\n"
+            ),
+        )
+        .unwrap();
+        let mut child = spawn_fleetroll(
+            dir.path(),
+            &[
+                "run",
+                "--json",
+                "-i",
+                "inventory.toml",
+                "-p",
+                "playbook.toml",
+            ],
+        );
+        let mut replacing = None;
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if event["event"] == "replacing" {
+                child.kill().unwrap();
+                replacing = Some(event);
+                break;
+            }
+        }
+        child.wait().unwrap();
+        let replacing = replacing.expect("a replacement began before the kill");
+        if surge {
+            assert_eq!(replacing["surge_desired"], 4, "3 + 1: {replacing}");
+        }
+        let text = |field: &str| replacing[field].as_str().unwrap().to_owned();
+        let interrupted = InterruptedReplacement {
+            host: text("host"),
+            old: text("old_instance"),
+            run_id: text("run_id"),
+            _moto: moto,
+            cloud,
+            asg,
+            originals,
+            dir,
+        };
+        interrupted.cut_journal_after_replacing();
+        interrupted
+    }
+
+    fn cut_journal_after_replacing(&self) {
+        let journal = self
+            .dir
+            .path()
+            .join(".fleetroll/runs")
+            .join(format!("{}.jsonl", self.run_id));
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let mut kept = String::new();
+        for line in text.lines() {
+            kept.push_str(line);
+            kept.push('\n');
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            if record["event"] == "replacing" {
+                break;
+            }
+        }
+        std::fs::write(&journal, kept).unwrap();
+    }
+
+    async fn group(&self) -> fleetroll::transport::aws::GroupInfo {
+        self.asg.describe_group("web-asg").await.unwrap()
+    }
+
+    async fn old_is_member(&self) -> bool {
+        self.group()
+            .await
+            .instances
+            .iter()
+            .any(|i| i.instance_id == self.old)
+    }
+
+    /// Terminates the old instance as the run would have, unless the killed
+    /// run's own request landed first.
+    async fn terminate_old(&self, decrement: bool) {
+        if !self.old_is_member().await {
+            return;
+        }
+        let terminated = if decrement {
+            self.asg.terminate_with_decrement(&self.old).await
+        } else {
+            self.asg.terminate_without_decrement(&self.old).await
+        };
+        if let Err(error) = terminated {
+            // Refused only if the killed run's terminate landed meanwhile.
+            assert!(!self.old_is_member().await, "{error}");
+        }
+    }
+
+    /// The one member that is not an original instance.
+    async fn launched(&self) -> String {
+        let group = self.group().await;
+        let launched: Vec<&str> = group
+            .instances
+            .iter()
+            .map(|i| i.instance_id.as_str())
+            .filter(|id| !self.originals.iter().any(|o| o == id))
+            .collect();
+        assert_eq!(launched.len(), 1, "{group:?}");
+        launched[0].to_owned()
+    }
+
+    /// Resumes; checks that the interrupted host took `launched`, that
+    /// every original was replaced once and terminated, and that the group
+    /// is back at its size.
+    async fn resume_and_check(&self, launched: &str) {
+        let (code, stdout, stderr) = fleetroll(
+            self.dir.path(),
+            &["resume", "-i", "inventory.toml", "--json"],
+        );
+        assert_eq!(code, 0, "{stderr}\n{stdout}");
+        let events = events(&stdout);
+        let replaced: Vec<(String, String, String)> = events
+            .iter()
+            .filter(|e| e["event"] == "replaced")
+            .map(|e| {
+                (
+                    e["host"].as_str().unwrap().to_owned(),
+                    e["old_instance"].as_str().unwrap().to_owned(),
+                    e["new_instance"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert!(
+            replaced.contains(&(self.host.clone(), self.old.clone(), launched.to_owned())),
+            "{replaced:?}"
+        );
+        assert_eq!(replaced.len(), 3, "{replaced:?}");
+        // Every other host's surge asked for one above the size it found.
+        for event in &events {
+            if event["event"] == "replacing"
+                && event["host"] != self.host.as_str()
+                && !event["surge_desired"].is_null()
+            {
+                assert_eq!(event["surge_desired"], 4, "{event}");
+            }
+        }
+        let group = self.group().await;
+        assert_eq!(group.desired, 3, "{group:?}");
+        assert_eq!(group.instances.len(), 3, "{group:?}");
+        assert!(group.instances.iter().any(|i| i.instance_id == launched));
+        assert!(
+            group
+                .instances
+                .iter()
+                .all(|i| !self.originals.contains(&i.instance_id)),
+            "{group:?}"
+        );
+        for old in &self.originals {
+            assert_eq!(
+                self.cloud.instance_state(old).await,
+                Some(InstanceStateName::Terminated),
+                "{old}"
+            );
+        }
+        let (code, status, stderr) = fleetroll(
+            self.dir.path(),
+            &["status", "-i", "inventory.toml", "--json", &self.run_id],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(
+            status["hosts"][&self.host]["outcome"], "updated",
+            "{status}"
+        );
+    }
+}
+
+/// Killed after a non-surge replacement terminated the old instance and
+/// before it recorded the new one: the host is gone from discovery.
+/// Regression: resume refused, "host … is no longer in the inventory".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_killed_after_its_terminate_resumes_by_claiming_the_new_instance() {
+    let run = InterruptedReplacement::start(false).await;
+    run.terminate_old(false).await;
+    let launched = run.launched().await;
+    run.resume_and_check(&launched).await;
+}
+
+/// Killed after a surge raised desired capacity, before the old instance
+/// was terminated: resume raises it no further.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surge_killed_after_raising_capacity_resumes_without_raising_it_again() {
+    let run = InterruptedReplacement::start(true).await;
+    if run.old_is_member().await && run.group().await.desired == 3 {
+        run.asg.set_desired("web-asg", 4).await.unwrap();
+    }
+    let launched = run.launched().await;
+    run.resume_and_check(&launched).await;
+}
+
+/// Killed after a surge terminated the old instance (lowering capacity
+/// again), before it recorded the new one: the surge is over, and resume
+/// must not raise capacity for it a second time. Regression: it did, and
+/// the group kept a fourth instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surge_killed_after_its_terminate_resumes_without_a_second_surge() {
+    let run = InterruptedReplacement::start(true).await;
+    if run.old_is_member().await && run.group().await.desired == 3 {
+        run.asg.set_desired("web-asg", 4).await.unwrap();
+    }
+    let launched = run.launched().await;
+    run.terminate_old(true).await;
+    run.resume_and_check(&launched).await;
+}

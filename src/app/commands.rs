@@ -157,6 +157,7 @@ pub fn resume(
     // exits 3; that is the dispatcher's to decide.
     runtime.block_on(resolve_sources(&mut config))?;
     adopt_replaced_names(&mut config, &record);
+    stand_in_for_terminated_instances(&mut config, &record)?;
     let fresh = make_plan(&config, &files.limit)?;
     let plan = recorded_plan(&record, &config, fresh)?;
     let rollout = Rollout {
@@ -260,6 +261,61 @@ fn adopt_replaced_names(config: &mut crate::config::load::Config, record: &RunRe
             }
         }
     }
+}
+
+/// A replacement interrupted after it terminated the old instance leaves a
+/// host that discovery no longer finds. It is put back as its old instance,
+/// with the source and group of an instance still in that group, so that
+/// the resumed replacement can wait for (and claim) the instance launched
+/// in its place. Its address is the old instance's id: it is never
+/// connected to, since the next thing it does is the replacement.
+fn stand_in_for_terminated_instances(
+    config: &mut crate::config::load::Config,
+    record: &RunRecord,
+) -> Result<(), AppError> {
+    for (name, host_record) in &record.hosts {
+        let Some(replacing) = &host_record.replacing else {
+            continue;
+        };
+        let found = config.inventory.hosts().any(|h| {
+            h.name == *name || h.target_id.as_deref() == Some(replacing.old_instance.as_str())
+        });
+        if found || host_record.is_settled() {
+            continue;
+        }
+        let Some(sibling) = config
+            .inventory
+            .hosts()
+            .find(|h| {
+                h.aws.as_ref().and_then(|origin| origin.asg.as_deref())
+                    == Some(replacing.group.as_str())
+            })
+            .cloned()
+        else {
+            return Err(invalid(format!(
+                "host {name} of run {}: its instance {} was being replaced when the run was interrupted,                  and Auto Scaling group {} has no instance yet to take its place;                  resume again once the group has launched one",
+                record.run_id, replacing.old_instance, replacing.group
+            )));
+        };
+        // The zone it was planned in, if the inventory still has it.
+        let zone = record
+            .zone_of(name)
+            .filter(|zone| config.inventory.zones.iter().any(|z| z.name == *zone))
+            .unwrap_or(sibling.zone.as_str())
+            .to_owned();
+        let host = crate::model::inventory::Host {
+            name: name.clone(),
+            address: replacing.old_instance.clone(),
+            lb_server: sibling.lb_server.replace(&sibling.name, name),
+            target_id: Some(replacing.old_instance.clone()),
+            zone: zone.clone(),
+            ..sibling
+        };
+        if let Some(zone) = config.inventory.zones.iter_mut().find(|z| z.name == zone) {
+            zone.hosts.push(host);
+        }
+    }
+    Ok(())
 }
 
 /// The batches as the run recorded them (so hosts stay in their batches),

@@ -352,6 +352,12 @@ impl HostTask {
     /// Connects with a few bounded, jittered retries: a host that is down
     /// for a moment is not yet unreachable.
     async fn connect(&mut self) -> Result<(), Stop> {
+        if self.replacing.is_some() {
+            // Resuming a replacement: its next step replaces this instance,
+            // which the interrupted run may have terminated already. The
+            // replacement connects to the new instance once it has one.
+            return Ok(());
+        }
         let mut backoff = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(500))
             .with_max_delay(Duration::from_secs(5))

@@ -33,6 +33,7 @@ pub struct HostRecord {
 /// What a begun replacement recorded before changing its group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replacing {
+    pub group: String,
     pub old_instance: String,
     pub members: Vec<String>,
     pub surge_desired: Option<u32>,
@@ -310,15 +311,16 @@ impl RunRecord {
             Event::RollbackStarted { hosts, .. } => self.rollback = hosts.clone(),
             Event::Replacing {
                 host,
+                group,
                 old_instance,
                 members,
                 surge_desired,
-                ..
             } => {
                 self.hosts
                     .entry(host.clone())
                     .or_insert_with(HostRecord::new)
                     .replacing = Some(Replacing {
+                    group: group.clone(),
                     old_instance: old_instance.clone(),
                     members: members.clone(),
                     surge_desired: *surge_desired,

@@ -120,6 +120,9 @@ impl HostTask {
             let guard = replacements.capacity(&group).await;
             let desired = asg.describe_group(&group).await.map_err(aws)?.desired;
             let target = match resumed.as_ref().and_then(|r| r.surge_desired) {
+                // The old instance was terminated with the decrement before
+                // the interruption: the surge is over.
+                Some(_) if !old_in_service => desired,
                 // Raised before the interruption: not again.
                 Some(recorded) => recorded.max(desired),
                 None => desired + 1,
