@@ -930,6 +930,53 @@ fn spawn_fleetroll(dir: &std::path::Path, args: &[&str]) -> std::process::Child 
         .expect("start fleetroll")
 }
 
+/// An inventory of group `web-asg` and a playbook replacing its instances
+/// one at a time (with `surge` or not).
+fn write_replacement_files(dir: &std::path::Path, endpoint: &str, surge: bool) {
+    std::fs::write(
+        dir.join("inventory.toml"),
+        format!(
+            "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("playbook.toml"),
+        format!(
+            "name = \"replace\"\n[strategy]\nbatch = [1]\n\n[[steps]]\nreplace = \"aws-asg\"\nsurge = {surge}\ntimeout = \"60s\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// `fleetroll run --json` in `dir`, killed (-9) at its first `event`,
+/// which is returned.
+fn run_killed_at(dir: &std::path::Path, event: &str) -> serde_json::Value {
+    use std::io::{BufRead, BufReader};
+    let mut child = spawn_fleetroll(
+        dir,
+        &[
+            "run",
+            "--json",
+            "-i",
+            "inventory.toml",
+            "-p",
+            "playbook.toml",
+        ],
+    );
+    let mut found = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let record: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if record["event"] == event {
+            child.kill().unwrap();
+            found = Some(record);
+            break;
+        }
+    }
+    child.wait().unwrap();
+    found.unwrap_or_else(|| panic!("the run ended before its first {event}"))
+}
+
 fn events(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
@@ -1214,7 +1261,6 @@ async fn resume_returns_a_host_a_discover_target_group_drained_before_a_kill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replacement_run_killed_mid_way_resumes_without_replacing_twice() {
-    use std::io::{BufRead, BufReader};
     assert!(
         moto::available(),
         "moto is needed: bash tests/setup.sh installs it"
@@ -1224,42 +1270,9 @@ async fn a_replacement_run_killed_mid_way_resumes_without_replacing_twice() {
     let cloud = Cloud::new(&config).await;
     let originals = cloud.spread_group("web-asg", 1).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("inventory.toml"),
-        format!(
-            "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
-            moto.endpoint
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("playbook.toml"),
-        "name = \"replace\"\n[strategy]\nbatch = [1]\n\n[[steps]]\nreplace = \"aws-asg\"\ntimeout = \"60s\"\n",
-    )
-    .unwrap();
-    let mut child = spawn_fleetroll(
-        dir.path(),
-        &[
-            "run",
-            "--json",
-            "-i",
-            "inventory.toml",
-            "-p",
-            "playbook.toml",
-        ],
-    );
-    // kill -9 right after the first replacement is recorded.
-    let mut first = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if event["event"] == "replaced" {
-            first = Some(event["old_instance"].as_str().unwrap().to_owned());
-            child.kill().unwrap();
-            break;
-        }
-    }
-    child.wait().unwrap();
-    let first = first.expect("a replacement before the kill");
+    write_replacement_files(dir.path(), &moto.endpoint, false);
+    let replaced = run_killed_at(dir.path(), "replaced");
+    let first = replaced["old_instance"].as_str().unwrap().to_owned();
 
     let (code, stdout, stderr) =
         fleetroll(dir.path(), &["resume", "-i", "inventory.toml", "--json"]);
@@ -1304,7 +1317,6 @@ struct InterruptedReplacement {
 
 impl InterruptedReplacement {
     async fn start(surge: bool) -> InterruptedReplacement {
-        use std::io::{BufRead, BufReader};
         assert!(
             moto::available(),
             "moto is needed: bash tests/setup.sh installs it"
@@ -1315,43 +1327,8 @@ impl InterruptedReplacement {
         let asg = AutoScaling::new(&config);
         let originals = cloud.spread_group("web-asg", 1).await;
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("inventory.toml"),
-            format!(
-                "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
-                moto.endpoint
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("playbook.toml"),
-            format!(
-                "name = \"replace\"\n[strategy]\nbatch = [1]\n\n[[steps]]\nreplace = \"aws-asg\"\nsurge = {surge}\ntimeout = \"60s\"\n"
-            ),
-        )
-        .unwrap();
-        let mut child = spawn_fleetroll(
-            dir.path(),
-            &[
-                "run",
-                "--json",
-                "-i",
-                "inventory.toml",
-                "-p",
-                "playbook.toml",
-            ],
-        );
-        let mut replacing = None;
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-            let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-            if event["event"] == "replacing" {
-                child.kill().unwrap();
-                replacing = Some(event);
-                break;
-            }
-        }
-        child.wait().unwrap();
-        let replacing = replacing.expect("a replacement began before the kill");
+        write_replacement_files(dir.path(), &moto.endpoint, surge);
+        let replacing = run_killed_at(dir.path(), "replacing");
         if surge {
             assert_eq!(replacing["surge_desired"], 4, "3 + 1: {replacing}");
         }
@@ -1415,6 +1392,14 @@ impl InterruptedReplacement {
         if let Err(error) = terminated {
             // Refused only if the killed run's terminate landed meanwhile.
             assert!(!self.old_is_member().await, "{error}");
+        }
+    }
+
+    /// Raises desired capacity to 4 as the surge would have, unless the
+    /// killed run did.
+    async fn raise_capacity(&self) {
+        if self.old_is_member().await && self.group().await.desired == 3 {
+            self.asg.set_desired("web-asg", 4).await.unwrap();
         }
     }
 
@@ -1513,9 +1498,7 @@ async fn a_replacement_killed_after_its_terminate_resumes_by_claiming_the_new_in
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_surge_killed_after_raising_capacity_resumes_without_raising_it_again() {
     let run = InterruptedReplacement::start(true).await;
-    if run.old_is_member().await && run.group().await.desired == 3 {
-        run.asg.set_desired("web-asg", 4).await.unwrap();
-    }
+    run.raise_capacity().await;
     let launched = run.launched().await;
     run.resume_and_check(&launched).await;
 }
@@ -1527,9 +1510,7 @@ async fn a_surge_killed_after_raising_capacity_resumes_without_raising_it_again(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_surge_killed_after_its_terminate_resumes_without_a_second_surge() {
     let run = InterruptedReplacement::start(true).await;
-    if run.old_is_member().await && run.group().await.desired == 3 {
-        run.asg.set_desired("web-asg", 4).await.unwrap();
-    }
+    run.raise_capacity().await;
     let launched = run.launched().await;
     run.terminate_old(true).await;
     run.resume_and_check(&launched).await;
