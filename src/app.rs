@@ -97,6 +97,15 @@ pub struct RunOptions {
 
 pub fn run(cli: Cli) -> ExitCode {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let verbosity = crate::logging::Verbosity {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
+    if let Err(error) = crate::logging::init(verbosity, cli.log_file.as_deref()) {
+        let error = AppError::Invalid(Diagnostic::plain(error.to_string()).into());
+        eprint!("{}", error.render(color));
+        return error.exit().into();
+    }
     let result = match cli.command {
         Command::Validate(args) => validate(&args, cli.quiet, color),
         Command::Plan(args) => plan(&args, cli.quiet, color),

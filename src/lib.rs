@@ -19,6 +19,7 @@ pub mod events;
 pub mod exec;
 pub mod journal;
 pub mod lock;
+pub mod logging;
 pub mod model;
 pub mod plan;
 pub mod report;

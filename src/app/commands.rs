@@ -106,7 +106,7 @@ fn outside_window(
         Ok(crate::plan::window::WindowState::Open { .. }) => None,
         Ok(crate::plan::window::WindowState::Closed { .. }) | Err(_) => {
             if !quiet {
-                eprintln!(
+                tracing::info!(
                     "fleetroll: outside the maintenance window; nothing was touched. The window {}",
                     crate::plan::window::describe_next(window, now)
                 );
@@ -132,7 +132,7 @@ pub fn resume(
     };
     if record.outcome == RunOutcome::Succeeded && record.hosts.values().all(|h| h.is_settled()) {
         if !quiet {
-            eprintln!("run {run_id} already finished: {}", record.outcome.label());
+            tracing::info!("run {run_id} already finished: {}", record.outcome.label());
         }
         return Ok(Exit::Success);
     }
@@ -181,8 +181,8 @@ fn check_steps(
     use crate::journal::fingerprint::{changes, fingerprint};
     let Some(recorded) = &record.fingerprint else {
         if !quiet {
-            eprintln!(
-                "fleetroll: warning: run {} was recorded by an older fleetroll, without the playbook's steps; \
+            tracing::warn!(
+                "run {} was recorded by an older fleetroll, without the playbook's steps; \
                  they cannot be checked against {}",
                 record.run_id,
                 playbook.display()
@@ -544,7 +544,7 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
         }
         if stale.is_none() {
             refused = true;
-            eprintln!(
+            tracing::info!(
                 "  not broken: its holder is alive; stop that run first (SIGINT lets it finish cleanly)"
             );
             continue;
@@ -554,7 +554,7 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
             BreakOutcome::Gone => println!("  already gone"),
             BreakOutcome::Changed(now_held) => {
                 refused = true;
-                eprintln!(
+                tracing::info!(
                     "  not broken: the lock changed while it was checked ({now_held}); run `fleetroll unlock` again to see it"
                 );
             }
@@ -571,7 +571,7 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
     let fleet = SimFleet::spawn_background(spec.clone())
         .map_err(|error| invalid(format!("cannot start the demo fleet: {error}")))?;
     if !quiet {
-        eprintln!(
+        tracing::info!(
             "demo: {} simulated hosts in {} zones, each a real SSH server and an HTTP app at version {}, \
              behind a drain-aware balancer with live traffic; rolling out 2.0\n  files: {}\n",
             fleet.hosts().len(),
@@ -603,14 +603,14 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
             .iter()
             .map(|(v, n)| format!("{n} served {v}"))
             .collect();
-        eprintln!(
+        tracing::info!(
             "\ntraffic during the rollout: {} requests, {} failed ({})",
             report.ok + report.failed,
             report.failed,
             versions.join(", ")
         );
         for failure in &report.failures {
-            eprintln!("  {failure}");
+            tracing::info!("  {failure}");
         }
     }
     match exit {
@@ -662,7 +662,7 @@ pub fn rollback(
     plan.batches.retain(|b| !b.hosts.is_empty());
     if plan.batches.is_empty() {
         if !quiet {
-            eprintln!("run {run_id} changed no host that is not already rolled back");
+            tracing::info!("run {run_id} changed no host that is not already rolled back");
         }
         return Ok(Exit::Success);
     }

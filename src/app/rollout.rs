@@ -336,12 +336,11 @@ impl std::fmt::Debug for Rollout<'_> {
 impl Rollout<'_> {
     fn sinks(&self) -> Vec<Box<dyn EventSink>> {
         let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
-        if !self.options.quiet {
-            sinks.push(Box::new(HumanSink::new(
-                self.options.terminal,
-                self.options.verbose,
-            )));
-        }
+        sinks.push(Box::new(if self.options.quiet {
+            HumanSink::log_only(self.options.verbose)
+        } else {
+            HumanSink::new(self.options.terminal, self.options.verbose)
+        }));
         if self.options.json {
             sinks.push(Box::new(JsonSink));
         }
@@ -558,7 +557,7 @@ impl Rollout<'_> {
                 .send(&message_for_end(&summary, &self.config.playbook.name))
                 .await
             {
-                eprintln!("fleetroll: warning: {warning}");
+                tracing::warn!("{warning}");
             }
         }
         if let Some(path) = &self.options.metrics_file {
@@ -571,14 +570,13 @@ impl Rollout<'_> {
                 previous.as_deref(),
             );
             if let Err(error) = crate::report::metrics::write_atomically(path, &text) {
-                eprintln!(
-                    "fleetroll: warning: cannot write the metrics file {}: {error}",
-                    path.display()
-                );
+                tracing::warn!("cannot write the metrics file {}: {error}", path.display());
             }
         }
+        let rendered = summary.render();
+        tracing::info!(target: crate::logging::EVENTS, "{}", rendered.trim_end());
         if !self.options.quiet {
-            eprint!("{}", summary.render());
+            eprint!("{rendered}");
         }
         if self.options.json
             && let Ok(line) = serde_json::to_string(&serde_json::json!({

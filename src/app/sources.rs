@@ -51,7 +51,7 @@ pub fn print_discovery_warnings(config: &Config, quiet: bool) {
         return;
     }
     for warning in &config.discovery_warnings {
-        eprintln!("fleetroll: warning: {warning}");
+        tracing::warn!("{warning}");
     }
 }
 

@@ -118,6 +118,7 @@ impl JournalWriter {
             }
             *room -= 1;
         }
+        tracing::trace!("journal {}: {:?}", self.path.display(), envelope.event);
         let line = format::encode(envelope).map_err(|error| JournalError::Write {
             path: self.path.clone(),
             source: io::Error::other(error),
@@ -329,8 +330,9 @@ pub fn run_inventory(state_dir: &Path, run_id: &str) -> Result<Option<String>, J
     Ok(inventory)
 }
 
-/// Every run id in the state directory, oldest first (ids sort by start
-/// time).
+/// Every run id in the state directory, oldest first. Ids sort by the
+/// second their run started; runs started in the same second (a run that
+/// fails at once and the next one, say) by their first record's time.
 pub fn run_ids(state_dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(runs_dir(state_dir)) else {
         return Vec::new();
@@ -343,7 +345,30 @@ pub fn run_ids(state_dir: &Path) -> Vec<String> {
         })
         .collect();
     ids.sort();
+    let second = |id: &str| id.split_once('-').map_or(id, |(time, _)| time).to_owned();
+    let mut start = 0;
+    while start < ids.len() {
+        let this = second(&ids[start]);
+        let end = ids[start..]
+            .iter()
+            .position(|id| second(id) != this)
+            .map_or(ids.len(), |len| start + len);
+        if end - start > 1 {
+            ids[start..end].sort_by_cached_key(|id| (first_record_time(state_dir, id), id.clone()));
+        }
+        start = end;
+    }
     ids
+}
+
+/// When a run's first record was written; `None` for an empty or unreadable
+/// journal.
+fn first_record_time(state_dir: &Path, run_id: &str) -> Option<jiff::Timestamp> {
+    let file = File::open(run_path(state_dir, run_id)).ok()?;
+    let mut line = String::new();
+    BufReader::new(file).read_line(&mut line).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&line).ok()?;
+    record["ts"].as_str()?.parse().ok()
 }
 
 /// The most recent run, of `inventory` (as recorded: its canonical path)

@@ -196,3 +196,36 @@ fn the_latest_run_of_an_inventory_skips_other_inventories_runs() {
         Some("/b.toml".to_owned())
     );
 }
+
+/// Regression: a run that failed at once and the next one started in the
+/// same second; the next one's random suffix sorted first, so `status` and
+/// `resume` took the older run for the latest.
+#[test]
+fn runs_of_the_same_second_sort_by_their_first_record() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(runs_dir(dir.path())).unwrap();
+    let write = |id: &str, ts: &str| {
+        std::fs::write(
+            run_path(dir.path(), id),
+            format!("{{\"v\":1,\"ts\":\"{ts}\",\"run_id\":\"{id}\",\"event\":\"warning\",\"message\":\"m\"}}\n"),
+        )
+        .unwrap();
+    };
+    write("20261129T215053Z-ffff", "2026-11-29T21:50:53.1Z");
+    write("20261129T215053Z-0001", "2026-11-29T21:50:53.95Z");
+    write("20261129T215052Z-8888", "2026-11-29T21:50:52.5Z");
+    write("20261129T215054Z-0000", "2026-11-29T21:50:54.01Z");
+    assert_eq!(
+        run_ids(dir.path()),
+        [
+            "20261129T215052Z-8888",
+            "20261129T215053Z-ffff",
+            "20261129T215053Z-0001",
+            "20261129T215054Z-0000"
+        ]
+    );
+    assert_eq!(
+        latest_run_of(dir.path(), None).unwrap(),
+        "20261129T215054Z-0000"
+    );
+}

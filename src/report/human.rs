@@ -11,6 +11,8 @@ use crate::journal::replay::RunRecord;
 pub struct HumanSink {
     verbose: bool,
     bars: Option<Bars>,
+    /// Print on stderr; otherwise the lines only reach `--log-file`.
+    to_stderr: bool,
 }
 
 #[derive(Debug)]
@@ -31,10 +33,24 @@ impl HumanSink {
                 current: None,
                 pause: None,
             }),
+            to_stderr: true,
+        }
+    }
+
+    /// For `-q`: the same lines, for the log file only.
+    pub fn log_only(verbose: bool) -> Self {
+        Self {
+            verbose,
+            bars: None,
+            to_stderr: false,
         }
     }
 
     fn line(&self, ts: &str, text: &str) {
+        tracing::info!(target: crate::logging::EVENTS, "{text}");
+        if !self.to_stderr {
+            return;
+        }
         match &self.bars {
             Some(bars) => {
                 let _ = bars.multi.println(text);

@@ -151,6 +151,7 @@ impl Haproxy {
     /// Sends one command and returns HAProxy's whole answer.
     pub async fn command(&self, command: &str) -> Result<String, BalancerError> {
         self.refuse_separators(command)?;
+        tracing::debug!("haproxy: {command}");
         self.api.exchange(command).await
     }
 

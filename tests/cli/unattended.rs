@@ -348,3 +348,66 @@ fn webhooks_get_start_and_end_and_a_dead_one_does_not_fail_the_run() {
         .collect();
     assert!(!journal.contains("secret-token"));
 }
+
+/// `--log-file` keeps a timestamped copy of a cron run: its progress lines
+/// and its warnings, run after run in one file, with no secret in it; `-v`
+/// adds fleetroll's debug lines on stderr, and `-q` leaves only errors
+/// there while the file still gets everything.
+#[test]
+fn a_log_file_keeps_every_run_and_its_warnings_and_v_adds_debug_lines() {
+    let fleet = Fleet::start(FleetSpec::new(1, 2));
+    let dead = format!("http://{}/T000/secret-token", closed_port());
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &(playbook("", "batch = [1]") + &format!("\n[notify]\nwebhooks = [\"{dead}\"]\n")),
+    );
+    let log = work.path().join("logs/cron.log");
+    let log_arg = log.display().to_string();
+
+    let first = work.run(&["-v", "--log-file", &log_arg]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("fleetroll: debug: ")
+            && first.stderr.contains("web-01: connecting to root@"),
+        "-v shows the SSH connects: {}",
+        first.stderr
+    );
+    assert!(
+        first.stderr.contains("fleetroll: warning: "),
+        "{}",
+        first.stderr
+    );
+    let second = work.run(&["-q", "--log-file", &log_arg]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.stderr, "", "-q: only errors on stderr");
+
+    let text = std::fs::read_to_string(&log).expect("the log file was written");
+    let runs: Vec<String> = std::fs::read_dir(work.state().join("runs"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .replace(".jsonl", "")
+        })
+        .collect();
+    assert_eq!(runs.len(), 2);
+    for run in &runs {
+        assert!(text.contains(run.as_str()), "{run} is in the log:\n{text}");
+    }
+    for host in ["web-01", "web-02"] {
+        assert!(text.contains(host), "{host} is in the log:\n{text}");
+    }
+    // Both runs' webhook warnings, each line timestamped.
+    assert!(text.matches("WARN").count() >= 2, "{text}");
+    assert!(
+        text.lines()
+            .filter(|l| l.contains(" web-0") && !l.starts_with("  "))
+            .all(|l| l.starts_with("20")),
+        "every progress line (not the summary's table) starts with its time:\n{text}"
+    );
+    assert_eq!(text.matches("done (updated)").count(), 2, "{text}");
+    assert!(text.matches("skip_if: already done").count() >= 2, "{text}");
+    assert!(!text.contains("secret-token"), "{text}");
+}

@@ -234,6 +234,15 @@ impl Connector for SshConnector {
             port: host.ssh.port,
             user: &host.ssh.user,
         };
+        tracing::debug!(
+            "{}: connecting to {}@{}:{} (known_hosts {}, jump {:?})",
+            host.name,
+            host.ssh.user,
+            host.address,
+            host.ssh.port,
+            known_hosts.display(),
+            host.ssh.jump.as_ref().map(|jump| &jump.host)
+        );
         let (session, jump) = match &host.ssh.jump {
             None => {
                 let stream = self.tcp_connect(&target).await?;
