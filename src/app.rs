@@ -115,6 +115,17 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Rollback(args) => commands::rollback(&args, cli.quiet, cli.verbose > 0, color),
         Command::Unlock(args) => commands::unlock(&args),
         Command::Demo(args) => commands::demo(&args, cli.quiet, cli.verbose > 0, color),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(
+                args.shell,
+                &mut command,
+                "fleetroll",
+                &mut std::io::stdout(),
+            );
+            Ok(Exit::Success)
+        }
+        Command::Man => man_page(),
     };
     match result {
         Ok(exit) => exit.into(),
@@ -123,6 +134,21 @@ pub fn run(cli: Cli) -> ExitCode {
             error.exit().into()
         }
     }
+}
+
+/// The man page, generated from the command line's own definition.
+fn man_page() -> Result<Exit, AppError> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command)
+        .render(&mut page)
+        .and_then(|()| std::io::stdout().write_all(&page))
+        .map_err(|error| {
+            AppError::Invalid(
+                Diagnostic::plain(format!("cannot write the man page: {error}")).into(),
+            )
+        })?;
+    Ok(Exit::Success)
 }
 
 pub(crate) fn load_config(args: &FileArgs, quiet: bool, color: bool) -> Result<Config, AppError> {

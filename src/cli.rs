@@ -48,6 +48,18 @@ pub enum Command {
     /// Roll an update across a simulated fleet started in-process (real SSH
     /// servers, HTTP apps, a drain-aware balancer, live traffic).
     Demo(DemoArgs),
+    /// Print a shell completion script: `fleetroll completions bash >
+    /// /etc/bash_completion.d/fleetroll`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `fleetroll man > fleetroll.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

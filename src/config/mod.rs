@@ -7,3 +7,7 @@ pub mod raw;
 pub mod resolve;
 pub mod source;
 pub mod values;
+
+#[cfg(test)]
+#[path = "docs_tests.rs"]
+mod docs_tests;

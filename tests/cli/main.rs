@@ -12,6 +12,7 @@ mod demo;
 mod diagnostics;
 mod examples;
 mod http_stub;
+mod install;
 mod plan;
 mod promises;
 mod rollout;
