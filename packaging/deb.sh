@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! cargo deb --version >/dev/null 2>&1; then
-    cargo install --locked cargo-deb@3
+    cargo install --locked cargo-deb
 fi
 cargo build --release --locked
 mkdir -p target/assets

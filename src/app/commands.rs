@@ -293,7 +293,9 @@ fn stand_in_for_terminated_instances(
             .cloned()
         else {
             return Err(invalid(format!(
-                "host {name} of run {}: its instance {} was being replaced when the run was interrupted,                  and Auto Scaling group {} has no instance yet to take its place;                  resume again once the group has launched one",
+                "host {name} of run {}: its instance {} was being replaced when the run was interrupted, \
+                 and Auto Scaling group {} has no instance yet to take its place; \
+                 resume again once the group has launched one",
                 record.run_id, replacing.old_instance, replacing.group
             )));
         };
