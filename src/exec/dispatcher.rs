@@ -347,10 +347,10 @@ impl Dispatcher {
     /// still go back to service (which needs no record to be safe: resume
     /// finds them drained in the journal and verifies them again).
     fn commit(&mut self, messages: Vec<HostMessage>) {
-        let envelopes: Vec<Envelope> = messages
-            .iter()
-            .map(|message| self.envelope(message.event.clone()))
-            .collect();
+        let (envelopes, acks): (Vec<Envelope>, Vec<_>) = messages
+            .into_iter()
+            .map(|message| (self.envelope(message.event), message.ack))
+            .unzip();
         if self.journal_broken.is_none() {
             let written = envelopes
                 .iter()
@@ -360,9 +360,9 @@ impl Dispatcher {
                 self.break_journal(error);
             }
         }
-        for (envelope, message) in envelopes.iter().zip(messages) {
+        for (envelope, ack) in envelopes.iter().zip(acks) {
             self.deliver(envelope);
-            if let Some(ack) = message.ack {
+            if let Some(ack) = ack {
                 let _ = ack.send(());
             }
         }

@@ -42,13 +42,26 @@ pub enum DecodeError {
 }
 
 /// `envelope` as one journal line, newline included.
+#[cfg(test)]
 pub fn encode(envelope: &Envelope) -> serde_json::Result<Vec<u8>> {
-    let mut line = serde_json::to_vec(&Versioned {
-        v: FORMAT_VERSION,
-        envelope,
-    })?;
-    line.push(b'\n');
+    let mut line = Vec::new();
+    encode_into(&mut line, envelope)?;
     Ok(line)
+}
+
+/// Appends one line to `out`; on an error `out` is left as it was.
+pub fn encode_into(out: &mut Vec<u8>, envelope: &Envelope) -> serde_json::Result<()> {
+    let start = out.len();
+    serde_json::to_writer(
+        &mut *out,
+        &Versioned {
+            v: FORMAT_VERSION,
+            envelope,
+        },
+    )
+    .inspect_err(|_| out.truncate(start))?;
+    out.push(b'\n');
+    Ok(())
 }
 
 /// One line, without its newline.

@@ -141,9 +141,16 @@ impl RunRecord {
         }
     }
 
+    fn host_mut(&mut self, host: &str) -> &mut HostRecord {
+        if !self.hosts.contains_key(host) {
+            self.hosts.insert(host.to_owned(), HostRecord::new());
+        }
+        &mut self.hosts[host]
+    }
+
     /// Applies one record; the live run and a replay share this fold.
     pub fn apply(&mut self, envelope: &Envelope) {
-        let ts: Option<jiff::Timestamp> = envelope.ts.parse().ok();
+        let ts = || envelope.ts.parse::<jiff::Timestamp>().ok();
         match &envelope.event {
             Event::RunStarted {
                 playbook,
@@ -160,9 +167,7 @@ impl RunRecord {
                 self.plan = plan.clone();
                 self.started = Some(envelope.ts.clone());
                 for host in plan.iter().flat_map(|b| &b.hosts) {
-                    self.hosts
-                        .entry(host.clone())
-                        .or_insert_with(HostRecord::new);
+                    self.host_mut(host);
                 }
             }
             Event::RunResumed { .. } => {
@@ -176,10 +181,7 @@ impl RunRecord {
                 outcome,
                 detail,
             } => {
-                let record = self
-                    .hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new);
+                let record = self.host_mut(host);
                 record.phase = *phase;
                 if let Some(outcome) = outcome {
                     record.outcome = *outcome;
@@ -189,15 +191,12 @@ impl RunRecord {
                 }
             }
             Event::Drain { host, balancer } => {
-                let record = self
-                    .hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new);
+                let record = self.host_mut(host);
                 if !record.drained.contains(balancer) {
                     record.drained.push(balancer.clone());
                 }
                 if record.drained_at.is_none() {
-                    record.drained_at = ts;
+                    record.drained_at = ts();
                 }
             }
             Event::DrainMemory {
@@ -205,22 +204,16 @@ impl RunRecord {
                 balancer,
                 memory,
             } => {
-                let record = self
-                    .hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new);
+                let record = self.host_mut(host);
                 record.drain_memory.retain(|(b, _)| b != balancer);
                 record.drain_memory.push((balancer.clone(), memory.clone()));
             }
             Event::Undrained { host, balancer } => {
-                let record = self
-                    .hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new);
+                let record = self.host_mut(host);
                 record.drained.retain(|b| b != balancer);
                 record.drain_memory.retain(|(b, _)| b != balancer);
                 if record.drained.is_empty()
-                    && let (Some(start), Some(end)) = (record.drained_at.take(), ts)
+                    && let (Some(start), Some(end)) = (record.drained_at.take(), ts())
                 {
                     let spent = end.duration_since(start).as_millis().max(0);
                     record.out_of_service_ms += u64::try_from(spent).unwrap_or(0);
@@ -236,10 +229,7 @@ impl RunRecord {
                 rollback,
                 ..
             } => {
-                let record = self
-                    .hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new);
+                let record = self.host_mut(host);
                 // Rollback steps are numbered apart from the forward ones.
                 if *ok && !*rollback && *index == record.steps_done {
                     record.steps_done += 1;
@@ -252,10 +242,7 @@ impl RunRecord {
                 }
             }
             Event::StepSkipped { host, .. } => {
-                let record = self
-                    .hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new);
+                let record = self.host_mut(host);
                 record.steps_done += 1;
             }
             Event::BatchFinished { index, ok } => {
@@ -275,10 +262,7 @@ impl RunRecord {
                 new_instance,
                 ..
             } => {
-                let record = self
-                    .hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new);
+                let record = self.host_mut(host);
                 // The old instance is gone, and with it its registrations;
                 // the step must never run again, on the new one.
                 record.replaced_by = Some(new_instance.clone());
@@ -287,10 +271,7 @@ impl RunRecord {
                 record.steps_done = record.steps_done.max(index + 1);
             }
             Event::HandedOver { host, to_run } => {
-                let record = self
-                    .hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new);
+                let record = self.host_mut(host);
                 record.drained.clear();
                 record.detail = Some(format!("handed over to run {to_run}, still drained"));
             }
@@ -316,10 +297,7 @@ impl RunRecord {
                 members,
                 surge_desired,
             } => {
-                self.hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new)
-                    .replacing = Some(Replacing {
+                self.host_mut(host).replacing = Some(Replacing {
                     group: group.clone(),
                     old_instance: old_instance.clone(),
                     members: members.clone(),
@@ -327,10 +305,7 @@ impl RunRecord {
                 });
             }
             Event::Standby { host, standby } => {
-                self.hosts
-                    .entry(host.clone())
-                    .or_insert_with(HostRecord::new)
-                    .standby = *standby;
+                self.host_mut(host).standby = *standby;
             }
             Event::StepStarted { rollback, .. } => {
                 self.rollback_steps_started |= *rollback;

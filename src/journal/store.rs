@@ -57,6 +57,10 @@ pub struct JournalWriter {
     path: PathBuf,
     file: File,
     run_id: String,
+    /// Records appended since the last sync: written with one `write` and
+    /// one `fdatasync` per group, not one syscall per record (10,000 hosts
+    /// append about 170,000 records).
+    pending: Vec<u8>,
     /// Tests: appends left before the disk is "full".
     #[cfg(test)]
     room: Option<usize>,
@@ -79,6 +83,7 @@ impl JournalWriter {
             path,
             file,
             run_id: run_id.to_owned(),
+            pending: Vec::new(),
             #[cfg(test)]
             room: None,
             dropped,
@@ -105,38 +110,49 @@ impl JournalWriter {
         self.dropped
     }
 
-    /// Appends records without syncing; call [`JournalWriter::sync`] before
-    /// acting on any of them.
+    /// Appends a record without writing it; call [`JournalWriter::sync`]
+    /// before acting on any record appended.
     pub fn append(&mut self, envelope: &Envelope) -> Result<(), JournalError> {
         #[cfg(test)]
         if let Some(room) = &mut self.room {
             if *room == 0 {
-                return Err(JournalError::Write {
-                    path: self.path.clone(),
-                    source: io::Error::from_raw_os_error(28), // ENOSPC
-                });
+                return Err(self.write_error(io::Error::from_raw_os_error(28))); // ENOSPC
             }
             *room -= 1;
         }
         tracing::trace!("journal {}: {:?}", self.path.display(), envelope.event);
-        let line = format::encode(envelope).map_err(|error| JournalError::Write {
-            path: self.path.clone(),
-            source: io::Error::other(error),
-        })?;
-        self.file
-            .write_all(&line)
-            .map_err(|source| JournalError::Write {
-                path: self.path.clone(),
-                source,
-            })
+        format::encode_into(&mut self.pending, envelope)
+            .map_err(|error| self.write_error(io::Error::other(error)))
     }
 
-    /// Makes every appended record durable.
+    /// Writes every appended record and makes it durable. On an error the
+    /// records not written are dropped: the run stops on a broken journal.
     pub fn sync(&mut self) -> Result<(), JournalError> {
-        self.file.sync_data().map_err(|source| JournalError::Write {
+        let pending = std::mem::take(&mut self.pending);
+        self.file
+            .write_all(&pending)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| self.write_error(source))?;
+        self.pending = pending;
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn write_error(&self, source: io::Error) -> JournalError {
+        JournalError::Write {
             path: self.path.clone(),
             source,
-        })
+        }
+    }
+}
+
+impl Drop for JournalWriter {
+    /// Records appended but never synced are still written (not made
+    /// durable), as an unbuffered writer would have left them.
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let _ = self.file.write_all(&self.pending);
+        }
     }
 }
 
