@@ -107,7 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
         return error.exit().into();
     }
     let result = match cli.command {
-        Command::Validate(args) => validate(&args, cli.quiet, color),
+        Command::Validate(args) => validate(&args, cli.quiet, cli.verbose > 0, color),
         Command::Plan(args) => plan(&args, cli.quiet, color),
         Command::Run(args) => commands::run(&args, cli.quiet, cli.verbose > 0, color),
         Command::Resume(args) => commands::resume(&args, cli.quiet, cli.verbose > 0, color),
@@ -156,6 +156,7 @@ pub(crate) fn load_config(args: &FileArgs, quiet: bool, color: bool) -> Result<C
     let options = LoadOptions {
         overrides: &args.vars,
         home: home.as_deref(),
+        read_ssh_config: true,
     };
     let config = load(&args.inventory, &args.playbook, &options).map_err(AppError::Invalid)?;
     if !quiet && !config.warnings.is_empty() {
@@ -204,9 +205,10 @@ fn key_value_span(file: &SourceFile, key: &str) -> Option<std::ops::Range<usize>
     None
 }
 
-fn validate(args: &FileArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
+fn validate(args: &FileArgs, quiet: bool, verbose: bool, color: bool) -> Result<Exit, AppError> {
     let config = load_config(args, quiet, color)?;
     let plan = make_plan(&config, &args.limit)?;
+    sources::print_host_warnings(&config, quiet);
     if !quiet {
         let inventory = &config.inventory;
         let playbook = &config.playbook;
@@ -230,8 +232,28 @@ fn validate(args: &FileArgs, quiet: bool, color: bool) -> Result<Exit, AppError>
             playbook.rollback.len(),
             plan.batches.len(),
         );
+        if verbose {
+            print_ssh_provenance(&mut out, &config);
+        }
     }
     Ok(Exit::Success)
+}
+
+/// `validate -v`: every host's SSH settings and where each came from.
+fn print_ssh_provenance(out: &mut impl Write, config: &Config) {
+    for host in config.inventory.hosts() {
+        let _ = writeln!(out, "\nhost {} (zone {}):", host.name, host.zone);
+        let rows = crate::config::openssh::provenance(host);
+        let width = rows.iter().map(|(key, ..)| key.len()).max().unwrap_or(0);
+        let value_width = rows
+            .iter()
+            .map(|(_, value, _)| value.len())
+            .max()
+            .unwrap_or(0);
+        for (key, value, origin) in rows {
+            let _ = writeln!(out, "  {key:<width$}  {value:<value_width$}  {origin}");
+        }
+    }
 }
 
 fn plan(args: &PlanArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
@@ -248,7 +270,7 @@ fn plan(args: &PlanArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
                 )
             })?;
         let lines = runtime.block_on(sources::resolve_sources(&mut config))?;
-        sources::print_discovery_warnings(&config, quiet || args.json);
+        sources::print_host_warnings(&config, quiet || args.json);
         lines
     };
     let plan = make_plan(&config, &args.files.limit)?;

@@ -232,10 +232,8 @@ fn ssh() -> SshSettings {
     SshSettings {
         user: "deploy".into(),
         port: 22,
-        identity_file: None,
-        known_hosts: None,
-        jump: None,
         sudo: true,
+        ..SshSettings::default()
     }
 }
 

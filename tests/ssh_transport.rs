@@ -285,10 +285,10 @@ impl Fixture {
             ssh: SshSettings {
                 user: current_user(),
                 port,
-                identity_file: Some(self.client_key.clone()),
-                known_hosts: Some(self.known_hosts.clone()),
-                jump: None,
-                sudo: false,
+                identity_files: vec![self.client_key.clone()],
+                known_hosts: Some(vec![self.known_hosts.clone()]),
+                global_known_hosts: Some(Vec::new()),
+                ..SshSettings::default()
             },
             balancers: Vec::new(),
             lb_server: format!("test-{address}"),
@@ -566,7 +566,7 @@ async fn an_encrypted_key_without_an_agent_says_what_to_do() {
     let encrypted = fixture.dir.path().join("id_encrypted");
     keygen(&encrypted, "correct horse");
     let mut host = fixture.host_for(&sshd);
-    host.ssh.identity_file = Some(encrypted.clone());
+    host.ssh.identity_files = vec![encrypted.clone()];
 
     let err = fixture.connector(false).connect(&host).await.unwrap_err();
     let ShellError::Auth { reason, user, .. } = &err else {
@@ -631,11 +631,12 @@ async fn a_jump_host_carries_the_connection() {
     );
     let target = fixture.sshd("127.0.1.210");
     let mut host = fixture.host_for(&target);
-    host.ssh.jump = Some(JumpHost {
+    host.ssh.jump = vec![JumpHost {
         user: None,
         host: bastion.ip.clone(),
-        port: bastion.port,
-    });
+        port: Some(bastion.port),
+        identity_files: Vec::new(),
+    }];
 
     // Only the target known: the jump host's key is checked too.
     fixture.trust(&[&target]);
@@ -681,7 +682,7 @@ async fn an_encrypted_key_loaded_in_the_agent_is_used() {
     agent.add(&encrypted, "correct horse");
 
     let mut host = fixture.host_for(&sshd);
-    host.ssh.identity_file = Some(encrypted);
+    host.ssh.identity_files = vec![encrypted];
     let connector = SshConnector::new(
         SshOptions::default(),
         fixture.dir.path(),
@@ -715,7 +716,7 @@ async fn rsa_keys_sign_with_sha2_from_a_file_and_from_the_agent() {
     keygen_typed(&rsa, "rsa", "");
     sshd.authorize(&rsa);
     let mut host = fixture.host_for(&sshd);
-    host.ssh.identity_file = Some(rsa.clone());
+    host.ssh.identity_files = vec![rsa.clone()];
     let shell = fixture
         .connector(false)
         .connect(&host)
@@ -738,7 +739,7 @@ async fn rsa_keys_sign_with_sha2_from_a_file_and_from_the_agent() {
     // No identity file: the agent's keys are offered.
     let agent = Agent::start(fixture.dir.path());
     agent.add(&rsa, "");
-    host.ssh.identity_file = None;
+    host.ssh.identity_files = Vec::new();
     let connector = SshConnector::new(
         SshOptions::default(),
         fixture.dir.path(),
@@ -773,7 +774,7 @@ async fn default_identities_in_home_are_tried() {
     keygen_typed(&dot_ssh.join("id_ecdsa"), "ecdsa", "");
     sshd.authorize(&dot_ssh.join("id_ecdsa"));
     let mut host = fixture.host_for(&sshd);
-    host.ssh.identity_file = None;
+    host.ssh.identity_files = Vec::new();
     let shell = fixture
         .connector(false)
         .connect(&host)
@@ -841,4 +842,163 @@ async fn sudo_wraps_the_command_with_shell_quoting() {
     assert_eq!(output.stderr_tail, "via-sudo\n");
     assert_eq!(output.stdout_tail, "it's|a  b|2|");
     assert_eq!(output.status, ExitStatus::Code(5));
+}
+
+/// Loads a one-host inventory whose `[defaults] ssh_config` names
+/// `ssh_config` (text) in the fixture's directory, the way `run` does.
+fn load_with_ssh_config(fixture: &Fixture, hosts: &str, ssh_config: &str) -> Host {
+    let dir = fixture.dir.path();
+    std::fs::write(dir.join("ssh_config"), ssh_config).unwrap();
+    let inventory = dir.join("inventory.toml");
+    std::fs::write(
+        &inventory,
+        format!("[defaults]\nssh_config = \"ssh_config\"\n\n[zones.z1]\nhosts = [{hosts}]\n"),
+    )
+    .unwrap();
+    let playbook = dir.join("playbook.toml");
+    std::fs::write(&playbook, "name = \"t\"\n[[steps]]\nrun = \"true\"\n").unwrap();
+    let config = fleetroll::config::load::load(
+        &inventory,
+        &playbook,
+        &fleetroll::config::load::LoadOptions {
+            overrides: &[],
+            home: Some(dir),
+            read_ssh_config: true,
+        },
+    )
+    .unwrap_or_else(|diagnostics| panic!("{}", diagnostics.render(false)));
+    config.inventory.hosts().next().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_host_named_only_in_ssh_config_is_reached_through_two_proxyjump_hops() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    // DEBUG1 so that their logs show the tunnels they open.
+    let outer = Sshd::start(
+        fixture.dir.path(),
+        "127.0.1.215",
+        &fixture.client_key,
+        "LogLevel DEBUG1",
+    );
+    let inner = Sshd::start(
+        fixture.dir.path(),
+        "127.0.1.216",
+        &fixture.client_key,
+        "LogLevel DEBUG1",
+    );
+    let target = fixture.sshd("127.0.1.217");
+    fixture.trust(&[&outer, &inner, &target]);
+    let host = load_with_ssh_config(
+        &fixture,
+        "{ name = \"web-1\" }",
+        &format!(
+            "Host web-*\n  HostName {}\n  Port {}\n  ProxyJump hop-a,hop-b\n\n\
+             Host hop-a\n  HostName {}\n  Port {}\n\n\
+             Host hop-b\n  HostName {}\n  Port {}\n\n\
+             Host *\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile none\n",
+            target.ip,
+            target.port,
+            outer.ip,
+            outer.port,
+            inner.ip,
+            inner.port,
+            current_user(),
+            fixture.client_key.display(),
+            fixture.known_hosts.display(),
+        ),
+    );
+    assert_eq!(host.address, target.ip);
+    let hops: Vec<(&str, Option<u16>)> = host
+        .ssh
+        .jump
+        .iter()
+        .map(|hop| (hop.host.as_str(), hop.port))
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            (outer.ip.as_str(), Some(outer.port)),
+            (inner.ip.as_str(), Some(inner.port))
+        ]
+    );
+    let config_file = fixture.dir.path().join("ssh_config");
+    assert_eq!(
+        host.ssh.origins.get("jump").map(String::as_str),
+        Some(format!("{}:4", config_file.display()).as_str())
+    );
+
+    let shell = fixture
+        .connector(false)
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", inner.log_text()));
+    let output = shell.exec("echo through", EXEC_TIMEOUT).await.unwrap();
+    assert_eq!(output.stdout_tail, "through\n");
+    // The outer hop tunnelled to the inner one, the inner one to the target.
+    let outer_log = outer.log_text();
+    assert!(
+        outer_log.contains(&format!("target {} port {}", inner.ip, inner.port)),
+        "{outer_log}"
+    );
+    let inner_log = inner.log_text();
+    assert!(
+        inner_log.contains(&format!("target {} port {}", target.ip, target.port)),
+        "{inner_log}"
+    );
+    shell.close().await;
+}
+
+#[tokio::test]
+async fn a_host_key_recorded_only_in_the_global_known_hosts_file_is_trusted() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let sshd = fixture.sshd("127.0.1.218");
+    let global = fixture.dir.path().join("ssh_known_hosts");
+    let user_file = fixture.dir.path().join("user_known_hosts");
+    let ssh_config = format!(
+        "Host web-2\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n\
+         UserKnownHostsFile {}\n  GlobalKnownHostsFile {}\n",
+        sshd.ip,
+        sshd.port,
+        current_user(),
+        fixture.client_key.display(),
+        user_file.display(),
+        global.display(),
+    );
+    let host = load_with_ssh_config(&fixture, "{ name = \"web-2\" }", &ssh_config);
+    assert_eq!(host.ssh.global_known_hosts, Some(vec![global.clone()]));
+
+    // Neither file knows the key yet: refused, naming both files.
+    let err = fixture.connector(false).connect(&host).await.unwrap_err();
+    let ShellError::HostKeyUnknown { known_hosts, .. } = &err else {
+        panic!("expected an unknown host key, got {err:?}");
+    };
+    assert!(
+        known_hosts.contains(&user_file.display().to_string())
+            && known_hosts.contains(&global.display().to_string()),
+        "{known_hosts}"
+    );
+
+    std::fs::write(&global, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    let shell = fixture
+        .connector(false)
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    assert_eq!(
+        shell
+            .exec("echo ok", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .stdout_tail,
+        "ok\n"
+    );
+    shell.close().await;
+    // Trusted from the global file: nothing was written to the user's.
+    assert!(!user_file.exists());
 }

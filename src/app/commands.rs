@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::rollout::{
     BreakOutcome, Kind, Rollout, acquire_lock, break_lock, fresh_run_id, take_over_lock,
 };
-use super::sources::{print_discovery_warnings, resolve_sources};
+use super::sources::{print_host_warnings, resolve_sources};
 use super::state::{Runs, state_dir_of};
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
 use crate::cli::{
@@ -77,7 +77,7 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
     runtime.block_on(resolve_sources(&mut config))?;
     let plan = make_plan(&config, &args.files.limit)?;
     if args.dry_run {
-        print_discovery_warnings(&config, quiet);
+        print_host_warnings(&config, quiet);
         return runtime.block_on(dry_run_plan(&config, &plan, &options));
     }
     let run_id = fresh_run_id();

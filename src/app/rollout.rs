@@ -503,7 +503,7 @@ impl Rollout<'_> {
             .chain(torn_note)
             .chain(
                 self.config
-                    .discovery_warnings
+                    .host_warnings
                     .iter()
                     .cloned()
                     .chain(group_notes)

@@ -19,7 +19,7 @@ pub async fn resolve_sources(config: &mut Config) -> Result<Vec<String>, AppErro
                     .into(),
             )
         })?;
-        config.discovery_warnings.extend(
+        config.host_warnings.extend(
             found
                 .iter()
                 .filter_map(|host| refused_name_warning(&source.name, host)),
@@ -46,11 +46,11 @@ pub async fn resolve_sources(config: &mut Config) -> Result<Vec<String>, AppErro
 
 /// Prints what discovery warned about, for commands that journal nothing
 /// (`plan`, `run --dry-run`); a run journals it as warnings instead.
-pub fn print_discovery_warnings(config: &Config, quiet: bool) {
+pub fn print_host_warnings(config: &Config, quiet: bool) {
     if quiet {
         return;
     }
-    for warning in &config.discovery_warnings {
+    for warning in &config.host_warnings {
         tracing::warn!("{warning}");
     }
 }

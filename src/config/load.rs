@@ -1,9 +1,11 @@
 //! Reads both files, resolves them, and checks what spans the two.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::checker::{Checker, TemplateSite};
 use super::diagnostics::{Diagnostic, Diagnostics};
+use super::openssh::{LocalUser, OpenSsh, group_warnings};
 use super::raw::{RawInventory, RawPlaybook};
 use super::resolve::gate::resolve_gate;
 use super::resolve::inventory::{PathContext, resolve_inventory};
@@ -24,9 +26,12 @@ pub struct Config {
     pub warnings: Diagnostics,
     /// `--var` values, which every host's variables end with.
     pub overrides: Vars,
-    /// What discovering `[sources]` hosts had to say (a `Name` tag refused
-    /// as a host name); filled by the app, which shows or journals it.
-    pub discovery_warnings: Vec<String>,
+    /// What resolving hosts had to say (ssh_config settings not honoured,
+    /// a `Name` tag refused as a host name); shown or journalled by the app.
+    pub host_warnings: Vec<String>,
+    /// The OpenSSH client configuration, applied to every host (discovered
+    /// ones too); `None` when not read.
+    pub openssh: Option<Arc<OpenSsh>>,
 }
 
 impl Config {
@@ -36,6 +41,11 @@ impl Config {
     /// like another host is refused: two hosts must never share a name.
     pub fn add_discovered(&mut self, hosts: Vec<Host>) -> Result<(), String> {
         for mut host in hosts {
+            if let Some(openssh) = &self.openssh {
+                let found = openssh.settle(&mut host)?;
+                let named = found.into_iter().map(|w| (host.name.clone(), w)).collect();
+                self.host_warnings.extend(group_warnings(named));
+            }
             if self.inventory.hosts().any(|h| h.name == host.name) {
                 return Err(format!(
                     "discovered host {} has the name of a host already in the inventory",
@@ -70,6 +80,9 @@ pub struct LoadOptions<'a> {
     /// `--var KEY=VALUE`, in command-line order; later ones win.
     pub overrides: &'a [(String, String)],
     pub home: Option<&'a Path>,
+    /// Apply the OpenSSH client configuration (`[defaults] ssh_config`,
+    /// else `~/.ssh/config` and `/etc/ssh/ssh_config`) to the hosts.
+    pub read_ssh_config: bool,
 }
 
 /// Loads both files from disk.
@@ -95,12 +108,40 @@ pub fn load(
         }
     };
     let base_dir = inventory.parent().unwrap_or(Path::new("."));
-    load_from_text(
+    let mut config = load_from_text(
         SourceFile::new(inventory.display().to_string(), inventory_text),
         SourceFile::new(playbook.display().to_string(), playbook_text),
         base_dir,
         options,
-    )
+    )?;
+    if options.read_ssh_config {
+        let home = options.home.unwrap_or(Path::new("/"));
+        apply_openssh(&mut config, LocalUser::from_env(home)).map_err(|message| {
+            Diagnostics::from(Diagnostic::plain(message).with_help(
+                "fix the ssh_config file, or set ssh_config = false in the inventory's [defaults] to leave it out",
+            ))
+        })?;
+    }
+    Ok(config)
+}
+
+/// Reads the ssh_config the inventory chose and applies it to every host.
+pub fn apply_openssh(config: &mut Config, local: LocalUser) -> Result<(), String> {
+    let Some(openssh) =
+        OpenSsh::load(&config.inventory.ssh_config, local).map_err(|error| error.to_string())?
+    else {
+        return Ok(());
+    };
+    let mut warnings = Vec::new();
+    for zone in &mut config.inventory.zones {
+        for host in &mut zone.hosts {
+            let found = openssh.settle(host)?;
+            warnings.extend(found.into_iter().map(|w| (host.name.clone(), w)));
+        }
+    }
+    config.host_warnings.extend(group_warnings(warnings));
+    config.openssh = Some(Arc::new(openssh));
+    Ok(())
 }
 
 /// Reads only the inventory's `[state]`, for the commands that need no
@@ -214,7 +255,8 @@ pub fn load_from_text(
         playbook_file,
         warnings: diagnostics,
         overrides,
-        discovery_warnings: Vec::new(),
+        host_warnings: Vec::new(),
+        openssh: None,
     })
 }
 
@@ -362,6 +404,7 @@ hosts = [{ name = "web-01", address = "10.0.0.1" }]
             &LoadOptions {
                 overrides,
                 home: None,
+                read_ssh_config: false,
             },
         )
     }

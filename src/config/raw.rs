@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{IntOrString, OneOrMany, VarValue};
+use super::values::{IntOrString, OneOrMany, PathOrOff, VarValue};
 
 pub type S<T> = Spanned<T>;
 pub type RawVars = IndexMap<S<String>, S<VarValue>>;
@@ -57,6 +57,7 @@ pub struct RawDefaults {
     pub jump: Option<S<String>>,
     pub sudo: Option<S<bool>>,
     pub balancer: Option<S<OneOrMany>>,
+    pub ssh_config: Option<S<PathOrOff>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -95,3 +95,31 @@ impl<'de> Deserialize<'de> for OneOrMany {
         deserializer.deserialize_any(OneOrManyVisitor)
     }
 }
+
+/// A path, or `false` to turn a file off: `ssh_config = "ops/ssh_config"`
+/// or `ssh_config = false`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathOrOff {
+    Path(String),
+    /// `false`; `true` is refused by the resolver (it is the default).
+    Switch(bool),
+}
+
+impl<'de> Deserialize<'de> for PathOrOff {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PathOrOffVisitor;
+        impl Visitor<'_> for PathOrOffVisitor {
+            type Value = PathOrOff;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path such as \"ssh_config\", or false")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(PathOrOff::Path(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(PathOrOff::Switch(v))
+            }
+        }
+        deserializer.deserialize_any(PathOrOffVisitor)
+    }
+}

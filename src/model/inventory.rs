@@ -1,6 +1,7 @@
 //! The fleet: zones of hosts, the balancers in front of them, dynamic sources.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::template::{Template, Vars};
 
@@ -14,6 +15,21 @@ pub struct Inventory {
     pub sources: Vec<Source>,
     /// Where the lock and the run journals live.
     pub state: StateStore,
+    /// Which OpenSSH client configuration hosts are reached with.
+    pub ssh_config: SshConfigChoice,
+}
+
+/// `[defaults] ssh_config`: which OpenSSH client configuration to read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SshConfigChoice {
+    /// `~/.ssh/config`, then `/etc/ssh/ssh_config`, as `ssh` reads them.
+    #[default]
+    Standard,
+    /// Only this file (as `ssh -F FILE`); relative paths were resolved
+    /// against the inventory's directory.
+    File(PathBuf),
+    /// `ssh_config = false`: none.
+    Off,
 }
 
 /// Where an inventory's lock and run journals live (`[state]`): one place
@@ -111,24 +127,74 @@ impl Host {
     }
 }
 
-/// How to reach a host over SSH.
+/// How to reach a host over SSH: the inventory's keys over ssh_config's
+/// over fleetroll's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSettings {
     pub user: String,
     pub port: u16,
-    pub identity_file: Option<PathBuf>,
-    /// `None` means the user's `~/.ssh/known_hosts`.
-    pub known_hosts: Option<PathBuf>,
-    pub jump: Option<JumpHost>,
+    /// Tried in order; empty: ssh-agent's identities, then `~/.ssh/id_*`.
+    pub identity_files: Vec<PathBuf>,
+    /// OpenSSH's `IdentitiesOnly`: no agent identity beyond the files'.
+    pub identities_only: bool,
+    pub identity_agent: IdentityAgent,
+    /// Files searched for the host's key, in order (new keys are recorded
+    /// in the first); `None` means `~/.ssh/known_hosts`.
+    pub known_hosts: Option<Vec<PathBuf>>,
+    /// Searched after `known_hosts`; `None` means OpenSSH's system-wide
+    /// `/etc/ssh/ssh_known_hosts` and `/etc/ssh/ssh_known_hosts2`.
+    pub global_known_hosts: Option<Vec<PathBuf>>,
+    /// ProxyJump hops, the first connected to first.
+    pub jump: Vec<JumpHost>,
+    /// TCP connect and handshake limit; `None`: the connector's own.
+    pub connect_timeout: Option<Duration>,
+    /// Keepalive interval and how many may go unanswered; `None`: the
+    /// connector's own.
+    pub keepalive: Option<(Duration, usize)>,
     pub sudo: bool,
+    /// Where each setting came from, by inventory key (`user`, `port`,
+    /// `address`, …): `inventory.toml:12:5` or `~/.ssh/config:4`; a
+    /// setting not listed is fleetroll's default.
+    pub origins: std::collections::BTreeMap<&'static str, String>,
 }
 
-/// A ProxyJump-style hop: `user@host:port`, user and port optional.
+impl Default for SshSettings {
+    fn default() -> Self {
+        Self {
+            user: "root".to_owned(),
+            port: 22,
+            identity_files: Vec::new(),
+            identities_only: false,
+            identity_agent: IdentityAgent::Environment,
+            known_hosts: None,
+            global_known_hosts: None,
+            jump: Vec::new(),
+            connect_timeout: None,
+            keepalive: None,
+            sudo: false,
+            origins: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// Which ssh-agent to ask for identities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityAgent {
+    /// `$SSH_AUTH_SOCK`, if set.
+    Environment,
+    None,
+    Socket(PathBuf),
+}
+
+/// A ProxyJump-style hop: `user@host:port`, user and port optional (then
+/// ssh_config's, or the target's user and port 22).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JumpHost {
     pub user: Option<String>,
     pub host: String,
-    pub port: u16,
+    pub port: Option<u16>,
+    /// The hop's own identities (from ssh_config); empty: the target's.
+    pub identity_files: Vec<PathBuf>,
 }
 
 impl JumpHost {
@@ -140,9 +206,9 @@ impl JumpHost {
         };
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) if !host.contains(':') || host.starts_with('[') => {
-                (host, port.parse().ok().filter(|&p: &u16| p != 0)?)
+                (host, Some(port.parse().ok().filter(|&p: &u16| p != 0)?))
             }
-            _ => (rest, 22),
+            _ => (rest, None),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.chars().any(char::is_whitespace) {
@@ -152,7 +218,13 @@ impl JumpHost {
             user,
             host: host.to_owned(),
             port,
+            identity_files: Vec::new(),
         })
+    }
+
+    /// Several hops, comma-separated, as ProxyJump takes them.
+    pub fn parse_chain(text: &str) -> Option<Vec<Self>> {
+        text.split(',').map(|hop| Self::parse(hop.trim())).collect()
     }
 }
 
@@ -281,13 +353,16 @@ mod tests {
     #[test]
     fn parses_jump_hosts_like_proxyjump() {
         let cases = [
-            ("bastion", Some((None, "bastion", 22))),
-            ("ops@bastion:2222", Some((Some("ops"), "bastion", 2222))),
+            ("bastion", Some((None, "bastion", None))),
+            (
+                "ops@bastion:2222",
+                Some((Some("ops"), "bastion", Some(2222))),
+            ),
             (
                 "bastion.example.com:22",
-                Some((None, "bastion.example.com", 22)),
+                Some((None, "bastion.example.com", Some(22))),
             ),
-            ("[::1]:2200", Some((None, "::1", 2200))),
+            ("[::1]:2200", Some((None, "::1", Some(2200)))),
             ("@bastion", None),
             ("bastion:0", None),
             ("bastion:http", None),

@@ -88,7 +88,7 @@ async fn written_files_load_and_ssh_runs_commands() {
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)
         .unwrap();
     std::fs::write(&other_key, text.as_bytes()).unwrap();
-    stranger.ssh.identity_file = Some(other_key);
+    stranger.ssh.identity_files = vec![other_key];
     let refused = connector.connect(&stranger).await.unwrap_err();
     assert!(matches!(refused, ShellError::Auth { .. }), "{refused}");
 }

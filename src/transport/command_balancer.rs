@@ -208,10 +208,7 @@ mod tests {
             ssh: SshSettings {
                 user: "root".into(),
                 port: 22,
-                identity_file: None,
-                known_hosts: None,
-                jump: None,
-                sudo: false,
+                ..SshSettings::default()
             },
             balancers: vec!["lb".into()],
             lb_server: "web-01".into(),

@@ -197,10 +197,7 @@ fn host(name: &str) -> Host {
         ssh: crate::model::inventory::SshSettings {
             user: "root".into(),
             port: 22,
-            identity_file: None,
-            known_hosts: None,
-            jump: None,
-            sudo: false,
+            ..crate::model::inventory::SshSettings::default()
         },
         balancers: vec!["lb".into()],
         lb_server: name.into(),

@@ -166,10 +166,7 @@ mod tests {
             ssh: SshSettings {
                 user: "root".into(),
                 port: 22,
-                identity_file: None,
-                known_hosts: None,
-                jump: None,
-                sudo: false,
+                ..SshSettings::default()
             },
             balancers: Vec::new(),
             lb_server: "web-01".into(),

@@ -166,10 +166,7 @@ fn balancer_host(name: &str) -> Host {
         ssh: SshSettings {
             user: "root".to_owned(),
             port: 22,
-            identity_file: None,
-            known_hosts: None,
-            jump: None,
-            sudo: false,
+            ..SshSettings::default()
         },
         balancers: vec!["web".to_owned()],
         lb_server: name.to_owned(),

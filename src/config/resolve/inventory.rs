@@ -9,10 +9,10 @@ use toml::Spanned;
 use super::vars::resolve_vars;
 use crate::config::checker::{Checker, span_of};
 use crate::config::raw::{RawBalancer, RawDefaults, RawHost, RawInventory, RawSource};
-use crate::config::values::OneOrMany;
+use crate::config::values::{OneOrMany, PathOrOff};
 use crate::model::inventory::{
     AddressKind, Balancer, BalancerKind, HaproxyEndpoint, Host, Inventory, JumpHost, Source,
-    SourceKind, SshSettings, TargetGroups, Zone,
+    SourceKind, SshConfigChoice, SshSettings, TargetGroups, Zone,
 };
 use crate::model::template::is_identifier;
 
@@ -88,7 +88,6 @@ pub fn resolve_inventory(
         }
         let mut hosts = Vec::new();
         for raw_host in raw_zone.hosts.into_inner() {
-            let host_span = raw_host.span();
             let raw_host = raw_host.into_inner();
             let name_span = raw_host.name.span();
             let name = raw_host.name.get_ref().clone();
@@ -107,7 +106,6 @@ pub fn resolve_inventory(
             first_seen.insert(name.clone(), name_span);
             if let Some(host) = resolve_host(
                 raw_host,
-                host_span,
                 &zone_name,
                 &defaults,
                 checker,
@@ -161,12 +159,14 @@ pub fn resolve_inventory(
         zones: resolved_zones,
         sources,
         state,
+        ssh_config: defaults.ssh_config,
     }
 }
 
 /// `[defaults]` with fleetroll's own defaults under it.
 #[derive(Debug, Clone)]
 struct Defaults {
+    ssh_config: SshConfigChoice,
     ssh: SshSettings,
     balancers: Vec<String>,
 }
@@ -178,14 +178,8 @@ fn resolve_defaults(
     balancer_names: &[&str],
 ) -> Defaults {
     let base = Defaults {
-        ssh: SshSettings {
-            user: "root".to_owned(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            jump: None,
-            sudo: false,
-        },
+        ssh_config: SshConfigChoice::Standard,
+        ssh: SshSettings::default(),
         balancers: Vec::new(),
     };
     let Some(raw) = raw else { return base };
@@ -197,7 +191,23 @@ fn resolve_defaults(
         jump,
         sudo,
         balancer,
+        ssh_config,
     } = raw;
+    let ssh_config = match ssh_config {
+        None => SshConfigChoice::Standard,
+        Some(value) => {
+            let span = value.span();
+            match value.into_inner() {
+                PathOrOff::Switch(true) => SshConfigChoice::Standard,
+                PathOrOff::Switch(false) => SshConfigChoice::Off,
+                PathOrOff::Path(path) => checker
+                    .word(&Spanned::new(span, path), "path")
+                    .map_or(SshConfigChoice::Standard, |path| {
+                        SshConfigChoice::File(paths.resolve(&path))
+                    }),
+            }
+        }
+    };
     let overrides = SshOverrides {
         user: user.as_ref(),
         port: port.as_ref(),
@@ -207,6 +217,7 @@ fn resolve_defaults(
         sudo: sudo.as_ref(),
     };
     Defaults {
+        ssh_config,
         ssh: overrides.apply(&base.ssh, checker, paths),
         balancers: balancer
             .as_ref()
@@ -235,32 +246,54 @@ impl SshOverrides<'_> {
         let mut ssh = base.clone();
         if let Some(user) = self.user.and_then(|u| checker.word(u, "user name")) {
             ssh.user = user;
+            origin(&mut ssh, checker, "user", self.user);
         }
         if let Some(port) = self.port.and_then(|p| checker.port(p)) {
             ssh.port = port;
+            origin(&mut ssh, checker, "port", self.port);
         }
         if let Some(path) = self.identity_file.and_then(|p| checker.word(p, "path")) {
-            ssh.identity_file = Some(paths.resolve(&path));
+            ssh.identity_files = vec![paths.resolve(&path)];
+            origin(&mut ssh, checker, "identity_file", self.identity_file);
         }
         if let Some(path) = self.known_hosts.and_then(|p| checker.word(p, "path")) {
-            ssh.known_hosts = Some(paths.resolve(&path));
+            ssh.known_hosts = Some(vec![paths.resolve(&path)]);
+            origin(&mut ssh, checker, "known_hosts", self.known_hosts);
         }
         if let Some(jump) = self.jump {
-            match JumpHost::parse(jump.get_ref()) {
-                Some(parsed) => ssh.jump = Some(parsed),
+            match JumpHost::parse_chain(jump.get_ref()) {
+                Some(hops) => {
+                    ssh.jump = hops;
+                    origin(&mut ssh, checker, "jump", self.jump);
+                }
                 None => {
                     checker.error(
                         jump.span(),
                         format!("`{}` is not a jump host", jump.get_ref()),
-                        "expected host, user@host or user@host:port",
+                        "expected host, user@host or user@host:port, several separated by commas",
                     );
                 }
             }
         }
         if let Some(sudo) = self.sudo {
             ssh.sudo = *sudo.get_ref();
+            origin(&mut ssh, checker, "sudo", self.sudo);
         }
         ssh
+    }
+}
+
+/// Records that the inventory set `key` at `value`'s position.
+fn origin<T>(
+    ssh: &mut SshSettings,
+    checker: &Checker<'_>,
+    key: &'static str,
+    value: Option<&Spanned<T>>,
+) {
+    if let Some(value) = value {
+        let (line, column) = checker.file.line_col(value.span().start);
+        ssh.origins
+            .insert(key, format!("{}:{line}:{column}", checker.file.name()));
     }
 }
 
@@ -309,7 +342,6 @@ fn balancer_list(
 
 fn resolve_host(
     raw: RawHost,
-    host_span: Range<usize>,
     zone: &str,
     defaults: &Defaults,
     checker: &mut Checker<'_>,
@@ -331,19 +363,8 @@ fn resolve_host(
         vars,
     } = raw;
     let name_ok = checker.name(&name, "host name");
-    let address = match &address {
-        Some(address) => checker.word(address, "address"),
-        None => {
-            checker
-                .error(
-                    host_span,
-                    format!("host `{}` has no address", name.get_ref()),
-                    "`address` missing",
-                )
-                .set_help("add address = \"10.0.1.11\" (an IP address or DNS name)");
-            None
-        }
-    };
+    // Without an address, the name is dialled (after ssh_config's HostName).
+    let address_checked = address.as_ref().map(|a| checker.word(a, "address"));
     let ssh = SshOverrides {
         user: user.as_ref(),
         port: port.as_ref(),
@@ -353,6 +374,8 @@ fn resolve_host(
         sudo: sudo.as_ref(),
     }
     .apply(&defaults.ssh, checker, paths);
+    let mut ssh = ssh;
+    origin(&mut ssh, checker, "address", address.as_ref());
     let balancers = balancer.as_ref().map_or_else(
         || defaults.balancers.clone(),
         |b| balancer_list(b, checker, balancer_names),
@@ -365,10 +388,14 @@ fn resolve_host(
         .and_then(|t| checker.word(t, "target id"));
     let vars = resolve_vars(vars.as_ref(), checker);
     let name = name_ok?;
+    let address = match address_checked {
+        Some(address) => address?,
+        None => name.clone(),
+    };
     Some(Host {
         lb_server: lb_server.unwrap_or_else(|| name.clone()),
         name,
-        address: address?,
+        address,
         zone: zone.to_owned(),
         ssh,
         balancers,

@@ -374,10 +374,8 @@ mod tests {
             ssh: SshSettings {
                 user: "deploy".into(),
                 port: 2222,
-                identity_file: None,
-                known_hosts: None,
-                jump: None,
                 sudo: true,
+                ..SshSettings::default()
             },
             balancers: vec!["alb".into()],
             vars: [("role".to_owned(), "web".to_owned())].into(),

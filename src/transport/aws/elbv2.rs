@@ -662,10 +662,7 @@ mod tests {
             ssh: crate::model::inventory::SshSettings {
                 user: "deploy".into(),
                 port: 22,
-                identity_file: None,
-                known_hosts: None,
-                jump: None,
-                sudo: false,
+                ..crate::model::inventory::SshSettings::default()
             },
             balancers: vec!["alb".into()],
             lb_server: "web-01".into(),

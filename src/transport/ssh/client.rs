@@ -16,9 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::keys::{self, AuthError, KeySources};
+use super::keys::{self, AuthError, Identities, KeySources};
 use super::known_hosts::{self, Verdict};
-use crate::model::inventory::Host;
+use crate::model::inventory::{Host, IdentityAgent};
 use crate::model::template::shell_quote;
 use crate::transport::shell::{
     Connector, ExecOutput, ExitStatus, OUTPUT_TAIL_BYTES, RemoteShell, ShellError,
@@ -93,11 +93,37 @@ impl SshConnector {
         Self::new(options, home, non_empty("SSH_AUTH_SOCK").map(PathBuf::from))
     }
 
-    fn known_hosts_path(&self, host: &Host) -> PathBuf {
-        host.ssh
-            .known_hosts
-            .clone()
-            .unwrap_or_else(|| self.sources.home.join(".ssh").join("known_hosts"))
+    /// The files searched for a host's key: its own (default
+    /// `~/.ssh/known_hosts`), then the system-wide ones; new keys are
+    /// recorded in the first of its own.
+    fn known_hosts_files(&self, host: &Host) -> KnownHostsFiles {
+        let user = host.ssh.known_hosts.clone().unwrap_or_else(|| {
+            let dir = self.sources.home.join(".ssh");
+            vec![dir.join("known_hosts"), dir.join("known_hosts2")]
+        });
+        let global = host.ssh.global_known_hosts.clone().unwrap_or_else(|| {
+            vec![
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+            ]
+        });
+        KnownHostsFiles {
+            record_to: user.first().cloned(),
+            search: user.into_iter().chain(global).collect(),
+        }
+    }
+
+    /// The client configuration for `host`: the connector's, with the
+    /// host's own keepalive if ssh_config set one.
+    fn config_for(&self, host: &Host) -> Arc<client::Config> {
+        match host.ssh.keepalive {
+            None => Arc::clone(&self.config),
+            Some((interval, max)) => Arc::new(client_config(&SshOptions {
+                keepalive_interval: interval,
+                keepalive_max: max,
+                ..self.options.clone()
+            })),
+        }
     }
 
     async fn tcp_connect(&self, endpoint: &Endpoint<'_>) -> Result<TcpStream, ShellError> {
@@ -106,10 +132,10 @@ impl SshConnector {
             reason,
         };
         let connect = TcpStream::connect((endpoint.address, endpoint.port));
-        match timeout(self.options.connect_timeout, connect).await {
+        match timeout(endpoint.connect_timeout, connect).await {
             Err(_) => Err(unreachable(format!(
                 "TCP connect to port {} timed out after {:?}",
-                endpoint.port, self.options.connect_timeout
+                endpoint.port, endpoint.connect_timeout
             ))),
             Ok(Err(err)) => Err(unreachable(format!(
                 "TCP connect to port {}: {err}",
@@ -130,8 +156,8 @@ impl SshConnector {
         &self,
         stream: S,
         endpoint: &Endpoint<'_>,
-        known_hosts: &Path,
-        identity_file: Option<&Path>,
+        config: &Arc<client::Config>,
+        known_hosts: &KnownHostsFiles,
     ) -> Result<Session, ShellError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -142,20 +168,20 @@ impl SshConnector {
                 label: endpoint.key_label.clone(),
                 address: endpoint.address.to_owned(),
                 port: endpoint.port,
-                known_hosts: known_hosts.to_owned(),
+                files: known_hosts.clone(),
                 accept_new: self.options.accept_new_host_keys,
                 lock: Arc::clone(&self.known_hosts_lock),
             },
             lost: Arc::clone(&lost),
         };
-        let handshake = client::connect_stream(Arc::clone(&self.config), stream, handler);
-        let mut handle = match timeout(self.options.connect_timeout, handshake).await {
+        let handshake = client::connect_stream(Arc::clone(config), stream, handler);
+        let mut handle = match timeout(endpoint.connect_timeout, handshake).await {
             Err(_) => {
                 return Err(ShellError::Unreachable {
                     host: endpoint.label.clone(),
                     reason: format!(
                         "SSH handshake did not finish within {:?}",
-                        self.options.connect_timeout
+                        endpoint.connect_timeout
                     ),
                 });
             }
@@ -163,7 +189,12 @@ impl SshConnector {
             Ok(Err(SessionError::Russh(err))) => return Err(handshake_error(endpoint, &err)),
             Ok(Ok(handle)) => handle,
         };
-        let auth = keys::authenticate(&mut handle, endpoint.user, identity_file, &self.sources);
+        let auth = keys::authenticate(
+            &mut handle,
+            endpoint.user,
+            &endpoint.identities,
+            &self.sources,
+        );
         match timeout(self.options.auth_timeout, auth).await {
             Err(_) => Err(ShellError::Disconnected {
                 host: endpoint.label.clone(),
@@ -203,10 +234,10 @@ impl SshConnector {
             "127.0.0.1",
             0,
         );
-        match timeout(self.options.connect_timeout, open).await {
+        match timeout(target.connect_timeout, open).await {
             Err(_) => Err(unreachable(format!(
                 "{jump_label} did not open a tunnel to port {} within {:?}",
-                target.port, self.options.connect_timeout
+                target.port, target.connect_timeout
             ))),
             Ok(Err(russh::Error::ChannelOpenFailure(failure))) => Err(unreachable(format!(
                 "{jump_label} could not connect to port {}: {failure:?}",
@@ -224,8 +255,13 @@ impl SshConnector {
 #[async_trait]
 impl Connector for SshConnector {
     async fn connect(&self, host: &Host) -> Result<Arc<dyn RemoteShell>, ShellError> {
-        let known_hosts = self.known_hosts_path(host);
-        let identity = host.ssh.identity_file.as_deref();
+        let known_hosts = self.known_hosts_files(host);
+        let config = self.config_for(host);
+        let connect_timeout = host
+            .ssh
+            .connect_timeout
+            .unwrap_or(self.options.connect_timeout);
+        let identities = Identities::of(host, &host.ssh.identity_files, &self.sources);
         let lookup = known_hosts::lookup_name(&host.address, host.ssh.port);
         let target = Endpoint {
             label: label(&host.name, &host.address),
@@ -233,6 +269,8 @@ impl Connector for SshConnector {
             address: &host.address,
             port: host.ssh.port,
             user: &host.ssh.user,
+            identities: identities.clone(),
+            connect_timeout,
         };
         tracing::debug!(
             "{}: connecting to {}@{}:{} (known_hosts {}, jump {:?})",
@@ -240,45 +278,109 @@ impl Connector for SshConnector {
             host.ssh.user,
             host.address,
             host.ssh.port,
-            known_hosts.display(),
-            host.ssh.jump.as_ref().map(|jump| &jump.host)
+            known_hosts.describe(),
+            host.ssh
+                .jump
+                .iter()
+                .map(|hop| &hop.host)
+                .collect::<Vec<_>>()
         );
-        let (session, jump) = match &host.ssh.jump {
+        // Each hop is reached through the one before it; the target through
+        // the last. Every session stays open as long as the target's.
+        let mut hops: Vec<Session> = Vec::new();
+        for jump in &host.ssh.jump {
+            let port = jump.port.unwrap_or(22);
+            let jump_label = format!("jump host {} for {}", jump.host, host.name);
+            let hop = Endpoint {
+                label: jump_label.clone(),
+                key_label: format!(
+                    "jump host {} for {}",
+                    known_hosts::lookup_name(&jump.host, port),
+                    host.name
+                ),
+                address: &jump.host,
+                port,
+                user: jump.user.as_deref().unwrap_or(&host.ssh.user),
+                identities: if jump.identity_files.is_empty() {
+                    identities.clone()
+                } else {
+                    Identities::of(host, &jump.identity_files, &self.sources)
+                },
+                connect_timeout,
+            };
+            let session = match hops.last() {
+                None => {
+                    let stream = self.tcp_connect(&hop).await?;
+                    self.establish(stream, &hop, &config, &known_hosts).await?
+                }
+                Some(previous) => {
+                    let tunnel = self
+                        .tunnel(previous, &previous_label(&hops, host), &hop)
+                        .await?;
+                    self.establish(tunnel, &hop, &config, &known_hosts).await?
+                }
+            };
+            hops.push(session);
+        }
+        let session = match hops.last() {
             None => {
                 let stream = self.tcp_connect(&target).await?;
-                let session = self
-                    .establish(stream, &target, &known_hosts, identity)
-                    .await?;
-                (session, None)
+                self.establish(stream, &target, &config, &known_hosts)
+                    .await?
             }
-            Some(jump) => {
-                let jump_label = format!("jump host {} for {}", jump.host, host.name);
-                let hop = Endpoint {
-                    label: jump_label.clone(),
-                    key_label: format!(
-                        "jump host {} for {}",
-                        known_hosts::lookup_name(&jump.host, jump.port),
-                        host.name
-                    ),
-                    address: &jump.host,
-                    port: jump.port,
-                    user: jump.user.as_deref().unwrap_or(&host.ssh.user),
-                };
-                let stream = self.tcp_connect(&hop).await?;
-                let jump_session = self.establish(stream, &hop, &known_hosts, identity).await?;
-                let tunnel = self.tunnel(&jump_session, &jump_label, &target).await?;
-                let session = self
-                    .establish(tunnel, &target, &known_hosts, identity)
+            Some(last) => {
+                let tunnel = self
+                    .tunnel(last, &previous_label(&hops, host), &target)
                     .await?;
-                (session, Some(jump_session))
+                self.establish(tunnel, &target, &config, &known_hosts)
+                    .await?
             }
         };
         Ok(Arc::new(SshShell {
             label: target.label,
             sudo: host.ssh.sudo,
             session,
-            jump,
+            jump: hops,
         }))
+    }
+}
+
+/// How errors name the last hop opened so far.
+fn previous_label(hops: &[Session], host: &Host) -> String {
+    let jump = &host.ssh.jump[hops.len() - 1];
+    format!("jump host {} for {}", jump.host, host.name)
+}
+
+/// The known_hosts files a connection checks keys against.
+#[derive(Debug, Clone)]
+struct KnownHostsFiles {
+    search: Vec<PathBuf>,
+    /// Where `--accept-new-host-keys` records a new key; `None` when the
+    /// host's own files are `none`.
+    record_to: Option<PathBuf>,
+}
+
+impl KnownHostsFiles {
+    fn describe(&self) -> String {
+        self.search
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Identities {
+    fn of(host: &Host, files: &[PathBuf], sources: &KeySources) -> Self {
+        Self {
+            files: files.to_vec(),
+            only: host.ssh.identities_only,
+            agent: match &host.ssh.identity_agent {
+                IdentityAgent::Environment => sources.agent_socket.clone(),
+                IdentityAgent::None => None,
+                IdentityAgent::Socket(path) => Some(path.clone()),
+            },
+        }
     }
 }
 
@@ -292,6 +394,9 @@ struct Endpoint<'a> {
     address: &'a str,
     port: u16,
     user: &'a str,
+    identities: Identities,
+    /// Bound on the TCP connect, the handshake and opening a tunnel.
+    connect_timeout: Duration,
 }
 
 /// `name (address)`, or just the name when it is the address.
@@ -446,20 +551,22 @@ impl client::Handler for SessionHandler {
     }
 }
 
-/// Everything needed to check a host key against a known_hosts file.
+/// Everything needed to check a host key against known_hosts files.
 #[derive(Debug, Clone)]
 struct HostKeyCheck {
     /// Names the host in errors, with its known_hosts lookup name.
     label: String,
     address: String,
     port: u16,
-    known_hosts: PathBuf,
+    files: KnownHostsFiles,
     accept_new: bool,
     lock: Arc<Mutex<()>>,
 }
 
 impl HostKeyCheck {
-    /// Blocking: reads known_hosts, decides, and with accept-new appends.
+    /// Blocking: reads the known_hosts files, decides as OpenSSH does (a
+    /// revocation anywhere wins, then a match in any file, then another
+    /// key recorded anywhere), and with accept-new appends.
     fn run(&self, key: &PublicKey) -> Result<(), ShellError> {
         // A poisoned lock only means another check panicked; the file is
         // still consistent because appends are single writes.
@@ -467,57 +574,78 @@ impl HostKeyCheck {
             .lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let path = self.known_hosts.display().to_string();
-        let text = match std::fs::read_to_string(&self.known_hosts) {
-            Ok(text) => text,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => String::new(),
-            Err(err) => {
-                return Err(ShellError::Other(format!(
-                    "cannot read known_hosts {path} to check {}: {err}",
-                    self.label
-                )));
-            }
-        };
-        let entries = known_hosts::parse(&text);
         let host = self.label.clone();
         let key_type = key.algorithm().as_str().to_owned();
         let fingerprint = known_hosts::fingerprint(key);
-        match known_hosts::verify(&entries, &self.address, self.port, key) {
-            Verdict::Trusted => Ok(()),
-            Verdict::Changed { line } => Err(ShellError::HostKeyChanged {
+        let mut changed = None;
+        let mut trusted = false;
+        for path in &self.files.search {
+            let text = read_known_hosts(path, &host)?;
+            match known_hosts::verify(&known_hosts::parse(&text), &self.address, self.port, key) {
+                Verdict::Revoked { line } => {
+                    return Err(ShellError::HostKeyRevoked {
+                        host,
+                        key_type,
+                        fingerprint,
+                        known_hosts: path.display().to_string(),
+                        line,
+                    });
+                }
+                Verdict::Trusted => trusted = true,
+                Verdict::Changed { line } => {
+                    changed.get_or_insert((path, line));
+                }
+                Verdict::Unknown => {}
+            }
+        }
+        if trusted {
+            return Ok(());
+        }
+        if let Some((path, line)) = changed {
+            return Err(ShellError::HostKeyChanged {
                 host,
                 key_type,
                 fingerprint,
-                known_hosts: path,
+                known_hosts: path.display().to_string(),
                 line,
-            }),
-            Verdict::Revoked { line } => Err(ShellError::HostKeyRevoked {
-                host,
-                key_type,
-                fingerprint,
-                known_hosts: path,
-                line,
-            }),
-            Verdict::Unknown if self.accept_new => {
+            });
+        }
+        match (&self.files.record_to, self.accept_new) {
+            (Some(path), true) => {
                 let Some(entry) = known_hosts::format_entry(&self.address, self.port, key) else {
                     return Err(ShellError::Other(format!(
-                        "cannot encode the host key of {host} for {path}"
+                        "cannot encode the host key of {host} for {}",
+                        path.display()
                     )));
                 };
+                let text = read_known_hosts(path, &host)?;
                 let needs_newline = !text.is_empty() && !text.ends_with('\n');
-                append_entry(&self.known_hosts, &entry, needs_newline).map_err(|err| {
+                append_entry(path, &entry, needs_newline).map_err(|err| {
                     ShellError::Other(format!(
-                        "cannot record the host key of {host} in {path}: {err}"
+                        "cannot record the host key of {host} in {}: {err}",
+                        path.display()
                     ))
                 })
             }
-            Verdict::Unknown => Err(ShellError::HostKeyUnknown {
+            _ => Err(ShellError::HostKeyUnknown {
                 host,
                 key_type,
                 fingerprint,
-                known_hosts: path,
+                known_hosts: self.files.describe(),
             }),
         }
+    }
+}
+
+/// A known_hosts file's text; a missing file is an empty one.
+fn read_known_hosts(path: &Path, host: &str) -> Result<String, ShellError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(err) => Err(ShellError::Other(format!(
+            "cannot read known_hosts {} to check {host}: {err}",
+            path.display()
+        ))),
     }
 }
 
@@ -569,9 +697,9 @@ pub struct SshShell {
     label: String,
     sudo: bool,
     session: Session,
-    /// The jump host's connection carrying `session`, if any. Declared after
-    /// `session` so that it is dropped (closed) after it.
-    jump: Option<Session>,
+    /// The jump hosts' connections carrying `session`, outermost first.
+    /// Declared after `session` so that they are dropped (closed) after it.
+    jump: Vec<Session>,
 }
 
 impl fmt::Debug for SshShell {
@@ -589,8 +717,10 @@ impl SshShell {
     fn disconnected(&self, fallback: impl FnOnce() -> String) -> ShellError {
         let reason = lost_reason(&self.session.lost)
             .or_else(|| {
-                let jump = self.jump.as_ref()?;
-                lost_reason(&jump.lost).map(|reason| format!("jump host connection lost: {reason}"))
+                self.jump.iter().rev().find_map(|jump| {
+                    lost_reason(&jump.lost)
+                        .map(|reason| format!("jump host connection lost: {reason}"))
+                })
             })
             .unwrap_or_else(fallback);
         ShellError::Disconnected {
@@ -651,7 +781,7 @@ impl RemoteShell for SshShell {
 
     async fn close(&self) {
         self.session.close().await;
-        if let Some(jump) = &self.jump {
+        for jump in self.jump.iter().rev() {
             jump.close().await;
         }
     }
@@ -896,7 +1026,10 @@ mod tests {
             label: "web1 ([10.0.0.1]:2222)".to_owned(),
             address: "10.0.0.1".to_owned(),
             port: 2222,
-            known_hosts: path.clone(),
+            files: KnownHostsFiles {
+                search: vec![path.clone()],
+                record_to: Some(path.clone()),
+            },
             accept_new: false,
             lock: Arc::new(Mutex::new(())),
         };

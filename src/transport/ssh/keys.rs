@@ -78,100 +78,139 @@ async fn read_key_file(path: &Path) -> Result<KeyFile, AuthError> {
     }
 }
 
-/// Authenticates `user` with public keys: the identity file if one is given
-/// (through the agent if it is encrypted), otherwise the agent's identities
-/// and then the default key files.
+/// What one endpoint authenticates with: identity files (tried in order),
+/// whether the agent may offer others (`only` = OpenSSH's IdentitiesOnly),
+/// and the agent's socket.
+#[derive(Debug, Clone)]
+pub struct Identities {
+    pub files: Vec<PathBuf>,
+    pub only: bool,
+    pub agent: Option<PathBuf>,
+}
+
+/// Authenticates `user` with public keys: the identity files in order (an
+/// encrypted one through the agent), then, unless `only`, the agent's
+/// identities; with no identity file, the agent's identities and then the
+/// default key files.
 pub async fn authenticate<H: client::Handler>(
     handle: &mut client::Handle<H>,
     user: &str,
-    identity_file: Option<&Path>,
+    identities: &Identities,
     sources: &KeySources,
 ) -> Result<(), AuthError> {
     let mut attempt = Attempt::new(handle, user);
-    match identity_file {
-        Some(path) => match read_key_file(path).await? {
-            KeyFile::Ready(key) => {
+    if identities.files.is_empty() {
+        return with_defaults(&mut attempt, identities.agent.as_deref(), sources).await;
+    }
+    let mut refusals = Vec::new();
+    for path in &identities.files {
+        match with_file(&mut attempt, path, identities.agent.as_deref()).await? {
+            None => return Ok(()),
+            Some(refusal) => refusals.push(refusal),
+        }
+    }
+    if !identities.only
+        && let Some(socket) = &identities.agent
+        && matches!(attempt.agent, AgentOutcome::NotAsked)
+    {
+        if attempt.with_agent(socket).await? {
+            return Ok(());
+        }
+        refusals.push(attempt.agent_note().trim_start_matches("; ").to_owned());
+    }
+    Err(AuthError::Rejected(refusals.join("; ")))
+}
+
+/// One identity file; `Ok(None)` when the server accepted it, otherwise
+/// why not.
+async fn with_file<H: client::Handler>(
+    attempt: &mut Attempt<'_, H>,
+    path: &Path,
+    agent: Option<&Path>,
+) -> Result<Option<String>, AuthError> {
+    Ok(match read_key_file(path).await? {
+        KeyFile::Ready(key) => {
+            if attempt.with_key(key).await? {
+                return Ok(None);
+            }
+            Some(format!("the server refused the key {}", path.display()))
+        }
+        KeyFile::Missing => Some(format!("identity file {} does not exist", path.display())),
+        KeyFile::Encrypted => {
+            let Some(socket) = agent else {
+                return Ok(Some(format!(
+                    "identity file {} is encrypted and fleetroll does not prompt for \
+                     passphrases: load it into ssh-agent (ssh-add {}) and set SSH_AUTH_SOCK",
+                    path.display(),
+                    path.display()
+                )));
+            };
+            if matches!(attempt.agent, AgentOutcome::NotAsked) && attempt.with_agent(socket).await?
+            {
+                return Ok(None);
+            }
+            Some(format!(
+                "identity file {} is encrypted and no ssh-agent identity was accepted: \
+                 load it into ssh-agent (ssh-add {}){}",
+                path.display(),
+                path.display(),
+                attempt.agent_note()
+            ))
+        }
+    })
+}
+
+/// No identity file: the agent's identities, then `~/.ssh/id_*`.
+async fn with_defaults<H: client::Handler>(
+    attempt: &mut Attempt<'_, H>,
+    agent: Option<&Path>,
+    sources: &KeySources,
+) -> Result<(), AuthError> {
+    if let Some(socket) = agent
+        && attempt.with_agent(socket).await?
+    {
+        return Ok(());
+    }
+    let mut encrypted = Vec::new();
+    let mut tried = Vec::new();
+    for name in DEFAULT_IDENTITIES {
+        let path = sources.home.join(".ssh").join(name);
+        match read_key_file(&path).await {
+            Ok(KeyFile::Ready(key)) => {
                 if attempt.with_key(key).await? {
                     return Ok(());
                 }
-                Err(AuthError::Rejected(format!(
-                    "the server refused the key {}",
-                    path.display()
-                )))
+                tried.push(path.display().to_string());
             }
-            KeyFile::Missing => Err(AuthError::Rejected(format!(
-                "identity file {} does not exist",
-                path.display()
-            ))),
-            KeyFile::Encrypted => {
-                let Some(socket) = &sources.agent_socket else {
-                    return Err(AuthError::Rejected(format!(
-                        "identity file {} is encrypted and fleetroll does not prompt for \
-                         passphrases: load it into ssh-agent (ssh-add {}) and set SSH_AUTH_SOCK",
-                        path.display(),
-                        path.display()
-                    )));
-                };
-                if attempt.with_agent(socket).await? {
-                    return Ok(());
-                }
-                Err(AuthError::Rejected(format!(
-                    "identity file {} is encrypted and no ssh-agent identity was accepted: \
-                     load it into ssh-agent (ssh-add {}){}",
-                    path.display(),
-                    path.display(),
-                    attempt.agent_note()
-                )))
+            Ok(KeyFile::Encrypted) => encrypted.push(path.display().to_string()),
+            Ok(KeyFile::Missing) => {}
+            // A broken default key is noted, not fatal: the next may work.
+            Err(AuthError::Rejected(reason) | AuthError::ConnectionLost(reason)) => {
+                tried.push(reason);
             }
-        },
-        None => {
-            if let Some(socket) = &sources.agent_socket {
-                if attempt.with_agent(socket).await? {
-                    return Ok(());
-                }
-            }
-            let mut encrypted = Vec::new();
-            let mut tried = Vec::new();
-            for name in DEFAULT_IDENTITIES {
-                let path = sources.home.join(".ssh").join(name);
-                match read_key_file(&path).await {
-                    Ok(KeyFile::Ready(key)) => {
-                        if attempt.with_key(key).await? {
-                            return Ok(());
-                        }
-                        tried.push(path.display().to_string());
-                    }
-                    Ok(KeyFile::Encrypted) => encrypted.push(path.display().to_string()),
-                    Ok(KeyFile::Missing) => {}
-                    // A broken default key is noted, not fatal: the next may work.
-                    Err(AuthError::Rejected(reason) | AuthError::ConnectionLost(reason)) => {
-                        tried.push(reason);
-                    }
-                }
-            }
-            let mut reason = String::from("no identity was accepted");
-            if sources.agent_socket.is_none() {
-                reason.push_str(" (no ssh-agent: SSH_AUTH_SOCK is not set)");
-            }
-            reason.push_str(&attempt.agent_note());
-            if !tried.is_empty() {
-                reason.push_str(&format!("; tried {}", tried.join(", ")));
-            }
-            if !encrypted.is_empty() {
-                reason.push_str(&format!(
-                    "; skipped encrypted keys {} (load them into ssh-agent)",
-                    encrypted.join(", ")
-                ));
-            }
-            if tried.is_empty() && encrypted.is_empty() {
-                reason.push_str(&format!(
-                    "; no key in {}/.ssh and no identity_file set",
-                    sources.home.display()
-                ));
-            }
-            Err(AuthError::Rejected(reason))
         }
     }
+    let mut reason = String::from("no identity was accepted");
+    if agent.is_none() {
+        reason.push_str(" (no ssh-agent: SSH_AUTH_SOCK is not set)");
+    }
+    reason.push_str(&attempt.agent_note());
+    if !tried.is_empty() {
+        reason.push_str(&format!("; tried {}", tried.join(", ")));
+    }
+    if !encrypted.is_empty() {
+        reason.push_str(&format!(
+            "; skipped encrypted keys {} (load them into ssh-agent)",
+            encrypted.join(", ")
+        ));
+    }
+    if tried.is_empty() && encrypted.is_empty() {
+        reason.push_str(&format!(
+            "; no key in {}/.ssh and no identity_file set",
+            sources.home.display()
+        ));
+    }
+    Err(AuthError::Rejected(reason))
 }
 
 /// One authentication conversation; remembers what the agent said so the
