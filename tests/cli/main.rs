@@ -13,6 +13,7 @@ mod diagnostics;
 mod examples;
 mod http_stub;
 mod install;
+mod openssh;
 mod plan;
 mod promises;
 mod rollout;
