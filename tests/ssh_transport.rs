@@ -1002,3 +1002,258 @@ async fn a_host_key_recorded_only_in_the_global_known_hosts_file_is_trusted() {
     // Trusted from the global file: nothing was written to the user's.
     assert!(!user_file.exists());
 }
+
+/// Signs `key`'s public half with the CA key `ca`: a host certificate for
+/// `principals` when `host`, a user certificate otherwise, valid for
+/// `validity` (ssh-keygen's `-V`; empty for forever). Returns the
+/// certificate's path (`KEY-cert.pub`).
+fn sign(ca: &Path, key: &Path, host: bool, principals: &str, validity: &str) -> PathBuf {
+    let mut command = Command::new("ssh-keygen");
+    command.args(["-q", "-s"]).arg(ca);
+    command.args(["-I", "fleetroll-test", "-n", principals]);
+    if host {
+        command.arg("-h");
+    }
+    if !validity.is_empty() {
+        command.args(["-V", validity]);
+    }
+    run(command.arg(key.with_extension("pub")));
+    let mut certificate = key.as_os_str().to_owned();
+    certificate.push("-cert.pub");
+    PathBuf::from(certificate)
+}
+
+#[tokio::test]
+async fn a_host_recorded_only_with_its_ecdsa_key_is_offered_ecdsa_first() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let ecdsa = fixture.dir.path().join("host_ecdsa");
+    keygen_typed(&ecdsa, "ecdsa", "");
+    // The server has an ed25519 key too, which the client prefers unless
+    // known_hosts says otherwise.
+    let sshd = Sshd::start(
+        fixture.dir.path(),
+        "127.0.1.219",
+        &fixture.client_key,
+        &format!("LogLevel VERBOSE\nHostKey {}", ecdsa.display()),
+    );
+    std::fs::write(
+        &fixture.known_hosts,
+        format!("[{}]:{} {}\n", sshd.ip, sshd.port, public_key(&ecdsa)),
+    )
+    .unwrap();
+    let shell = fixture
+        .connector(false)
+        .connect(&fixture.host_for(&sshd))
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    assert_eq!(
+        shell
+            .exec("echo ok", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .stdout_tail,
+        "ok\n"
+    );
+    shell.close().await;
+}
+
+#[tokio::test]
+async fn a_host_certificate_signed_by_a_cert_authority_line_is_trusted_and_refused_otherwise() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let ca = fixture.dir.path().join("host_ca");
+    keygen(&ca, "");
+    let ip = "127.0.1.220";
+    let certified = fixture.dir.path().join("host_certified");
+    keygen(&certified, "");
+    let valid = sign(&ca, &certified, true, ip, "");
+    let sshd = Sshd::start(
+        fixture.dir.path(),
+        ip,
+        &fixture.client_key,
+        &format!(
+            "LogLevel VERBOSE\nHostKey {}\nHostCertificate {}",
+            certified.display(),
+            valid.display()
+        ),
+    );
+    let host = fixture.host_for(&sshd);
+    let authority = format!("@cert-authority [{ip}]:* {}\n", public_key(&ca));
+
+    // The CA trusted for the host: the certificate is asked for and trusted
+    // although neither host key is recorded.
+    std::fs::write(&fixture.known_hosts, &authority).unwrap();
+    let shell = fixture
+        .connector(false)
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    assert_eq!(
+        shell
+            .exec("echo ok", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .stdout_tail,
+        "ok\n"
+    );
+    shell.close().await;
+
+    // Without the CA line, the plain key is unknown.
+    std::fs::write(&fixture.known_hosts, "").unwrap();
+    let err = fixture.connector(false).connect(&host).await.unwrap_err();
+    assert!(matches!(err, ShellError::HostKeyUnknown { .. }), "{err:?}");
+
+    // A CA line for another host does not cover this one.
+    std::fs::write(
+        &fixture.known_hosts,
+        format!("@cert-authority 10.9.9.9 {}\n", public_key(&ca)),
+    )
+    .unwrap();
+    let err = fixture.connector(false).connect(&host).await.unwrap_err();
+    assert!(matches!(err, ShellError::HostKeyUnknown { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_expired_host_certificate_is_refused_saying_when_it_expired() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let ca = fixture.dir.path().join("host_ca");
+    keygen(&ca, "");
+    let ip = "127.0.1.221";
+    let certified = fixture.dir.path().join("host_certified");
+    keygen(&certified, "");
+    let expired = sign(&ca, &certified, true, ip, "20200101:20200102");
+    let sshd = Sshd::start(
+        fixture.dir.path(),
+        ip,
+        &fixture.client_key,
+        &format!(
+            "LogLevel VERBOSE\nHostKey {}\nHostCertificate {}",
+            certified.display(),
+            expired.display()
+        ),
+    );
+    std::fs::write(
+        &fixture.known_hosts,
+        format!("@cert-authority * {}\n", public_key(&ca)),
+    )
+    .unwrap();
+    let err = fixture
+        .connector(false)
+        .connect(&fixture.host_for(&sshd))
+        .await
+        .unwrap_err();
+    let ShellError::HostCertificateRefused { reason, line, .. } = &err else {
+        panic!("expected a refused certificate, got {err:?}");
+    };
+    assert!(reason.contains("expired at 2020-01-02"), "{reason}");
+    assert_eq!(*line, 1);
+}
+
+/// Starts sshd trusting user certificates signed by `ca` and no
+/// authorized key: only a certificate logs in.
+fn sshd_trusting_user_ca(fixture: &Fixture, ip: &str, ca: &Path) -> Sshd {
+    let nobody = fixture
+        .dir
+        .path()
+        .join(format!("no_key_{}", ip.replace('.', "_")));
+    keygen(&nobody, "");
+    Sshd::start(
+        fixture.dir.path(),
+        ip,
+        &nobody,
+        &format!(
+            "LogLevel VERBOSE\nTrustedUserCAKeys {}",
+            ca.with_extension("pub").display()
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_user_certificate_logs_in_where_only_its_ca_is_trusted() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let ca = fixture.dir.path().join("user_ca");
+    keygen(&ca, "");
+    let sshd = sshd_trusting_user_ca(&fixture, "127.0.1.222", &ca);
+    fixture.trust(&[&sshd]);
+    let mut host = fixture.host_for(&sshd);
+
+    // The plain key alone is refused: it is not in authorized_keys.
+    let err = fixture.connector(false).connect(&host).await.unwrap_err();
+    assert!(matches!(err, ShellError::Auth { .. }), "{err:?}");
+
+    // Signed for this user, in a file named by certificate_file.
+    let certificate = sign(&ca, &fixture.client_key, false, &current_user(), "");
+    let elsewhere = fixture.dir.path().join("issued.cert");
+    std::fs::rename(&certificate, &elsewhere).unwrap();
+    host.ssh.certificate_files = vec![elsewhere.clone()];
+    let shell = fixture
+        .connector(false)
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    assert_eq!(
+        shell
+            .exec("echo ok", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .stdout_tail,
+        "ok\n"
+    );
+    shell.close().await;
+    assert!(
+        sshd.log_text().contains("Accepted publickey") && sshd.log_text().contains("CA ED25519"),
+        "{}",
+        sshd.log_text()
+    );
+
+    // Found next to the identity file, as OpenSSH finds it.
+    host.ssh.certificate_files = Vec::new();
+    let mut beside = fixture.client_key.as_os_str().to_owned();
+    beside.push("-cert.pub");
+    std::fs::rename(&elsewhere, &beside).unwrap();
+    let shell = fixture.connector(false).connect(&host).await.unwrap();
+    shell.close().await;
+}
+
+#[tokio::test]
+async fn an_expired_user_certificate_is_reported_with_its_expiry() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let ca = fixture.dir.path().join("user_ca");
+    keygen(&ca, "");
+    let sshd = sshd_trusting_user_ca(&fixture, "127.0.1.223", &ca);
+    fixture.trust(&[&sshd]);
+    let mut host = fixture.host_for(&sshd);
+    let expired = sign(
+        &ca,
+        &fixture.client_key,
+        false,
+        &current_user(),
+        "20200101:20200102",
+    );
+    host.ssh.certificate_files = vec![expired.clone()];
+    let err = fixture.connector(false).connect(&host).await.unwrap_err();
+    let ShellError::Auth { reason, .. } = &err else {
+        panic!("expected an auth error, got {err:?}");
+    };
+    assert!(
+        reason.contains(&format!(
+            "the certificate {} expired at 2020-01-02",
+            expired.display()
+        )),
+        "{reason}"
+    );
+}

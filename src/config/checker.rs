@@ -190,7 +190,14 @@ impl<'a> Checker<'a> {
             self.error(
                 value.span(),
                 format!("`{text}` is not a valid {what}"),
-                format!("expected a {what} without spaces"),
+                format!(
+                    "expected {} {what} without spaces",
+                    if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    }
+                ),
             );
             return None;
         }

@@ -37,13 +37,10 @@ impl LocalUser {
             .iter()
             .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
             .unwrap_or_else(|| "root".to_owned());
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|text| text.trim().to_owned())
-            .unwrap_or_else(|_| "localhost".to_owned());
         Self {
             home: home.to_owned(),
             name,
-            host,
+            host: crate::lock::this_host(),
         }
     }
 }
@@ -182,6 +179,17 @@ impl OpenSsh {
             ssh.origins.insert(
                 "identity_file",
                 resolved.identity_files[0].origin.to_string(),
+            );
+        }
+        if !resolved.certificate_files.is_empty() && !ssh.origins.contains_key("certificate_file") {
+            ssh.certificate_files = resolved
+                .certificate_files
+                .iter()
+                .map(|file| expand_path(file, tokens))
+                .collect::<Result<_, _>>()?;
+            ssh.origins.insert(
+                "certificate_file",
+                resolved.certificate_files[0].origin.to_string(),
             );
         }
         if let Some(files) = &resolved.user_known_hosts_files
@@ -346,6 +354,14 @@ pub fn provenance(host: &Host) -> Vec<(&'static str, String, String)> {
                 "ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa".to_owned()
             } else {
                 paths(&ssh.identity_files)
+            },
+        ),
+        (
+            "certificate_file",
+            if ssh.certificate_files.is_empty() {
+                "none (IDENTITY-cert.pub if present)".to_owned()
+            } else {
+                paths(&ssh.certificate_files)
             },
         ),
         (

@@ -1203,8 +1203,7 @@ impl<'a> Resolution<'a> {
                     unreachable!("only unsupported criteria are left unevaluated");
                 };
                 self.resolved.warnings.push(format!(
-                    "{origin}: `Match {text}` cannot be evaluated by fleetroll (it evaluates only all, host, originalhost, user and localuser, and never runs commands), so the block is ignored for {}; if it should apply, move its settings into a Host block",
-                    self.alias
+                    "{origin}: `Match {text}` cannot be evaluated by fleetroll (it evaluates only all, host, originalhost, user and localuser, and never runs commands), so the block is ignored; if it should apply, move its settings into a Host block"
                 ));
                 false
             }
@@ -1319,8 +1318,8 @@ impl<'a> Resolution<'a> {
     fn warn_ignored(&mut self, ignored: IgnoredKeyword, origin: &Origin) {
         if self.warned_keywords.insert(ignored.name) {
             self.resolved.warnings.push(format!(
-                "{origin}: {} is ignored by fleetroll for {} ({}), though ssh would honour it",
-                ignored.name, self.alias, ignored.consequence
+                "{origin}: {} is ignored by fleetroll ({}), though ssh would honour it",
+                ignored.name, ignored.consequence
             ));
         }
     }

@@ -726,6 +726,7 @@ fn shell_outcome(error: &ShellError) -> Outcome {
         | ShellError::HostKeyUnknown { .. }
         | ShellError::HostKeyChanged { .. }
         | ShellError::HostKeyRevoked { .. }
+        | ShellError::HostCertificateRefused { .. }
         | ShellError::Auth { .. } => Outcome::Unreachable,
         ShellError::Disconnected { .. } | ShellError::Cancelled | ShellError::Other(_) => {
             Outcome::Failed

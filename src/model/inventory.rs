@@ -135,6 +135,9 @@ pub struct SshSettings {
     pub port: u16,
     /// Tried in order; empty: ssh-agent's identities, then `~/.ssh/id_*`.
     pub identity_files: Vec<PathBuf>,
+    /// OpenSSH user certificates (`CertificateFile`), each offered with
+    /// the identity whose key it certifies.
+    pub certificate_files: Vec<PathBuf>,
     /// OpenSSH's `IdentitiesOnly`: no agent identity beyond the files'.
     pub identities_only: bool,
     pub identity_agent: IdentityAgent,
@@ -164,6 +167,7 @@ impl Default for SshSettings {
             user: "root".to_owned(),
             port: 22,
             identity_files: Vec::new(),
+            certificate_files: Vec::new(),
             identities_only: false,
             identity_agent: IdentityAgent::Environment,
             known_hosts: None,

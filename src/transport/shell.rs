@@ -81,6 +81,17 @@ pub enum ShellError {
         known_hosts: String,
         line: usize,
     },
+    /// The host presented a certificate signed by one of its
+    /// `@cert-authority` keys that is not valid for it now.
+    #[error(
+        "host certificate of {host} refused: {reason} (its CA is trusted at {known_hosts}:{line}); refusing to connect"
+    )]
+    HostCertificateRefused {
+        host: String,
+        reason: String,
+        known_hosts: String,
+        line: usize,
+    },
     #[error("authentication as {user} on {host} failed: {reason}")]
     Auth {
         host: String,

@@ -178,11 +178,11 @@ fn impossible_strategy_zone_cap_of_zero() {
 }
 
 #[test]
-fn missing_address() {
+fn malformed_address() {
     let stderr = refused(
         &inventory_with(
             "{ name = \"web-02\", address = \"10.0.1.12\" }",
-            "{ name = \"web-02\" }",
+            "{ name = \"web-02\", address = \"10.0.1 .12\" }",
         ),
         PLAYBOOK,
     );
@@ -240,7 +240,7 @@ fn several_errors_in_both_files_are_reported_together() {
     let inventory = inventory_with("name = \"web-04\"", "name = \"web-01\"");
     let inventory = inventory.replacen(
         "{ name = \"web-02\", address = \"10.0.1.12\" }",
-        "{ name = \"web-02\" }",
+        "{ name = \"web-02\", address = \"10.0.1 .12\" }",
         1,
     );
     let playbook = playbook_with("timeout = \"2m\"", "timeout = \"soon\"");

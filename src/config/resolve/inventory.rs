@@ -187,6 +187,7 @@ fn resolve_defaults(
         user,
         port,
         identity_file,
+        certificate_file,
         known_hosts,
         jump,
         sudo,
@@ -212,6 +213,7 @@ fn resolve_defaults(
         user: user.as_ref(),
         port: port.as_ref(),
         identity_file: identity_file.as_ref(),
+        certificate_file: certificate_file.as_ref(),
         known_hosts: known_hosts.as_ref(),
         jump: jump.as_ref(),
         sudo: sudo.as_ref(),
@@ -231,6 +233,7 @@ struct SshOverrides<'r> {
     user: Option<&'r Spanned<String>>,
     port: Option<&'r Spanned<i64>>,
     identity_file: Option<&'r Spanned<String>>,
+    certificate_file: Option<&'r Spanned<String>>,
     known_hosts: Option<&'r Spanned<String>>,
     jump: Option<&'r Spanned<String>>,
     sudo: Option<&'r Spanned<bool>>,
@@ -255,6 +258,10 @@ impl SshOverrides<'_> {
         if let Some(path) = self.identity_file.and_then(|p| checker.word(p, "path")) {
             ssh.identity_files = vec![paths.resolve(&path)];
             origin(&mut ssh, checker, "identity_file", self.identity_file);
+        }
+        if let Some(path) = self.certificate_file.and_then(|p| checker.word(p, "path")) {
+            ssh.certificate_files = vec![paths.resolve(&path)];
+            origin(&mut ssh, checker, "certificate_file", self.certificate_file);
         }
         if let Some(path) = self.known_hosts.and_then(|p| checker.word(p, "path")) {
             ssh.known_hosts = Some(vec![paths.resolve(&path)]);
@@ -354,6 +361,7 @@ fn resolve_host(
         port,
         user,
         identity_file,
+        certificate_file,
         known_hosts,
         jump,
         sudo,
@@ -369,6 +377,7 @@ fn resolve_host(
         user: user.as_ref(),
         port: port.as_ref(),
         identity_file: identity_file.as_ref(),
+        certificate_file: certificate_file.as_ref(),
         known_hosts: known_hosts.as_ref(),
         jump: jump.as_ref(),
         sudo: sudo.as_ref(),
@@ -633,6 +642,7 @@ fn resolve_source(
         port,
         user,
         identity_file,
+        certificate_file,
         known_hosts,
         jump,
         sudo,
@@ -713,6 +723,7 @@ fn resolve_source(
         user: user.as_ref(),
         port: port.as_ref(),
         identity_file: identity_file.as_ref(),
+        certificate_file: certificate_file.as_ref(),
         known_hosts: known_hosts.as_ref(),
         jump: jump.as_ref(),
         sudo: sudo.as_ref(),

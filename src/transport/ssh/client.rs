@@ -11,13 +11,14 @@ use async_trait::async_trait;
 use russh::client::{self, DisconnectReason};
 use russh::keys::PublicKey;
 use russh::keys::PublicKeyOrCertificate;
+use russh::keys::ssh_key::{Algorithm, Certificate};
 use russh::{ChannelMsg, Disconnect, Sig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::keys::{self, AuthError, Identities, KeySources};
-use super::known_hosts::{self, Verdict};
+use super::known_hosts::{self, CertVerdict, Verdict};
 use crate::model::inventory::{Host, IdentityAgent};
 use crate::model::template::shell_quote;
 use crate::transport::shell::{
@@ -57,7 +58,6 @@ impl Default for SshOptions {
 #[derive(Debug)]
 pub struct SshConnector {
     options: SshOptions,
-    config: Arc<client::Config>,
     sources: KeySources,
     /// Serialises read-check-append on known_hosts files, so that parallel
     /// connections to one new host record its key once.
@@ -72,10 +72,8 @@ impl SshConnector {
         home: impl Into<PathBuf>,
         agent_socket: Option<PathBuf>,
     ) -> Self {
-        let config = Arc::new(client_config(&options));
         Self {
             options,
-            config,
             sources: KeySources {
                 home: home.into(),
                 agent_socket,
@@ -113,16 +111,16 @@ impl SshConnector {
         }
     }
 
-    /// The client configuration for `host`: the connector's, with the
-    /// host's own keepalive if ssh_config set one.
-    fn config_for(&self, host: &Host) -> Arc<client::Config> {
+    /// The connector's options, with the host's own keepalive if ssh_config
+    /// set one.
+    fn options_for(&self, host: &Host) -> SshOptions {
         match host.ssh.keepalive {
-            None => Arc::clone(&self.config),
-            Some((interval, max)) => Arc::new(client_config(&SshOptions {
+            None => self.options.clone(),
+            Some((interval, max)) => SshOptions {
                 keepalive_interval: interval,
                 keepalive_max: max,
                 ..self.options.clone()
-            })),
+            },
         }
     }
 
@@ -156,25 +154,36 @@ impl SshConnector {
         &self,
         stream: S,
         endpoint: &Endpoint<'_>,
-        config: &Arc<client::Config>,
+        options: &SshOptions,
         known_hosts: &KnownHostsFiles,
     ) -> Result<Session, ShellError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let lost = Arc::new(Mutex::new(None));
+        let check = HostKeyCheck {
+            label: endpoint.key_label.clone(),
+            address: endpoint.address.to_owned(),
+            port: endpoint.port,
+            files: known_hosts.clone(),
+            accept_new: self.options.accept_new_host_keys,
+            lock: Arc::clone(&self.known_hosts_lock),
+        };
+        let recorded = {
+            let check = check.clone();
+            tokio::task::spawn_blocking(move || check.recorded())
+                .await
+                .unwrap_or_default()
+        };
+        let config = Arc::new(client::Config {
+            preferred: recorded.preferred(),
+            ..client_config(options)
+        });
         let handler = SessionHandler {
-            check: HostKeyCheck {
-                label: endpoint.key_label.clone(),
-                address: endpoint.address.to_owned(),
-                port: endpoint.port,
-                files: known_hosts.clone(),
-                accept_new: self.options.accept_new_host_keys,
-                lock: Arc::clone(&self.known_hosts_lock),
-            },
+            check,
             lost: Arc::clone(&lost),
         };
-        let handshake = client::connect_stream(Arc::clone(config), stream, handler);
+        let handshake = client::connect_stream(config, stream, handler);
         let mut handle = match timeout(endpoint.connect_timeout, handshake).await {
             Err(_) => {
                 return Err(ShellError::Unreachable {
@@ -256,7 +265,7 @@ impl SshConnector {
 impl Connector for SshConnector {
     async fn connect(&self, host: &Host) -> Result<Arc<dyn RemoteShell>, ShellError> {
         let known_hosts = self.known_hosts_files(host);
-        let config = self.config_for(host);
+        let options = self.options_for(host);
         let connect_timeout = host
             .ssh
             .connect_timeout
@@ -311,13 +320,13 @@ impl Connector for SshConnector {
             let session = match hops.last() {
                 None => {
                     let stream = self.tcp_connect(&hop).await?;
-                    self.establish(stream, &hop, &config, &known_hosts).await?
+                    self.establish(stream, &hop, &options, &known_hosts).await?
                 }
                 Some(previous) => {
                     let tunnel = self
                         .tunnel(previous, &previous_label(&hops, host), &hop)
                         .await?;
-                    self.establish(tunnel, &hop, &config, &known_hosts).await?
+                    self.establish(tunnel, &hop, &options, &known_hosts).await?
                 }
             };
             hops.push(session);
@@ -325,14 +334,14 @@ impl Connector for SshConnector {
         let session = match hops.last() {
             None => {
                 let stream = self.tcp_connect(&target).await?;
-                self.establish(stream, &target, &config, &known_hosts)
+                self.establish(stream, &target, &options, &known_hosts)
                     .await?
             }
             Some(last) => {
                 let tunnel = self
                     .tunnel(last, &previous_label(&hops, host), &target)
                     .await?;
-                self.establish(tunnel, &target, &config, &known_hosts)
+                self.establish(tunnel, &target, &options, &known_hosts)
                     .await?
             }
         };
@@ -374,6 +383,7 @@ impl Identities {
     fn of(host: &Host, files: &[PathBuf], sources: &KeySources) -> Self {
         Self {
             files: files.to_vec(),
+            certificates: host.ssh.certificate_files.clone(),
             only: host.ssh.identities_only,
             agent: match &host.ssh.identity_agent {
                 IdentityAgent::Environment => sources.agent_socket.clone(),
@@ -513,12 +523,18 @@ impl client::Handler for SessionHandler {
         &mut self,
         server_public_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        // We do not trust host certificates; a certified key is checked as
-        // the plain key it certifies, as OpenSSH does without a CA line.
+        let certificate = match server_public_key {
+            PublicKeyOrCertificate::Certificate(certificate) => Some(certificate.clone()),
+            PublicKeyOrCertificate::PublicKey { .. } => None,
+        };
         let key = server_public_key.public_key();
         let check = self.check.clone();
         // File I/O (and possibly an fsync): keep it off the async workers.
-        match tokio::task::spawn_blocking(move || check.run(&key)).await {
+        let verdict = tokio::task::spawn_blocking(move || match &certificate {
+            Some(certificate) => check.run_certificate(certificate),
+            None => check.run(&key),
+        });
+        match verdict.await {
             Ok(Ok(())) => Ok(true),
             Ok(Err(err)) => Err(SessionError::HostKey(err)),
             Err(join) => Err(SessionError::HostKey(ShellError::Other(format!(
@@ -633,6 +649,119 @@ impl HostKeyCheck {
                 fingerprint,
                 known_hosts: self.files.describe(),
             }),
+        }
+    }
+}
+
+/// What the known_hosts files record for one endpoint, read before the
+/// handshake to choose the host key algorithms offered.
+#[derive(Debug, Default)]
+struct Recorded {
+    key_types: Vec<String>,
+    authority: bool,
+}
+
+impl Recorded {
+    /// russh's defaults, with the algorithms of the recorded keys first
+    /// and, when a CA covers the host, certificates before plain keys.
+    fn preferred(&self) -> russh::Preferred {
+        let defaults = russh::Preferred::DEFAULT;
+        let rank = |algorithm: &Algorithm| {
+            self.key_types
+                .iter()
+                .position(|recorded| {
+                    Algorithm::new(recorded).is_ok_and(|recorded| same_family(&recorded, algorithm))
+                })
+                .unwrap_or(usize::MAX)
+        };
+        let mut key: Vec<Algorithm> = defaults.key.to_vec();
+        key.sort_by_key(rank);
+        russh::Preferred {
+            host_key_certificates: if self.authority {
+                key.clone().into()
+            } else {
+                defaults.host_key_certificates.clone()
+            },
+            key: key.into(),
+            ..defaults
+        }
+    }
+}
+
+/// RSA keys sign with SHA-1, SHA-256 or SHA-512: one recorded `ssh-rsa`
+/// key answers for all three.
+fn same_family(a: &Algorithm, b: &Algorithm) -> bool {
+    match (a, b) {
+        (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }) => true,
+        _ => a == b,
+    }
+}
+
+impl HostKeyCheck {
+    /// The key types and CAs recorded for the endpoint; unreadable files
+    /// count as empty here (the check itself reports them).
+    fn recorded(&self) -> Recorded {
+        let mut recorded = Recorded::default();
+        for path in &self.files.search {
+            let entries = known_hosts::parse(&std::fs::read_to_string(path).unwrap_or_default());
+            for key_type in known_hosts::recorded_key_types(&entries, &self.address, self.port) {
+                if !recorded.key_types.contains(&key_type) {
+                    recorded.key_types.push(key_type);
+                }
+            }
+            recorded.authority |= known_hosts::has_authority(&entries, &self.address, self.port);
+        }
+        recorded
+    }
+
+    /// A presented host certificate: trusted when a `@cert-authority` of
+    /// the host signed it and it is valid for the host now; refused when
+    /// such a CA signed it but it is not valid (expired, another host's),
+    /// or when anything about it is revoked. Signed by no CA of the host,
+    /// its key is checked as a plain key, as OpenSSH does.
+    fn run_certificate(&self, certificate: &Certificate) -> Result<(), ShellError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let key_type = certificate.algorithm().to_certificate_type();
+        let key = PublicKey::from(certificate.public_key().clone());
+        let fingerprint = known_hosts::fingerprint(&key);
+        let mut invalid = None;
+        for path in &self.files.search {
+            let text = read_known_hosts(path, &self.label)?;
+            let entries = known_hosts::parse(&text);
+            let known_hosts = path.display().to_string();
+            match known_hosts::verify_certificate(
+                &entries,
+                &self.address,
+                self.port,
+                certificate,
+                now,
+            ) {
+                CertVerdict::Trusted => return Ok(()),
+                CertVerdict::Revoked { line } => {
+                    return Err(ShellError::HostKeyRevoked {
+                        host: self.label.clone(),
+                        key_type,
+                        fingerprint,
+                        known_hosts,
+                        line,
+                    });
+                }
+                CertVerdict::Invalid { reason, line } => {
+                    invalid.get_or_insert((reason, known_hosts, line));
+                }
+                CertVerdict::NoAuthority => {}
+            }
+        }
+        match invalid {
+            Some((reason, known_hosts, line)) => Err(ShellError::HostCertificateRefused {
+                host: self.label.clone(),
+                reason,
+                known_hosts,
+                line,
+            }),
+            None => self.run(&key),
         }
     }
 }

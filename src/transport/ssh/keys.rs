@@ -12,6 +12,8 @@ use std::sync::Arc;
 use russh::client::{self, AuthResult};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
+use russh::keys::ssh_key::Certificate;
+use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use tokio::net::UnixStream;
 
@@ -84,6 +86,10 @@ async fn read_key_file(path: &Path) -> Result<KeyFile, AuthError> {
 #[derive(Debug, Clone)]
 pub struct Identities {
     pub files: Vec<PathBuf>,
+    /// OpenSSH user certificates, each offered with the identity file whose
+    /// key it certifies; `FILE-cert.pub` next to an identity file is
+    /// offered too, as OpenSSH does.
+    pub certificates: Vec<PathBuf>,
     pub only: bool,
     pub agent: Option<PathBuf>,
 }
@@ -104,7 +110,7 @@ pub async fn authenticate<H: client::Handler>(
     }
     let mut refusals = Vec::new();
     for path in &identities.files {
-        match with_file(&mut attempt, path, identities.agent.as_deref()).await? {
+        match with_file(&mut attempt, path, identities).await? {
             None => return Ok(()),
             Some(refusal) => refusals.push(refusal),
         }
@@ -126,14 +132,33 @@ pub async fn authenticate<H: client::Handler>(
 async fn with_file<H: client::Handler>(
     attempt: &mut Attempt<'_, H>,
     path: &Path,
-    agent: Option<&Path>,
+    identities: &Identities,
 ) -> Result<Option<String>, AuthError> {
+    let agent = identities.agent.as_deref();
     Ok(match read_key_file(path).await? {
         KeyFile::Ready(key) => {
+            let key: Arc<PrivateKey> = Arc::from(key);
+            let mut refusals = Vec::new();
+            for (cert_path, certificate) in certificates_for(path, &key, identities).await {
+                let named = cert_path.display();
+                match usable_now(&certificate) {
+                    Err(reason) => refusals.push(format!("the certificate {named} {reason}")),
+                    Ok(()) => {
+                        if attempt
+                            .with_certificate(Arc::clone(&key), certificate)
+                            .await?
+                        {
+                            return Ok(None);
+                        }
+                        refusals.push(format!("the server refused the certificate {named}"));
+                    }
+                }
+            }
             if attempt.with_key(key).await? {
                 return Ok(None);
             }
-            Some(format!("the server refused the key {}", path.display()))
+            refusals.push(format!("the server refused the key {}", path.display()));
+            Some(refusals.join("; "))
         }
         KeyFile::Missing => Some(format!("identity file {} does not exist", path.display())),
         KeyFile::Encrypted => {
@@ -158,6 +183,68 @@ async fn with_file<H: client::Handler>(
             ))
         }
     })
+}
+
+/// The user certificates that certify `key`: the configured ones, then
+/// `PATH-cert.pub`. A configured certificate that cannot be read, or that
+/// certifies another key, is not offered with this one.
+async fn certificates_for(
+    path: &Path,
+    key: &PrivateKey,
+    identities: &Identities,
+) -> Vec<(PathBuf, Certificate)> {
+    let mut beside = path.as_os_str().to_owned();
+    beside.push("-cert.pub");
+    let mut found = Vec::new();
+    for cert_path in identities
+        .certificates
+        .iter()
+        .cloned()
+        .chain([PathBuf::from(beside)])
+    {
+        if found.iter().any(|(seen, _)| seen == &cert_path) {
+            continue;
+        }
+        let Ok(text) = tokio::fs::read_to_string(&cert_path).await else {
+            continue;
+        };
+        if let Ok(certificate) = Certificate::from_openssh(text.trim())
+            && certificate.public_key() == key.public_key().key_data()
+        {
+            found.push((cert_path, certificate));
+        }
+    }
+    found
+}
+
+/// Whether a user certificate may be offered now; why not, otherwise
+/// (an expired certificate is the usual reason a login stops working).
+fn usable_now(certificate: &Certificate) -> Result<(), String> {
+    let at = |seconds: u64| {
+        i64::try_from(seconds)
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+            .map_or_else(|| "forever".to_owned(), |t| t.to_string())
+    };
+    if certificate.cert_type() != CertType::User {
+        return Err("is a host certificate, not a user certificate".to_owned());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    if now < certificate.valid_after() {
+        return Err(format!(
+            "is not valid before {}",
+            at(certificate.valid_after())
+        ));
+    }
+    if now >= certificate.valid_before() {
+        return Err(format!(
+            "expired at {}: have it signed again",
+            at(certificate.valid_before())
+        ));
+    }
+    Ok(())
 }
 
 /// No identity file: the agent's identities, then `~/.ssh/id_*`.
@@ -260,12 +347,27 @@ impl<'a, H: client::Handler> Attempt<'a, H> {
     }
 
     /// `Ok(true)` when the server accepted the key.
-    async fn with_key(&mut self, key: Box<PrivateKey>) -> Result<bool, AuthError> {
+    async fn with_key(&mut self, key: impl Into<Arc<PrivateKey>>) -> Result<bool, AuthError> {
+        let key: Arc<PrivateKey> = key.into();
         let hash = self.hash_for(key.public_key()).await;
-        let key = PrivateKeyWithHashAlg::new(Arc::from(key), hash);
+        let key = PrivateKeyWithHashAlg::new(key, hash);
         let result = self
             .handle
             .authenticate_publickey(self.user, key)
+            .await
+            .map_err(|err| AuthError::ConnectionLost(format!("authentication broke off: {err}")))?;
+        Ok(matches!(result, AuthResult::Success))
+    }
+
+    /// `Ok(true)` when the server accepted the certificate.
+    async fn with_certificate(
+        &mut self,
+        key: Arc<PrivateKey>,
+        certificate: Certificate,
+    ) -> Result<bool, AuthError> {
+        let result = self
+            .handle
+            .authenticate_openssh_cert(self.user, key, certificate)
             .await
             .map_err(|err| AuthError::ConnectionLost(format!("authentication broke off: {err}")))?;
         Ok(matches!(result, AuthResult::Success))

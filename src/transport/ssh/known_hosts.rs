@@ -10,6 +10,8 @@
 
 use data_encoding::BASE64;
 use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::ssh_key::Certificate;
+use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::{HashAlg, PublicKey};
 use sha1::Sha1;
 
@@ -20,7 +22,12 @@ pub struct Entry {
     pub line: usize,
     /// `@revoked`: this key must never be accepted for the matching hosts.
     pub revoked: bool,
+    /// `@cert-authority`: host certificates signed by this key are trusted
+    /// for the matching hosts; it says nothing of a plain host key.
+    pub cert_authority: bool,
     hosts: Hosts,
+    /// The key type as written (`ssh-ed25519`, `ecdsa-sha2-nistp256`, …).
+    key_type: String,
     /// The key in SSH wire format (the decoded base64 field). `None` when the
     /// field is not valid base64: the line still records that the host is
     /// known, so a broken line makes us refuse rather than add a new key.
@@ -84,8 +91,8 @@ pub fn fingerprint(key: &PublicKey) -> String {
 }
 
 /// Parses a known_hosts file. Lines OpenSSH would skip (comments, blanks,
-/// `@cert-authority`, unknown markers, lines missing fields, undecodable
-/// hashed names) are left out; line numbers stay those of the file.
+/// unknown markers, lines missing fields, undecodable hashed names) are
+/// left out; line numbers stay those of the file.
 pub fn parse(text: &str) -> Vec<Entry> {
     text.lines()
         .enumerate()
@@ -100,23 +107,25 @@ fn parse_line(line: usize, text: &str) -> Option<Entry> {
     }
     let mut fields = text.split_whitespace();
     let mut first = fields.next()?;
-    let mut revoked = false;
+    let (mut revoked, mut cert_authority) = (false, false);
     if let Some(marker) = first.strip_prefix('@') {
         match marker {
             "revoked" => revoked = true,
-            // We do not verify host certificates, so CA lines say nothing
-            // about a plain host key; any other marker is invalid in OpenSSH.
+            "cert-authority" => cert_authority = true,
+            // Any other marker is invalid in OpenSSH.
             _ => return None,
         }
         first = fields.next()?;
     }
     let hosts = parse_hosts(first)?;
-    let _key_type = fields.next()?;
+    let key_type = fields.next()?.to_owned();
     let key_blob = BASE64.decode(fields.next()?.as_bytes()).ok();
     Some(Entry {
         line,
         revoked,
+        cert_authority,
         hosts,
+        key_type,
         key_blob,
     })
 }
@@ -193,7 +202,10 @@ pub fn verify(entries: &[Entry], host: &str, port: u16, key: &PublicKey) -> Verd
     {
         return Verdict::Revoked { line: entry.line };
     }
-    let mut recorded = for_host.iter().filter(|entry| !entry.revoked).peekable();
+    let mut recorded = for_host
+        .iter()
+        .filter(|entry| !entry.revoked && !entry.cert_authority)
+        .peekable();
     let Some(first) = recorded.peek().map(|entry| entry.line) else {
         return Verdict::Unknown;
     };
@@ -202,6 +214,130 @@ pub fn verify(entries: &[Entry], host: &str, port: u16, key: &PublicKey) -> Verd
     } else {
         Verdict::Changed { line: first }
     }
+}
+
+/// The key types recorded for `host:port` (plain keys, not revoked), in
+/// file order: the client offers these host key algorithms first, as
+/// OpenSSH does, so that a host recorded with an ECDSA or RSA key presents
+/// that key rather than another one that would read as "changed".
+pub fn recorded_key_types(entries: &[Entry], host: &str, port: u16) -> Vec<String> {
+    let name = lookup_name(host, port);
+    let mut types: Vec<String> = Vec::new();
+    for entry in entries {
+        if !entry.revoked
+            && !entry.cert_authority
+            && entry.matches_host(&name)
+            && !types.contains(&entry.key_type)
+        {
+            types.push(entry.key_type.clone());
+        }
+    }
+    types
+}
+
+/// Whether a `@cert-authority` line covers `host:port`: then the client
+/// asks for the host's certificate.
+pub fn has_authority(entries: &[Entry], host: &str, port: u16) -> bool {
+    let name = lookup_name(host, port);
+    entries
+        .iter()
+        .any(|entry| entry.cert_authority && entry.matches_host(&name))
+}
+
+/// What known_hosts says about a presented host certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertVerdict {
+    /// Signed by a `@cert-authority` of the host, valid now, for this host.
+    Trusted,
+    /// The certificate's key or its CA is `@revoked` for the host.
+    Revoked { line: usize },
+    /// Signed by a CA of the host, but not valid: why, and the CA's line.
+    Invalid { reason: String, line: usize },
+    /// No `@cert-authority` of the host signed it: the certificate's key is
+    /// then checked as a plain key.
+    NoAuthority,
+}
+
+/// Checks a host certificate presented by `host:port` at `now` (Unix
+/// seconds) as OpenSSH does: a CA listed for the host signed it, it is a
+/// host certificate, within its validity window, naming the host among its
+/// principals (wildcards allowed), with no critical option.
+pub fn verify_certificate(
+    entries: &[Entry],
+    host: &str,
+    port: u16,
+    certificate: &Certificate,
+    now: u64,
+) -> CertVerdict {
+    let name = lookup_name(host, port);
+    let for_host: Vec<&Entry> = entries
+        .iter()
+        .filter(|entry| entry.matches_host(&name))
+        .collect();
+    let ca_blob = PublicKey::from(certificate.signature_key().clone())
+        .to_bytes()
+        .unwrap_or_default();
+    let key_blob = PublicKey::from(certificate.public_key().clone())
+        .to_bytes()
+        .unwrap_or_default();
+    if let Some(entry) = for_host
+        .iter()
+        .find(|entry| entry.revoked && (entry.has_key(&ca_blob) || entry.has_key(&key_blob)))
+    {
+        return CertVerdict::Revoked { line: entry.line };
+    }
+    let Some(authority) = for_host
+        .iter()
+        .find(|entry| entry.cert_authority && entry.has_key(&ca_blob))
+    else {
+        return CertVerdict::NoAuthority;
+    };
+    let invalid = |reason: String| CertVerdict::Invalid {
+        reason,
+        line: authority.line,
+    };
+    if certificate.cert_type() != CertType::Host {
+        return invalid("it is a user certificate, not a host certificate".to_owned());
+    }
+    if certificate.verify_signature().is_err() {
+        return invalid("its signature does not verify".to_owned());
+    }
+    let at = |seconds: u64| {
+        i64::try_from(seconds)
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+            .map_or_else(|| "forever".to_owned(), |t| t.to_string())
+    };
+    if now < certificate.valid_after() {
+        return invalid(format!(
+            "it is not valid before {}",
+            at(certificate.valid_after())
+        ));
+    }
+    if now >= certificate.valid_before() {
+        return invalid(format!("it expired at {}", at(certificate.valid_before())));
+    }
+    let host_name = host.to_ascii_lowercase();
+    if !certificate
+        .valid_principals()
+        .iter()
+        .any(|principal| glob_match(&principal.to_ascii_lowercase(), &host_name))
+    {
+        return invalid(format!(
+            "it is not issued for {host_name} (principals: {})",
+            if certificate.valid_principals().is_empty() {
+                "none".to_owned()
+            } else {
+                certificate.valid_principals().join(", ")
+            }
+        ));
+    }
+    if let Some((option, _)) = certificate.critical_options().iter().next() {
+        return invalid(format!(
+            "it has the critical option {option}, unknown to fleetroll"
+        ));
+    }
+    CertVerdict::Trusted
 }
 
 /// OpenSSH's `match_pattern`: `*` matches any run of characters, `?` exactly
@@ -260,6 +396,41 @@ mod tests {
         let mac = <Hmac<Sha1> as KeyInit>::new_from_slice(salt).unwrap();
         let hash = mac.chain_update(name.as_bytes()).finalize().into_bytes();
         format!("|1|{}|{}", BASE64.encode(salt), BASE64.encode(&hash))
+    }
+
+    /// Regression: `@cert-authority` lines were skipped; now parsed, they
+    /// must still say nothing of a plain key (unknown, not "changed").
+    #[test]
+    fn a_cert_authority_line_neither_trusts_nor_contradicts_a_plain_key() {
+        let entries = parse(&format!("@cert-authority *.example.com {}\n", key_text(1)));
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].cert_authority);
+        assert_eq!(
+            verify(&entries, "web.example.com", 22, &key(1)),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            verify(&entries, "web.example.com", 22, &key(2)),
+            Verdict::Unknown
+        );
+        assert!(has_authority(&entries, "web.example.com", 22));
+        assert!(!has_authority(&entries, "db.example.org", 22));
+        assert!(recorded_key_types(&entries, "web.example.com", 22).is_empty());
+    }
+
+    #[test]
+    fn recorded_key_types_are_the_hosts_own_in_file_order() {
+        let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY=";
+        let text = format!(
+            "web1 {ecdsa}\nweb1,web2 {}\n@revoked web1 ssh-rsa AAAAB3NzaC1yc2E=\nweb3 ssh-rsa AAAAB3NzaC1yc2E=\n",
+            key_text(1)
+        );
+        let entries = parse(&text);
+        assert_eq!(
+            recorded_key_types(&entries, "web1", 22),
+            ["ecdsa-sha2-nistp256", "ssh-ed25519"]
+        );
+        assert_eq!(recorded_key_types(&entries, "web2", 22), ["ssh-ed25519"]);
     }
 
     #[test]
