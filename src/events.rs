@@ -361,3 +361,7 @@ impl Envelope {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "events_docs_tests.rs"]
+mod docs_tests;

@@ -1023,6 +1023,28 @@ fn sign(ca: &Path, key: &Path, host: bool, principals: &str, validity: &str) -> 
     PathBuf::from(certificate)
 }
 
+/// Starts sshd on `ip` presenting, besides its plain key, a host
+/// certificate for `ip` valid for `validity` (see [`sign`]); returns it and
+/// the CA's private key path.
+fn sshd_with_host_certificate(fixture: &Fixture, ip: &str, validity: &str) -> (Sshd, PathBuf) {
+    let ca = fixture.dir.path().join("host_ca");
+    keygen(&ca, "");
+    let certified = fixture.dir.path().join("host_certified");
+    keygen(&certified, "");
+    let certificate = sign(&ca, &certified, true, ip, validity);
+    let sshd = Sshd::start(
+        fixture.dir.path(),
+        ip,
+        &fixture.client_key,
+        &format!(
+            "LogLevel VERBOSE\nHostKey {}\nHostCertificate {}",
+            certified.display(),
+            certificate.display()
+        ),
+    );
+    (sshd, ca)
+}
+
 #[tokio::test]
 async fn a_host_recorded_only_with_its_ecdsa_key_is_offered_ecdsa_first() {
     if sshd_missing() {
@@ -1066,22 +1088,8 @@ async fn a_host_certificate_signed_by_a_cert_authority_line_is_trusted_and_refus
         return;
     }
     let fixture = Fixture::new();
-    let ca = fixture.dir.path().join("host_ca");
-    keygen(&ca, "");
     let ip = "127.0.1.220";
-    let certified = fixture.dir.path().join("host_certified");
-    keygen(&certified, "");
-    let valid = sign(&ca, &certified, true, ip, "");
-    let sshd = Sshd::start(
-        fixture.dir.path(),
-        ip,
-        &fixture.client_key,
-        &format!(
-            "LogLevel VERBOSE\nHostKey {}\nHostCertificate {}",
-            certified.display(),
-            valid.display()
-        ),
-    );
+    let (sshd, ca) = sshd_with_host_certificate(&fixture, ip, "");
     let host = fixture.host_for(&sshd);
     let authority = format!("@cert-authority [{ip}]:* {}\n", public_key(&ca));
 
@@ -1124,22 +1132,7 @@ async fn an_expired_host_certificate_is_refused_saying_when_it_expired() {
         return;
     }
     let fixture = Fixture::new();
-    let ca = fixture.dir.path().join("host_ca");
-    keygen(&ca, "");
-    let ip = "127.0.1.221";
-    let certified = fixture.dir.path().join("host_certified");
-    keygen(&certified, "");
-    let expired = sign(&ca, &certified, true, ip, "20200101:20200102");
-    let sshd = Sshd::start(
-        fixture.dir.path(),
-        ip,
-        &fixture.client_key,
-        &format!(
-            "LogLevel VERBOSE\nHostKey {}\nHostCertificate {}",
-            certified.display(),
-            expired.display()
-        ),
-    );
+    let (sshd, ca) = sshd_with_host_certificate(&fixture, "127.0.1.221", "20200101:20200102");
     std::fs::write(
         &fixture.known_hosts,
         format!("@cert-authority * {}\n", public_key(&ca)),

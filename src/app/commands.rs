@@ -68,7 +68,10 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
         metrics_file: args.metrics_file.clone(),
         clock,
     };
-    if !crate::app::rollout::any_stranded(&options.state_dir, &options.inventory)
+    // A dry run touches nothing, so it may check the hosts at any time
+    // (before the night's window, typically).
+    if !args.dry_run
+        && !crate::app::rollout::any_stranded(&options.state_dir, &options.inventory)
         && let Some(exit) = outside_window(&config, &options, quiet)
     {
         // Nothing of an earlier run is left out of service: touch nothing.

@@ -32,20 +32,24 @@ Host *
   StrictHostKeyChecking no
 ";
 
-#[test]
-fn validate_verbose_says_where_each_ssh_setting_came_from() {
-    let scratch = Scratch::new()
-        .file("inventory.toml", INVENTORY)
-        .file("playbook.toml", PLAYBOOK)
-        .file("ssh_config", SSH_CONFIG);
-    let output = scratch.run(&[
+fn validate_verbose(scratch: &Scratch) -> crate::support::Output {
+    scratch.run(&[
         "validate",
         "-v",
         "-i",
         "inventory.toml",
         "-p",
         "playbook.toml",
-    ]);
+    ])
+}
+
+#[test]
+fn validate_verbose_says_where_each_ssh_setting_came_from() {
+    let scratch = Scratch::new()
+        .file("inventory.toml", INVENTORY)
+        .file("playbook.toml", PLAYBOOK)
+        .file("ssh_config", SSH_CONFIG);
+    let output = validate_verbose(&scratch);
     assert_eq!(output.code, 0, "{}", output.stderr);
     let block = |host: &str| -> String {
         let start = output
@@ -136,14 +140,7 @@ fn ssh_config_false_reads_none() {
         )
         .file("playbook.toml", PLAYBOOK)
         .file("ssh_config", "this is not ssh_config\n");
-    let output = scratch.run(&[
-        "validate",
-        "-v",
-        "-i",
-        "inventory.toml",
-        "-p",
-        "playbook.toml",
-    ]);
+    let output = validate_verbose(&scratch);
     assert_eq!(output.code, 0, "{}", output.stderr);
     // Without ssh_config a host without an address is dialled by name.
     assert!(

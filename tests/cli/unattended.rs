@@ -35,6 +35,26 @@ fn a_run_outside_its_window_exits_3_and_touches_nothing() {
     assert!(run.stderr.contains("02:00"), "{}", run.stderr);
     assert!(fleet.hosts().iter().all(|h| h.deploys().is_empty()));
     assert!(!work.state().join("runs").exists(), "no run was recorded");
+
+    // Regression: a dry run in the afternoon, to check the hosts before
+    // the night's window, exited 3 without checking anything.
+    let dry = at(
+        &work,
+        "2026-11-28T12:00:00Z",
+        &[RUN, &["--dry-run"]].concat(),
+    );
+    assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
+    for host in ["web-01", "web-02"] {
+        assert!(
+            dry.stdout
+                .lines()
+                .any(|line| line.trim_start().starts_with(host) && line.contains("ssh ok")),
+            "{host}:\n{}",
+            dry.stdout
+        );
+    }
+    assert!(fleet.hosts().iter().all(|h| h.deploys().is_empty()));
+    assert!(!work.state().join("runs").exists(), "no run was recorded");
 }
 
 #[test]
