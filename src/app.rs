@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod commands;
 mod dry_run;
+mod history;
 mod rollout;
 mod sources;
 mod state;
@@ -112,6 +113,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => commands::run(&args, cli.quiet, cli.verbose > 0, color),
         Command::Resume(args) => commands::resume(&args, cli.quiet, cli.verbose > 0, color),
         Command::Status(args) => commands::status(&args),
+        Command::History(args) => history::history(&args),
         Command::Rollback(args) => commands::rollback(&args, cli.quiet, cli.verbose > 0, color),
         Command::Unlock(args) => commands::unlock(&args),
         Command::Demo(args) => commands::demo(&args, cli.quiet, cli.verbose > 0, color),

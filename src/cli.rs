@@ -40,6 +40,10 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Show a run's progress from its journal.
     Status(StatusArgs),
+    /// Deployment metrics over every run of an inventory: runs by outcome,
+    /// success rate, step failure rate, time to deploy, rollback frequency
+    /// and time to roll back, hosts by outcome, time out of service.
+    History(HistoryArgs),
     /// Run the playbook's [[rollback]] steps on the hosts a run changed, in
     /// reverse batch order, with the same drain and probe discipline.
     Rollback(RollbackArgs),
@@ -154,6 +158,23 @@ pub struct StatusArgs {
     /// One JSON object describing the run.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub runs: RunsArgs,
+    /// Only runs started on or after this date (`2026-11-01`) or time
+    /// (`2026-11-01T02:00:00Z`).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// One JSON object with every figure.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the figures as Prometheus gauges to FILE (replaced
+    /// atomically), for node_exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

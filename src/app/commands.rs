@@ -484,7 +484,7 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
 
 /// A run without an end record is running if its lock is held by a live
 /// process, and interrupted otherwise.
-fn live_outcome(state_dir: &std::path::Path, record: &RunRecord) -> RunOutcome {
+pub(crate) fn live_outcome(state_dir: &std::path::Path, record: &RunRecord) -> RunOutcome {
     if record.outcome != RunOutcome::Running {
         return record.outcome;
     }

@@ -1,5 +1,6 @@
 //! Reporters: they read events and the run record, and decide nothing.
 
+pub mod history;
 pub mod human;
 pub mod json;
 pub mod metrics;

@@ -11,6 +11,7 @@ mod fixture;
 mod demo;
 mod diagnostics;
 mod examples;
+mod history;
 mod http_stub;
 mod install;
 mod openssh;

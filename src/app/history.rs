@@ -1,0 +1,91 @@
+//! `fleetroll history`: every journal of the inventory, folded and summed.
+//! A journal that cannot be read is reported and skipped, never fatal.
+
+use std::io::Write as _;
+
+use super::state::Runs;
+use super::{AppError, Exit};
+use crate::cli::HistoryArgs;
+use crate::config::diagnostics::Diagnostic;
+use crate::events::Event;
+use crate::journal::replay::replay;
+use crate::journal::store::{read_run, run_ids};
+use crate::report::history::{History, facts};
+
+pub fn history(args: &HistoryArgs) -> Result<Exit, AppError> {
+    let runs = Runs::locate(&args.runs)?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let mut all = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut other_inventories = 0;
+    for run_id in run_ids(&runs.dir) {
+        let records = match read_run(&runs.dir, &run_id) {
+            Ok(records) => records,
+            Err(error) => {
+                unreadable.push((run_id, error.to_string()));
+                continue;
+            }
+        };
+        let inventory = records.iter().find_map(|envelope| match &envelope.event {
+            Event::RunStarted { settings, .. } => Some(settings.inventory.clone()),
+            _ => None,
+        });
+        match (&runs.inventory, inventory) {
+            (_, None) => {
+                unreadable.push((
+                    run_id,
+                    "no run_started record: not the journal of a fleetroll run".to_owned(),
+                ));
+                continue;
+            }
+            (Some(ours), Some(theirs)) if *ours != theirs => {
+                other_inventories += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let record = replay(&run_id, &records);
+        let outcome = super::commands::live_outcome(&runs.dir, &record);
+        let run = facts(&record, &records, outcome);
+        if since.is_some_and(|since| run.started.is_none_or(|started| started < since)) {
+            continue;
+        }
+        all.push(run);
+    }
+    let history = History::of(&all, unreadable, other_inventories);
+    if let Some(path) = &args.metrics_file
+        && let Err(error) = crate::report::metrics::write_atomically(path, &history.metrics())
+    {
+        tracing::warn!("cannot write the metrics file {}: {error}", path.display());
+    }
+    let text = if args.json {
+        serde_json::to_string(&history).unwrap_or_default() + "\n"
+    } else {
+        history.render()
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(Exit::Success)
+}
+
+/// `2026-11-01` (midnight UTC) or a full timestamp.
+fn parse_since(text: &str) -> Result<jiff::Timestamp, AppError> {
+    text.parse::<jiff::Timestamp>()
+        .or_else(|_| {
+            text.parse::<jiff::civil::Date>()
+                .map_err(|e| e.to_string())
+                .and_then(|date| {
+                    date.to_zoned(jiff::tz::TimeZone::UTC)
+                        .map(|zoned| zoned.timestamp())
+                        .map_err(|e| e.to_string())
+                })
+        })
+        .map_err(|_| {
+            AppError::Invalid(
+                Diagnostic::plain(format!("--since {text}: not a date or a time"))
+                    .with_help(
+                        "give a date such as 2026-11-01 or a time such as 2026-11-01T02:00:00Z",
+                    )
+                    .into(),
+            )
+        })
+}
