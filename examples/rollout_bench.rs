@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example rollout_bench            # N = 10, 100, 1000, 10000
 //! cargo run --release --example rollout_bench -- 500     # one N
+//! FLEETROLL_BENCH_REPORT=run.html cargo run --release --example rollout_bench -- 1000
 //! ```
 //!
 //! Hosts are in-process fakes behind fleetroll's own traits (a shell whose
@@ -189,6 +190,8 @@ async fn bench(n: usize) -> String {
             },
             plan: RunBatch::planned(&batches),
             fingerprint: None,
+            max_unavailable: None,
+            window_closes_at: None,
         })
         .expect("journal");
     let finish = dispatcher
@@ -209,6 +212,17 @@ async fn bench(n: usize) -> String {
         "every host updated ({finish:?})"
     );
     dispatcher.release();
+    // FLEETROLL_BENCH_REPORT=FILE: the run's HTML report, to look at a
+    // large run (its journal is gone once the bench ends).
+    if let Some(path) = std::env::var_os("FLEETROLL_BENCH_REPORT") {
+        let records = fleetroll::journal::store::read_run(&state, &run_id).expect("journal");
+        let page = fleetroll::report::html::render(&fleetroll::report::timeline::timeline(
+            &run_id,
+            &records,
+            fleetroll::events::RunOutcome::Succeeded,
+        ));
+        std::fs::write(&path, page).expect("write the report");
+    }
     let _ = std::fs::remove_dir_all(&state);
     let floor = (SETTLE + STEP + WARMUP + INTERVAL * HEALTHY_AFTER) * batches.len() as u32;
     let tight = (SETTLE + STEP + WARMUP + INTERVAL * (HEALTHY_AFTER - 1)) * batches.len() as u32;

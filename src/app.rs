@@ -114,6 +114,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Resume(args) => commands::resume(&args, cli.quiet, cli.verbose > 0, color),
         Command::Status(args) => commands::status(&args),
         Command::History(args) => history::history(&args),
+        Command::Report(args) => history::report(&args),
         Command::Rollback(args) => commands::rollback(&args, cli.quiet, cli.verbose > 0, color),
         Command::Unlock(args) => commands::unlock(&args),
         Command::Demo(args) => commands::demo(&args, cli.quiet, cli.verbose > 0, color),

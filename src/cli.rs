@@ -44,6 +44,9 @@ pub enum Command {
     /// success rate, step failure rate, time to deploy, rollback frequency
     /// and time to roll back, hosts by outcome, time out of service.
     History(HistoryArgs),
+    /// Write a run's report as one self-contained HTML page: every host's
+    /// phases on a time axis, capacity over time, failures, a summary.
+    Report(ReportArgs),
     /// Run the playbook's [[rollback]] steps on the hosts a run changed, in
     /// reverse batch order, with the same drain and probe discipline.
     Rollback(RollbackArgs),
@@ -71,6 +74,9 @@ pub struct DemoArgs {
     /// Machine events on stdout, one JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Also write the run's report (as `fleetroll report --html`) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +164,17 @@ pub struct StatusArgs {
     /// One JSON object describing the run.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run; the inventory's latest when omitted.
+    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub runs: RunsArgs,
+    /// Where to write the page (inline CSS and SVG; it fetches nothing).
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
 }
 
 #[derive(Debug, Args)]

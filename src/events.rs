@@ -134,6 +134,9 @@ pub struct PlannedBatch {
     pub index: usize,
     pub zones: Vec<String>,
     pub hosts: Vec<String>,
+    /// Each host's zone, in the order of `hosts`; absent in older journals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_zones: Vec<String>,
 }
 
 /// What a run's steps were when it started: a SHA-256 over every step and
@@ -171,6 +174,13 @@ pub enum Event {
         /// position). Absent in journals older than fingerprints.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fingerprint: Option<PlaybookFingerprint>,
+        /// Hosts allowed out of service at once (for the report's capacity
+        /// chart). Absent in older journals.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_unavailable: Option<usize>,
+        /// When the maintenance window closes, if the playbook has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window_closes_at: Option<String>,
     },
     /// `resume` took over an interrupted or halted run.
     RunResumed {

@@ -78,12 +78,15 @@ fn every_event() -> Vec<Event> {
                 index: 0,
                 zones: zones(),
                 hosts: hosts(),
+                host_zones: zones(),
             }],
             fingerprint: Some(PlaybookFingerprint {
                 sha256: "ab".into(),
                 steps: vec![step_print()],
                 rollback: vec![step_print()],
             }),
+            max_unavailable: Some(1),
+            window_closes_at: Some("2026-11-29T05:00:00Z".into()),
         },
         Event::RunResumed { pending: 1 },
         Event::BatchStarted {

@@ -11,8 +11,8 @@ use super::sources::{print_host_warnings, resolve_sources};
 use super::state::{Runs, state_dir_of};
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
 use crate::cli::{
-    DemoArgs, FileArgs, RecordedRunArgs, ResumeArgs, RollbackArgs, RunArgs, StateArgs, StatusArgs,
-    UnlockArgs,
+    DemoArgs, FileArgs, RecordedRunArgs, ReportArgs, ResumeArgs, RollbackArgs, RunArgs, RunsArgs,
+    StateArgs, StatusArgs, UnlockArgs,
 };
 use crate::config::diagnostics::Diagnostic;
 use crate::events::RunOutcome;
@@ -601,6 +601,16 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
         dry_run: false,
     };
     let exit = run(&run_args, quiet, verbose, color);
+    if let Some(html) = &args.html {
+        super::history::report(&ReportArgs {
+            run_id: None,
+            runs: RunsArgs {
+                inventory: None,
+                state_dir: run_args.state.state_dir.clone(),
+            },
+            html: html.clone(),
+        })?;
+    }
     let report = fleet.stop();
     if !quiet {
         let versions: Vec<String> = report

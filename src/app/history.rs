@@ -1,11 +1,12 @@
-//! `fleetroll history`: every journal of the inventory, folded and summed.
-//! A journal that cannot be read is reported and skipped, never fatal.
+//! `fleetroll history` (every journal of the inventory, folded and summed;
+//! a journal that cannot be read is reported and skipped, never fatal) and
+//! `fleetroll report` (one run's page).
 
 use std::io::Write as _;
 
 use super::state::Runs;
 use super::{AppError, Exit};
-use crate::cli::HistoryArgs;
+use crate::cli::{HistoryArgs, ReportArgs};
 use crate::config::diagnostics::Diagnostic;
 use crate::events::Event;
 use crate::journal::replay::replay;
@@ -88,4 +89,28 @@ fn parse_since(text: &str) -> Result<jiff::Timestamp, AppError> {
                     .into(),
             )
         })
+}
+
+pub fn report(args: &ReportArgs) -> Result<Exit, AppError> {
+    let runs = Runs::locate(&args.runs)?;
+    let run_id = runs.run_id(args.run_id.as_deref())?;
+    let (record, _) = runs.load(&run_id)?;
+    let records = read_run(&runs.dir, &run_id).map_err(AppError::Journal)?;
+    let outcome = super::commands::live_outcome(&runs.dir, &record);
+    let page = crate::report::html::render(&crate::report::timeline::timeline(
+        &run_id, &records, outcome,
+    ));
+    crate::report::metrics::write_atomically(&args.html, &page).map_err(|error| {
+        AppError::Invalid(
+            Diagnostic::plain(format!("cannot write {}: {error}", args.html.display()))
+                .with_help("check that its directory exists and is writable")
+                .into(),
+        )
+    })?;
+    tracing::info!(
+        "wrote the report of run {run_id} to {} ({} KB)",
+        args.html.display(),
+        page.len().div_ceil(1024)
+    );
+    Ok(Exit::Success)
 }

@@ -334,6 +334,15 @@ impl std::fmt::Debug for Rollout<'_> {
 }
 
 impl Rollout<'_> {
+    /// When the playbook's maintenance window closes, if it is open now.
+    fn window_closes_at(&self) -> Option<jiff::Timestamp> {
+        let window = self.config.playbook.window.as_ref()?;
+        match crate::plan::window::window_state(window, self.options.clock.now()) {
+            Ok(crate::plan::window::WindowState::Open { closes_at }) => Some(closes_at),
+            _ => None,
+        }
+    }
+
     fn sinks(&self) -> Vec<Box<dyn EventSink>> {
         let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
         sinks.push(Box::new(if self.options.quiet {
@@ -490,6 +499,8 @@ impl Rollout<'_> {
                 fingerprint: Some(crate::journal::fingerprint::fingerprint(
                     &self.config.playbook,
                 )),
+                max_unavailable: Some(plan.max_unavailable),
+                window_closes_at: self.window_closes_at().map(|at| at.to_string()),
             }
         };
         let torn_note = torn.map(|TornLine { line, bytes }| Event::Warning {

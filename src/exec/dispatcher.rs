@@ -75,6 +75,7 @@ impl RunBatch {
                 index: batch.index,
                 zones: batch.zones.clone(),
                 hosts: batch.hosts.iter().map(|h| h.name.clone()).collect(),
+                host_zones: batch.hosts.iter().map(|h| h.zone.clone()).collect(),
             })
             .collect()
     }

@@ -340,16 +340,15 @@ impl RunRecord {
 
     /// Host → zone, from the recorded plan.
     pub fn zone_of(&self, host: &str) -> Option<&str> {
-        self.plan
-            .iter()
-            .find(|b| b.hosts.iter().any(|h| h == host))
-            .and_then(|b| {
-                if b.zones.len() == 1 {
-                    b.zones.first().map(String::as_str)
-                } else {
-                    None
-                }
-            })
+        self.plan.iter().find_map(|batch| {
+            let position = batch.hosts.iter().position(|h| h == host)?;
+            match batch.host_zones.get(position) {
+                Some(zone) => Some(zone.as_str()),
+                // Older journals: known only for a batch of one zone.
+                None if batch.zones.len() == 1 => batch.zones.first().map(String::as_str),
+                None => None,
+            }
+        })
     }
 }
 

@@ -36,8 +36,11 @@ impl Journal {
                     index: 0,
                     zones: vec!["a".into()],
                     hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+                    host_zones: Vec::new(),
                 }],
                 fingerprint: None,
+                max_unavailable: None,
+                window_closes_at: None,
             },
         );
         journal

@@ -17,6 +17,7 @@ mod install;
 mod openssh;
 mod plan;
 mod promises;
+mod report;
 mod rollout;
 mod scale;
 mod secrets;

@@ -186,6 +186,8 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                 },
                 plan: RunBatch::planned(&batches),
                 fingerprint: None,
+                max_unavailable: None,
+                window_closes_at: None,
             }
         } else {
             Event::RunResumed { pending: 0 }
