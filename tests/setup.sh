@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need on a fresh Debian/Ubuntu machine:
 # OpenSSH (server and client), HAProxy, Python 3, moto_server (the AWS
-# stand-in of tests/aws.rs, from PyPI) and Chromium (renders the HTML report
-# headless in tests/cli/report.rs). Run as root; idempotent.
+# stand-in of tests/aws.rs, from PyPI), Chromium (renders the HTML report
+# headless in tests/cli/report.rs) and tmux (the terminal the live view is
+# checked in, tests/cli/live.rs). Run as root; idempotent.
 # A second run installs nothing and takes well under a second.
 #
 # The packages' own services are never started: the tests start their own
@@ -15,6 +16,7 @@ test -x /usr/sbin/sshd || missing+=(openssh-server)
 test -x /usr/sbin/haproxy || missing+=(haproxy)
 command -v python3 >/dev/null || missing+=(python3)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v tmux >/dev/null || missing+=(tmux)
 # pip is needed only while moto is missing (checked once: importing it takes
 # half a second).
 has_moto() { command -v python3 >/dev/null && python3 -c 'import moto.server' >/dev/null 2>&1; }

@@ -1,38 +1,78 @@
-//! Human output on stderr: progress bars on a terminal, plain timestamped
-//! lines otherwise (cron mail and CI logs stay readable).
+//! Human output on stderr: on a terminal, a live view (one line per
+//! finished host above a status area, see `live`); otherwise plain
+//! timestamped lines, one per event (cron mail and CI logs stay readable).
+//! The plain lines also go to `--log-file` in both cases.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::events::{Envelope, Event, Phase};
+use super::live::LiveView;
+use crate::events::{Envelope, Event};
 use crate::exec::dispatcher::EventSink;
 use crate::journal::replay::RunRecord;
 
 #[derive(Debug)]
 pub struct HumanSink {
     verbose: bool,
-    bars: Option<Bars>,
+    live: Option<Live>,
     /// Print on stderr; otherwise the lines only reach `--log-file`.
     to_stderr: bool,
 }
 
+/// The terminal's live view: lines printed above a status area that a
+/// ticker redraws twice a second (elapsed times move on their own).
 #[derive(Debug)]
-struct Bars {
+struct Live {
     multi: MultiProgress,
-    current: Option<ProgressBar>,
-    /// The countdown shown during a pause between batches.
-    pause: Option<ProgressBar>,
+    status: ProgressBar,
+    view: Arc<Mutex<LiveView>>,
+}
+
+impl Live {
+    fn start() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let status = multi.add(ProgressBar::new_spinner());
+        status.set_style(
+            ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        let view = Arc::new(Mutex::new(LiveView::default()));
+        let (ticker, shared) = (status.clone(), Arc::clone(&view));
+        std::thread::spawn(move || {
+            while !ticker.is_finished() {
+                let lines = shared
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .status(jiff::Timestamp::now(), terminal_width());
+                ticker.set_message(lines.join("\n"));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        Self {
+            multi,
+            status,
+            view,
+        }
+    }
+}
+
+/// Columns of the terminal on stderr; 100 when it cannot be told.
+fn terminal_width() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stderr())
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|columns| *columns > 20)
+        .unwrap_or(100)
 }
 
 impl HumanSink {
-    /// `terminal`: draw bars; otherwise print one line per event.
+    /// `terminal`: the live view; otherwise one line per event.
     pub fn new(terminal: bool, verbose: bool) -> Self {
         Self {
             verbose,
-            bars: terminal.then(|| Bars {
-                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                current: None,
-                pause: None,
-            }),
+            live: terminal.then(Live::start),
             to_stderr: true,
         }
     }
@@ -41,21 +81,25 @@ impl HumanSink {
     pub fn log_only(verbose: bool) -> Self {
         Self {
             verbose,
-            bars: None,
+            live: None,
             to_stderr: false,
         }
     }
 
+    /// A plain line: to the log file, and to stderr unless the live view
+    /// draws the terminal.
     fn line(&self, ts: &str, text: &str) {
         tracing::info!(target: crate::logging::EVENTS, "{text}");
-        if !self.to_stderr {
-            return;
+        if self.to_stderr && self.live.is_none() {
+            eprintln!("{} {text}", short_time(ts));
         }
-        match &self.bars {
-            Some(bars) => {
-                let _ = bars.multi.println(text);
-            }
-            None => eprintln!("{} {text}", short_time(ts)),
+    }
+
+    /// A line the live view prints above its status area too.
+    fn headline(&self, ts: &str, text: &str) {
+        self.line(ts, text);
+        if let Some(live) = &self.live {
+            let _ = live.multi.println(text);
         }
     }
 }
@@ -71,6 +115,16 @@ fn short_time(ts: &str) -> String {
 impl EventSink for HumanSink {
     fn event(&mut self, envelope: &Envelope, record: &RunRecord) {
         let ts = &envelope.ts;
+        if let Some(live) = &self.live {
+            let mut view = live.view.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(text) = view.apply(envelope) {
+                let _ = live.multi.println(text);
+            }
+            live.status.set_message(
+                view.status(jiff::Timestamp::now(), terminal_width())
+                    .join("\n"),
+            );
+        }
         match &envelope.event {
             Event::RunStarted {
                 playbook,
@@ -78,7 +132,7 @@ impl EventSink for HumanSink {
                 batches,
                 failure_budget,
                 ..
-            } => self.line(
+            } => self.headline(
                 ts,
                 &format!(
                     "run {} started: {playbook}, {hosts} hosts in {batches} batches, failure budget {failure_budget}",
@@ -86,31 +140,18 @@ impl EventSink for HumanSink {
                 ),
             ),
             Event::RunResumed { pending } => {
-                self.line(ts, &format!("run {} resumed: {pending} hosts to go", envelope.run_id));
+                self.headline(ts, &format!("run {} resumed: {pending} hosts to go", envelope.run_id));
             }
             Event::BatchStarted { index, zones, hosts } => {
-                if let Some(pause) = self.bars.as_mut().and_then(|b| b.pause.take()) {
-                    pause.finish_and_clear();
-                }
                 let text = format!(
-                    "batch {}/{} started: {} ({} hosts)",
+                    "batch {}/{} started: {} ({} host{})",
                     index + 1,
                     record.plan.len().max(index + 1),
                     zones.join(","),
-                    hosts.len()
+                    hosts.len(),
+                    if hosts.len() == 1 { "" } else { "s" }
                 );
-                self.line(ts, &text);
-                if let Some(bars) = &mut self.bars {
-                    let bar = bars.multi.add(ProgressBar::new(hosts.len() as u64));
-                    bar.set_style(
-                        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("=> "),
-                    );
-                    bar.set_prefix(format!("batch {}", index + 1));
-                    bar.set_message(zones.join(","));
-                    bars.current = Some(bar);
-                }
+                self.headline(ts, &text);
             }
             Event::HostPhase {
                 host,
@@ -118,25 +159,17 @@ impl EventSink for HumanSink {
                 outcome,
                 detail,
             } => {
-                let finished = matches!(phase, Phase::Done | Phase::Failed | Phase::Skipped);
+                let mut text = format!("{host} {}", phase.label());
+                if let Some(outcome) = outcome
+                    && outcome.label() != phase.label()
                 {
-                    let mut text = format!("{host} {}", phase.label());
-                    if let Some(outcome) = outcome
-                        && outcome.label() != phase.label()
-                    {
-                        text.push_str(&format!(" ({})", outcome.label()));
-                    }
-                    if let Some(detail) = detail {
-                        text.push_str(": ");
-                        text.push_str(detail);
-                    }
-                    self.line(ts, &text);
+                    text.push_str(&format!(" ({})", outcome.label()));
                 }
-                if finished
-                    && let Some(bar) = self.bars.as_ref().and_then(|b| b.current.as_ref())
-                {
-                    bar.inc(1);
+                if let Some(detail) = detail {
+                    text.push_str(": ");
+                    text.push_str(detail);
                 }
+                self.line(ts, &text);
             }
             Event::StepFinished {
                 host,
@@ -159,9 +192,7 @@ impl EventSink for HumanSink {
                         text.push_str(line);
                     }
                 }
-                if !ok || self.verbose || self.bars.is_none() {
-                    self.line(ts, &text);
-                }
+                self.line(ts, &text);
             }
             Event::StepSkipped { host, step } => {
                 self.line(ts, &format!("{host} step \"{step}\" skipped: only_if said no"));
@@ -179,9 +210,6 @@ impl EventSink for HumanSink {
                 self.line(ts, &format!("gate {name} {verdict}: {detail}"));
             }
             Event::BatchFinished { index, ok } => {
-                if let Some(bar) = self.bars.as_mut().and_then(|b| b.current.take()) {
-                    bar.finish();
-                }
                 let verdict = if *ok { "finished" } else { "finished with failures" };
                 self.line(ts, &format!("batch {} {verdict}", index + 1));
             }
@@ -190,32 +218,15 @@ impl EventSink for HumanSink {
                 self.line(ts, &format!("{who}warning: {message}"));
             }
             Event::RunFinished { outcome, reason, .. } => {
+                if let Some(live) = &self.live {
+                    live.status.finish_and_clear();
+                }
+                // On a terminal the summary that follows says it.
                 let reason = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
                 self.line(ts, &format!("run {} {}{reason}", envelope.run_id, outcome.label()));
             }
             // For the journal only: what a balancer needs after a restart.
             Event::DrainMemory { .. } => {}
-            Event::Pause { seconds, next_batch } if self.bars.is_some() => {
-                if let Some(bars) = &mut self.bars {
-                    // A countdown: the bar fills as the pause runs out.
-                    let bar = bars.multi.add(ProgressBar::new(*seconds));
-                    bar.set_style(
-                        ProgressStyle::with_template("pausing before batch {prefix}: {eta} left [{bar:30}]")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("=> "),
-                    );
-                    bar.set_prefix((next_batch + 1).to_string());
-                    let ticker = bar.clone();
-                    std::thread::spawn(move || {
-                        while !ticker.is_finished() && ticker.position() < ticker.length().unwrap_or(0) {
-                            std::thread::sleep(std::time::Duration::from_secs(1));
-                            ticker.inc(1);
-                        }
-                        ticker.finish_and_clear();
-                    });
-                    bars.pause = Some(bar);
-                }
-            }
             Event::Pause { seconds, next_batch } => {
                 let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(*seconds as i64);
                 self.line(
@@ -234,17 +245,17 @@ impl EventSink for HumanSink {
                 zone,
                 ..
             } => {
-                self.line(ts, &format!("{host} replaced: {old_instance} -> {new_instance} in {zone}"));
+                self.headline(ts, &format!("{host} replaced: {old_instance} -> {new_instance} in {zone}"));
             }
             Event::HandedOver { host, to_run } => {
-                self.line(ts, &format!("{host} handed over to run {to_run}, still drained"));
+                self.headline(ts, &format!("{host} handed over to run {to_run}, still drained"));
             }
             Event::Replacing { .. } | Event::Standby { .. } => {}
             Event::RollbackStarted { hosts, .. } => {
                 self.line(ts, &format!("rolling back {}", hosts.join(", ")));
             }
             Event::LockBroken { holder_pid, holder_host } => {
-                self.line(ts, &format!("lock of pid {holder_pid} on {holder_host} broken"));
+                self.headline(ts, &format!("lock of pid {holder_pid} on {holder_host} broken"));
             }
             Event::Drain { host, balancer } => {
                 if self.verbose {

@@ -4,6 +4,7 @@ pub mod history;
 pub mod html;
 pub mod human;
 pub mod json;
+pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod summary;

@@ -14,6 +14,7 @@ mod examples;
 mod history;
 mod http_stub;
 mod install;
+mod live;
 mod openssh;
 mod plan;
 mod promises;
