@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod commands;
 mod dry_run;
 mod history;
+mod import;
 mod rollout;
 mod sources;
 mod state;
@@ -115,6 +116,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => commands::status(&args),
         Command::History(args) => history::history(&args),
         Command::Report(args) => history::report(&args),
+        Command::Import(crate::cli::ImportSource::Ansible(args)) => import::ansible(&args),
         Command::Rollback(args) => commands::rollback(&args, cli.quiet, cli.verbose > 0, color),
         Command::Unlock(args) => commands::unlock(&args),
         Command::Demo(args) => commands::demo(&args, cli.quiet, cli.verbose > 0, color),

@@ -47,6 +47,9 @@ pub enum Command {
     /// Write a run's report as one self-contained HTML page: every host's
     /// phases on a time axis, capacity over time, failures, a summary.
     Report(ReportArgs),
+    /// Convert another tool's inventory into a fleetroll inventory.
+    #[command(subcommand)]
+    Import(ImportSource),
     /// Run the playbook's [[rollback]] steps on the hosts a run changed, in
     /// reverse batch order, with the same drain and probe discipline.
     Rollback(RollbackArgs),
@@ -164,6 +167,28 @@ pub struct StatusArgs {
     /// One JSON object describing the run.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// An Ansible inventory (INI or YAML, with host_vars/ and group_vars/
+    /// beside it): hosts, their SSH settings, zones and variables; what
+    /// cannot be carried over is listed in the output and on stderr.
+    Ansible(AnsibleImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AnsibleImportArgs {
+    /// The Ansible inventory file.
+    pub file: PathBuf,
+    /// Where zones come from: `group:PREFIX` (the host's group named
+    /// PREFIX…, the prefix stripped) or `var:NAME` (a host variable).
+    /// Without it, every host goes to one zone, `default`.
+    #[arg(long, value_name = "group:PREFIX|var:NAME")]
+    pub zone_from: Option<String>,
+    /// Write the inventory to FILE (refused if it exists) instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

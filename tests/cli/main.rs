@@ -13,6 +13,7 @@ mod diagnostics;
 mod examples;
 mod history;
 mod http_stub;
+mod import;
 mod install;
 mod live;
 mod openssh;

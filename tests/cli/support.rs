@@ -33,6 +33,10 @@ impl Scratch {
         self
     }
 
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Runs `fleetroll ARGS` with the scratch directory as working directory,
     /// so that file names in the output are short and stable.
     pub fn run(&self, args: &[&str]) -> Output {

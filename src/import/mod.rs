@@ -1,0 +1,3 @@
+//! Bringing inventories from other tools into fleetroll's format.
+
+pub mod ansible;
