@@ -336,26 +336,14 @@ fn is_secret_name(name: &str) -> bool {
         || last == "key"
 }
 
-/// fleetroll's variable names: letters, digits, `_` and `-`, starting with
-/// a letter.
+/// fleetroll's variable names (what `validate` accepts).
 fn is_var_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    crate::model::template::is_identifier(name)
 }
 
-/// fleetroll's host names (and, by this importer's choice, zone names):
-/// letters, digits, `.`, `_` and `-`, starting with a letter or digit, at
-/// most 253 characters.
+/// fleetroll's host names (and, by this importer's choice, zone names).
 fn is_safe_name(name: &str) -> bool {
-    name.len() <= 253
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    crate::model::inventory::is_safe_name(name)
 }
 
 /// A non-empty string or number without spaces (an address, user, path).
