@@ -926,7 +926,7 @@ async fn a_host_named_only_in_ssh_config_is_reached_through_two_proxyjump_hops()
     );
     let config_file = fixture.dir.path().join("ssh_config");
     assert_eq!(
-        host.ssh.origins.get("jump").map(String::as_str),
+        host.ssh.origins.get("jump"),
         Some(format!("{}:4", config_file.display()).as_str())
     );
 

@@ -138,8 +138,7 @@ impl OpenSsh {
             && !ssh.origins.contains_key("identity_agent")
         {
             ssh.identity_agent = identity_agent(agent, &tokens)?;
-            ssh.origins
-                .insert("identity_agent", agent.origin.to_string());
+            ssh.set_origin("identity_agent", agent.origin.to_string());
         }
         if let Some(timeout) = unset(ssh, "connect_timeout", resolved.connect_timeout.as_ref()) {
             ssh.connect_timeout = Some(*timeout);
@@ -152,13 +151,13 @@ impl OpenSsh {
                 .as_ref()
                 .map_or(SERVER_ALIVE_COUNT_MAX, |count| count.value);
             ssh.keepalive = Some((interval.value, max as usize));
-            ssh.origins.insert("keepalive", interval.origin.to_string());
+            ssh.set_origin("keepalive", interval.origin.to_string());
         }
         if let Some(hops) = &resolved.proxy_jump
             && !ssh.origins.contains_key("jump")
         {
             ssh.jump = self.jump_hosts(hops, &context)?;
-            ssh.origins.insert("jump", hops.origin.to_string());
+            ssh.set_origin("jump", hops.origin.to_string());
         }
         Ok(warnings)
     }
@@ -176,7 +175,7 @@ impl OpenSsh {
                 .iter()
                 .map(|file| expand_path(file, tokens))
                 .collect::<Result<_, _>>()?;
-            ssh.origins.insert(
+            ssh.set_origin(
                 "identity_file",
                 resolved.identity_files[0].origin.to_string(),
             );
@@ -187,7 +186,7 @@ impl OpenSsh {
                 .iter()
                 .map(|file| expand_path(file, tokens))
                 .collect::<Result<_, _>>()?;
-            ssh.origins.insert(
+            ssh.set_origin(
                 "certificate_file",
                 resolved.certificate_files[0].origin.to_string(),
             );
@@ -196,12 +195,11 @@ impl OpenSsh {
             && !ssh.origins.contains_key("known_hosts")
         {
             ssh.known_hosts = Some(expand_list(files, tokens)?);
-            ssh.origins.insert("known_hosts", files.origin.to_string());
+            ssh.set_origin("known_hosts", files.origin.to_string());
         }
         if let Some(files) = &resolved.global_known_hosts_files {
             ssh.global_known_hosts = Some(expand_list(files, tokens)?);
-            ssh.origins
-                .insert("global_known_hosts", files.origin.to_string());
+            ssh.set_origin("global_known_hosts", files.origin.to_string());
         }
         Ok(())
     }
@@ -288,7 +286,7 @@ fn unset<'v, T>(
     if ssh.origins.contains_key(key) {
         return None;
     }
-    ssh.origins.insert(key, value.origin.to_string());
+    ssh.set_origin(key, value.origin.to_string());
     Some(&value.value)
 }
 
@@ -428,7 +426,7 @@ pub fn provenance(host: &Host) -> Vec<(&'static str, String, String)> {
     rows.into_iter()
         .map(|(key, value)| {
             let origin = match ssh.origins.get(key) {
-                Some(origin) => origin.clone(),
+                Some(origin) => origin.to_owned(),
                 None if key == "address" => "the host's name".to_owned(),
                 None => "default".to_owned(),
             };

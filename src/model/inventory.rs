@@ -158,7 +158,8 @@ pub struct SshSettings {
     /// Where each setting came from, by inventory key (`user`, `port`,
     /// `address`, …): `inventory.toml:12:5` or `~/.ssh/config:4`; a
     /// setting not listed is fleetroll's default.
-    pub origins: std::collections::BTreeMap<&'static str, String>,
+    /// Shared between the clones of a host (one per batch, task, record).
+    pub origins: std::sync::Arc<Origins>,
 }
 
 impl Default for SshSettings {
@@ -176,7 +177,40 @@ impl Default for SshSettings {
             connect_timeout: None,
             keepalive: None,
             sudo: false,
-            origins: std::collections::BTreeMap::new(),
+            origins: std::sync::Arc::default(),
+        }
+    }
+}
+
+impl SshSettings {
+    /// Records where the setting `key` came from.
+    pub fn set_origin(&mut self, key: &'static str, origin: String) {
+        std::sync::Arc::make_mut(&mut self.origins).insert(key, origin);
+    }
+}
+
+/// Where a host's SSH settings came from, by setting: a few entries, kept
+/// small because every host has its own (10,000 hosts, cloned per batch
+/// and per task).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins(Vec<(&'static str, Box<str>)>);
+
+impl Origins {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, origin)| &**origin)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn insert(&mut self, key: &'static str, origin: String) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = origin.into_boxed_str(),
+            None => self.0.push((key, origin.into_boxed_str())),
         }
     }
 }

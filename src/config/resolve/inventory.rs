@@ -299,8 +299,7 @@ fn origin<T>(
 ) {
     if let Some(value) = value {
         let (line, column) = checker.file.line_col(value.span().start);
-        ssh.origins
-            .insert(key, format!("{}:{line}:{column}", checker.file.name()));
+        ssh.set_origin(key, format!("{}:{line}:{column}", checker.file.name()));
     }
 }
 
