@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::events::{Envelope, Event, Outcome, RunOutcome};
 use crate::journal::replay::RunRecord;
+use crate::report::metrics::escape_label;
 
 /// What one run contributes.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,7 +299,7 @@ impl History {
         let per_playbook = |value: &dyn Fn(&Figures) -> Option<f64>| {
             all.iter()
                 .filter_map(|(playbook, figures)| {
-                    value(figures).map(|v| (format!("playbook=\"{}\"", escape(playbook)), v))
+                    value(figures).map(|v| (format!("playbook=\"{}\"", escape_label(playbook)), v))
                 })
                 .collect::<Vec<_>>()
         };
@@ -309,7 +310,10 @@ impl History {
                 .flat_map(|(playbook, figures)| {
                     figures.outcomes.iter().map(move |(outcome, count)| {
                         (
-                            format!("playbook=\"{}\",outcome=\"{outcome}\"", escape(playbook)),
+                            format!(
+                                "playbook=\"{}\",outcome=\"{outcome}\"",
+                                escape_label(playbook)
+                            ),
                             *count as f64,
                         )
                     })
@@ -339,7 +343,7 @@ impl History {
                     .filter_map(move |(q, value)| {
                         value.map(|v| {
                             (
-                                format!("playbook=\"{}\",quantile=\"{q}\"", escape(playbook)),
+                                format!("playbook=\"{}\",quantile=\"{q}\"", escape_label(playbook)),
                                 v,
                             )
                         })
@@ -364,7 +368,10 @@ impl History {
                 .flat_map(|(playbook, figures)| {
                     figures.hosts.iter().map(move |(outcome, count)| {
                         (
-                            format!("playbook=\"{}\",outcome=\"{outcome}\"", escape(playbook)),
+                            format!(
+                                "playbook=\"{}\",outcome=\"{outcome}\"",
+                                escape_label(playbook)
+                            ),
                             *count as f64,
                         )
                     })
@@ -378,13 +385,6 @@ impl History {
         );
         out
     }
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 fn render_figures(title: &str, figures: &Figures) -> String {
@@ -402,7 +402,7 @@ fn render_figures(title: &str, figures: &Figures) -> String {
         .collect();
     let percent =
         |rate: Option<f64>| rate.map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0));
-    let seconds = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), human_duration);
+    let seconds = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), super::human_seconds);
     let deploys = figures.outcomes[RunOutcome::Succeeded.label()];
     let rows = [
         ("deployment success rate", percent(figures.success_rate)),
@@ -462,19 +462,6 @@ fn render_figures(title: &str, figures: &Figures) -> String {
         out.push_str(&format!("  {label:<25} {value}\n"));
     }
     out
-}
-
-/// `1h02m`, `3m12s`, `41.2s`.
-fn human_duration(seconds: f64) -> String {
-    if seconds < 60.0 {
-        return format!("{seconds:.1}s");
-    }
-    let whole = seconds.round() as u64;
-    if whole < 3600 {
-        format!("{}m{:02}s", whole / 60, whole % 60)
-    } else {
-        format!("{}h{:02}m", whole / 3600, (whole % 3600) / 60)
-    }
 }
 
 #[cfg(test)]

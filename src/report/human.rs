@@ -116,14 +116,16 @@ impl EventSink for HumanSink {
     fn event(&mut self, envelope: &Envelope, record: &RunRecord) {
         let ts = &envelope.ts;
         if let Some(live) = &self.live {
-            let mut view = live.view.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(text) = view.apply(envelope) {
+            // Only the fold here, on the dispatcher's path: the ticker
+            // redraws the status area twice a second.
+            let line = live
+                .view
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .apply(envelope);
+            if let Some(text) = line {
                 let _ = live.multi.println(text);
             }
-            live.status.set_message(
-                view.status(jiff::Timestamp::now(), terminal_width())
-                    .join("\n"),
-            );
         }
         match &envelope.event {
             Event::RunStarted {

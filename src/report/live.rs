@@ -110,7 +110,7 @@ impl LiveView {
                     let took = self
                         .started_at
                         .remove(host)
-                        .map(|from| seconds(at.duration_since(from).as_secs_f64()))
+                        .map(|from| super::human_seconds(at.duration_since(from).as_secs_f64()))
                         .unwrap_or_default();
                     let mark = if outcome.is_failure() { "✗" } else { "✓" };
                     let mut line = format!(
@@ -199,13 +199,13 @@ impl LiveView {
         if let Some(until) = self.pause_until.filter(|until| *until > now) {
             head.push_str(&format!(
                 " · pausing, {} left",
-                seconds(until.duration_since(now).as_secs_f64())
+                super::human_seconds(until.duration_since(now).as_secs_f64())
             ));
         }
         if let Some(closes) = self.window_closes {
             let left = closes.duration_since(now).as_secs_f64();
             head.push_str(&if left > 0.0 {
-                format!(" · window closes in {}", seconds(left))
+                format!(" · window closes in {}", super::human_seconds(left))
             } else {
                 " · window closed".to_owned()
             });
@@ -243,7 +243,7 @@ impl LiveView {
             lines.push(format!(
                 "  {host:<14} {zone:<12} {:<11} {}",
                 phase.label(),
-                seconds(now.duration_since(*since).as_secs_f64().max(0.0))
+                super::human_seconds(now.duration_since(*since).as_secs_f64().max(0.0))
             ));
         }
         if self.in_flight.len() > IN_FLIGHT_ROWS {
@@ -266,18 +266,6 @@ fn truncate(line: &str, width: usize) -> String {
     let mut cut: String = line.chars().take(width.saturating_sub(1)).collect();
     cut.push('…');
     cut
-}
-
-/// `3.2s`, `1m05s`, `2h10m`.
-fn seconds(value: f64) -> String {
-    let whole = value.round() as u64;
-    if value < 60.0 {
-        format!("{value:.1}s")
-    } else if whole < 3600 {
-        format!("{}m{:02}s", whole / 60, whole % 60)
-    } else {
-        format!("{}h{:02}m", whole / 3600, (whole % 3600) / 60)
-    }
 }
 
 #[cfg(test)]

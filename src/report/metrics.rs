@@ -155,7 +155,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 /// Label values escape backslash, double quote and line feed (format 0.0.4).
-fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

@@ -720,9 +720,7 @@ impl HostKeyCheck {
     /// or when anything about it is revoked. Signed by no CA of the host,
     /// its key is checked as a plain key, as OpenSSH does.
     fn run_certificate(&self, certificate: &Certificate) -> Result<(), ShellError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs());
+        let now = known_hosts::unix_now();
         let key_type = certificate.algorithm().to_certificate_type();
         let key = PublicKey::from(certificate.public_key().clone());
         let fingerprint = known_hosts::fingerprint(&key);

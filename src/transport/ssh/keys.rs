@@ -220,28 +220,20 @@ async fn certificates_for(
 /// Whether a user certificate may be offered now; why not, otherwise
 /// (an expired certificate is the usual reason a login stops working).
 fn usable_now(certificate: &Certificate) -> Result<(), String> {
-    let at = |seconds: u64| {
-        i64::try_from(seconds)
-            .ok()
-            .and_then(|s| jiff::Timestamp::from_second(s).ok())
-            .map_or_else(|| "forever".to_owned(), |t| t.to_string())
-    };
     if certificate.cert_type() != CertType::User {
         return Err("is a host certificate, not a user certificate".to_owned());
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
+    let now = super::known_hosts::unix_now();
     if now < certificate.valid_after() {
         return Err(format!(
             "is not valid before {}",
-            at(certificate.valid_after())
+            super::known_hosts::unix_time(certificate.valid_after())
         ));
     }
     if now >= certificate.valid_before() {
         return Err(format!(
             "expired at {}: have it signed again",
-            at(certificate.valid_before())
+            super::known_hosts::unix_time(certificate.valid_before())
         ));
     }
     Ok(())

@@ -302,20 +302,17 @@ pub fn verify_certificate(
     if certificate.verify_signature().is_err() {
         return invalid("its signature does not verify".to_owned());
     }
-    let at = |seconds: u64| {
-        i64::try_from(seconds)
-            .ok()
-            .and_then(|s| jiff::Timestamp::from_second(s).ok())
-            .map_or_else(|| "forever".to_owned(), |t| t.to_string())
-    };
     if now < certificate.valid_after() {
         return invalid(format!(
             "it is not valid before {}",
-            at(certificate.valid_after())
+            unix_time(certificate.valid_after())
         ));
     }
     if now >= certificate.valid_before() {
-        return invalid(format!("it expired at {}", at(certificate.valid_before())));
+        return invalid(format!(
+            "it expired at {}",
+            unix_time(certificate.valid_before())
+        ));
     }
     let host_name = host.to_ascii_lowercase();
     if !certificate
@@ -338,6 +335,22 @@ pub fn verify_certificate(
         ));
     }
     CertVerdict::Trusted
+}
+
+/// Now, in Unix seconds, as certificates count time.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// A certificate's time (Unix seconds) for a message; `forever` past what
+/// a timestamp holds (`ssh-keygen` writes u64::MAX for "no end").
+pub fn unix_time(seconds: u64) -> String {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(|| "forever".to_owned(), |t| t.to_string())
 }
 
 /// OpenSSH's `match_pattern`: `*` matches any run of characters, `?` exactly
