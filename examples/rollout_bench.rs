@@ -139,7 +139,7 @@ async fn bench(n: usize) -> String {
     let state = std::env::temp_dir().join(format!("fleetroll-bench-{}", std::process::id()));
     let run_id = format!("bench-{n}");
     let now = jiff::Timestamp::now();
-    let lock = RunLock::acquire(
+    let lock = fleetroll::lock::FileLock::acquire(
         &state.join("locks/bench.lock"),
         LockInfo {
             host: "bench".into(),
@@ -148,9 +148,11 @@ async fn bench(n: usize) -> String {
             inventory: "bench".into(),
             since: now.to_string(),
             heartbeat: now.to_string(),
+            lease_s: None,
         },
         now,
     )
+    .map(RunLock::File)
     .expect("lock");
     let mut balancers: HashMap<String, Arc<dyn LoadBalancer>> = HashMap::new();
     balancers.insert("lb".into(), fleet.balancer("lb"));

@@ -86,7 +86,8 @@ pub struct RunOptions {
     pub playbook: PathBuf,
     pub vars: Vec<(String, String)>,
     pub limit: Vec<String>,
-    pub state_dir: PathBuf,
+    /// Where the inventory's lock and journals live.
+    pub state: crate::state::Store,
     pub json: bool,
     pub quiet: bool,
     pub verbose: bool,

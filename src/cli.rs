@@ -146,6 +146,10 @@ pub struct ResumeArgs {
 pub struct RecordedRunArgs {
     #[command(flatten)]
     pub runs: RunsArgs,
+    /// The run's playbook, where it is on this machine (by default where
+    /// the run had it); it must have the steps the run started with.
+    #[arg(short = 'p', long = "playbook", value_name = "PLAYBOOK")]
+    pub playbook: Option<PathBuf>,
     /// Variables the run was started with must be given again (they are
     /// not written to the journal, as they may be secrets).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]

@@ -25,4 +25,5 @@ pub mod model;
 pub mod plan;
 pub mod report;
 pub mod sim;
+pub mod state;
 pub mod transport;

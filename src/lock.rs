@@ -1,4 +1,6 @@
-//! One run at a time per inventory: a lock file with holder and heartbeat.
+//! One run at a time per inventory: a lock with holder and heartbeat, a
+//! file in a local state directory ([`FileLock`], here) or an object in a
+//! bucket (`crate::state::lease`), held as a [`RunLock`].
 //!
 //! The lock is a JSON file created with `O_EXCL`, so two controllers can
 //! never both hold it. It names the holder (host, pid, run id, since) and
@@ -31,6 +33,17 @@ pub struct LockInfo {
     pub since: String,
     /// RFC 3339.
     pub heartbeat: String,
+    /// How long after its last heartbeat the holder is presumed dead, in
+    /// seconds; absent: [`HEARTBEAT_EXPIRY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_s: Option<u64>,
+}
+
+impl LockInfo {
+    /// How long a silent holder keeps the lock.
+    pub fn lease(&self) -> Duration {
+        self.lease_s.map_or(HEARTBEAT_EXPIRY, Duration::from_secs)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +62,8 @@ pub enum LockError {
     Io { path: PathBuf, source: io::Error },
     #[error("the lock {path} is no longer this run's: {now}")]
     Lost { path: PathBuf, now: String },
+    #[error("cannot reach the lock {location}: {reason}")]
+    Store { location: String, reason: String },
 }
 
 fn stale_note(stale: &Option<String>) -> String {
@@ -60,10 +75,51 @@ fn stale_note(stale: &Option<String>) -> String {
     }
 }
 
-/// A held lock; released on [`RunLock::release`] (a crash leaves it, which
-/// is what makes a dead holder detectable).
+/// The lock a run holds, in a directory or in a bucket.
 #[derive(Debug)]
-pub struct RunLock {
+pub enum RunLock {
+    File(FileLock),
+    Lease(crate::state::lease::LeaseLock),
+}
+
+impl RunLock {
+    pub fn info(&self) -> &LockInfo {
+        match self {
+            RunLock::File(lock) => lock.info(),
+            RunLock::Lease(lock) => lock.info(),
+        }
+    }
+
+    /// How often [`RunLock::heartbeat`] must be called.
+    pub fn heartbeat_every(&self) -> Duration {
+        match self {
+            RunLock::File(_) => HEARTBEAT_EVERY,
+            RunLock::Lease(lock) => lock.heartbeat_every(),
+        }
+    }
+
+    /// Refreshes the heartbeat; [`LockError::Lost`] if the lock is no longer
+    /// this run's.
+    pub fn heartbeat(&mut self, now: jiff::Timestamp) -> Result<(), LockError> {
+        match self {
+            RunLock::File(lock) => lock.heartbeat(now),
+            RunLock::Lease(lock) => lock.heartbeat(now),
+        }
+    }
+
+    /// Releases the lock if it is still this run's.
+    pub fn release(self) {
+        match self {
+            RunLock::File(lock) => lock.release(),
+            RunLock::Lease(lock) => lock.release(),
+        }
+    }
+}
+
+/// A held lock file; released on [`FileLock::release`] (a crash leaves it,
+/// which is what makes a dead holder detectable).
+#[derive(Debug)]
+pub struct FileLock {
     path: PathBuf,
     info: LockInfo,
 }
@@ -85,7 +141,7 @@ pub fn lock_path(state_dir: &Path, inventory: &Path) -> PathBuf {
         .join(format!("{stem}-{hash:016x}.lock"))
 }
 
-impl RunLock {
+impl FileLock {
     /// Creates the lock, or names its holder.
     pub fn acquire(path: &Path, info: LockInfo, now: jiff::Timestamp) -> Result<Self, LockError> {
         LockGuard::take(path)?.create(path, info, now)
@@ -208,7 +264,7 @@ impl LockGuard {
         path: &Path,
         info: LockInfo,
         now: jiff::Timestamp,
-    ) -> Result<RunLock, LockError> {
+    ) -> Result<FileLock, LockError> {
         let io_error = |source| LockError::Io {
             path: path.to_path_buf(),
             source,
@@ -223,14 +279,14 @@ impl LockGuard {
                     serde_json::to_vec_pretty(&info).map_err(|e| io_error(io::Error::other(e)))?;
                 file.write_all(&text).map_err(io_error)?;
                 file.sync_all().map_err(io_error)?;
-                Ok(RunLock {
+                Ok(FileLock {
                     path: path.to_path_buf(),
                     info,
                 })
             }
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
                 let holder = read(path)?;
-                let stale = staleness(&holder, now, &this_host());
+                let stale = staleness(&holder, now, Some(&this_host()));
                 Err(LockError::Held {
                     inventory: info.inventory,
                     holder: Box::new(holder),
@@ -263,14 +319,23 @@ pub fn read(path: &Path) -> Result<LockInfo, LockError> {
     })
 }
 
-/// Why the holder is presumed dead, or `None` if it may be alive.
-pub fn staleness(holder: &LockInfo, now: jiff::Timestamp, this_host: &str) -> Option<String> {
-    if holder.host == this_host && !pid_alive(holder.pid) {
+/// Why the holder is presumed dead, or `None` if it may be alive. On
+/// `this_host` (a local lock) a pid that is gone says so at once; shared
+/// state (`None`) judges by the heartbeat alone.
+pub fn staleness(
+    holder: &LockInfo,
+    now: jiff::Timestamp,
+    this_host: Option<&str>,
+) -> Option<String> {
+    if let Some(this_host) = this_host
+        && holder.host == this_host
+        && !pid_alive(holder.pid)
+    {
         return Some(format!("pid {} is not running on {this_host}", holder.pid));
     }
     let heartbeat: jiff::Timestamp = holder.heartbeat.parse().ok()?;
     let age = now.duration_since(heartbeat);
-    let expiry = jiff::SignedDuration::try_from(HEARTBEAT_EXPIRY).ok()?;
+    let expiry = jiff::SignedDuration::try_from(holder.lease()).ok()?;
     (age > expiry).then(|| format!("last heartbeat {}s ago", age.as_secs()))
 }
 
@@ -321,6 +386,7 @@ mod tests {
             inventory: "inv.toml".into(),
             since: heartbeat.into(),
             heartbeat: heartbeat.into(),
+            lease_s: None,
         }
     }
 
@@ -330,8 +396,8 @@ mod tests {
         let path = dir.path().join("locks/x.lock");
         let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let mine = info(std::process::id(), "2026-01-01T00:00:00Z");
-        let lock = RunLock::acquire(&path, mine.clone(), now).unwrap();
-        let Err(LockError::Held { holder, stale, .. }) = RunLock::acquire(&path, mine, now) else {
+        let lock = FileLock::acquire(&path, mine.clone(), now).unwrap();
+        let Err(LockError::Held { holder, stale, .. }) = FileLock::acquire(&path, mine, now) else {
             panic!("second acquire must fail");
         };
         assert_eq!(holder.pid, std::process::id());
@@ -346,14 +412,15 @@ mod tests {
         let path = dir.path().join("locks/x.lock");
         let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let mut lock =
-            RunLock::acquire(&path, info(std::process::id(), "2026-01-01T00:00:00Z"), now).unwrap();
+            FileLock::acquire(&path, info(std::process::id(), "2026-01-01T00:00:00Z"), now)
+                .unwrap();
         lock.heartbeat(now).unwrap();
         std::fs::remove_file(&path).unwrap();
         let other = LockInfo {
             run_id: "other".into(),
             ..info(1, "2026-01-01T00:00:00Z")
         };
-        let _theirs = RunLock::acquire(&path, other, now).unwrap();
+        let _theirs = FileLock::acquire(&path, other, now).unwrap();
         let Err(LockError::Lost { now: why, .. }) = lock.heartbeat(now) else {
             panic!("the heartbeat must see the lock is lost");
         };
@@ -369,14 +436,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("locks/x.lock");
         let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let mine =
-            RunLock::acquire(&path, info(std::process::id(), "2026-01-01T00:00:00Z"), now).unwrap();
+        let mine = FileLock::acquire(&path, info(std::process::id(), "2026-01-01T00:00:00Z"), now)
+            .unwrap();
         std::fs::remove_file(&path).unwrap();
         let other = LockInfo {
             run_id: "other".into(),
             ..info(1, "2026-01-01T00:00:00Z")
         };
-        let _theirs = RunLock::acquire(&path, other, now).unwrap();
+        let _theirs = FileLock::acquire(&path, other, now).unwrap();
         mine.release();
         assert_eq!(read(&path).unwrap().run_id, "other");
     }
@@ -410,19 +477,15 @@ mod tests {
         // A pid far above pid_max is never alive.
         let dead = info(4_000_000, "2026-01-01T00:09:59Z");
         assert!(
-            staleness(&dead, now, "ctl")
+            staleness(&dead, now, Some("ctl"))
                 .unwrap()
                 .contains("not running")
         );
         // On another machine the pid says nothing; the heartbeat decides.
-        assert_eq!(staleness(&dead, now, "elsewhere"), None);
+        assert_eq!(staleness(&dead, now, Some("elsewhere")), None);
         let old = info(4_000_000, "2026-01-01T00:00:00Z");
-        assert!(
-            staleness(&old, now, "elsewhere")
-                .unwrap()
-                .contains("600s ago")
-        );
+        assert!(staleness(&old, now, None).unwrap().contains("600s ago"));
         let live = info(std::process::id(), "2026-01-01T00:09:59Z");
-        assert_eq!(staleness(&live, now, "ctl"), None);
+        assert_eq!(staleness(&live, now, Some("ctl")), None);
     }
 }

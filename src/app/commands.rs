@@ -8,7 +8,7 @@ use super::rollout::{
     BreakOutcome, Kind, Rollout, acquire_lock, break_lock, fresh_run_id, take_over_lock,
 };
 use super::sources::{print_host_warnings, resolve_sources};
-use super::state::{Runs, state_dir_of};
+use super::state::{Runs, open_store};
 use super::{AppError, Exit, RunOptions, load_config, make_plan};
 use crate::cli::{
     DemoArgs, FileArgs, RecordedRunArgs, ReportArgs, ResumeArgs, RollbackArgs, RunArgs, RunsArgs,
@@ -19,6 +19,9 @@ use crate::events::RunOutcome;
 use crate::journal::replay::RunRecord;
 use crate::lock::{self, lock_path, staleness, this_host};
 use crate::plan::batches::{Batch, HostId, Plan};
+use crate::state::Store;
+use crate::state::bucket::Bucket;
+use crate::state::lease;
 use crate::transport::shell::Connector;
 use crate::transport::ssh::{SshConnector, SshOptions};
 
@@ -55,7 +58,7 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
         playbook: args.files.playbook.clone(),
         vars: args.files.vars.clone(),
         limit: args.files.limit.clone(),
-        state_dir: state_dir_of(
+        state: open_store(
             &config.inventory.state,
             &args.files.inventory,
             args.state.state_dir.as_deref(),
@@ -71,7 +74,7 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
     // A dry run touches nothing, so it may check the hosts at any time
     // (before the night's window, typically).
     if !args.dry_run
-        && !crate::app::rollout::any_stranded(&options.state_dir, &options.inventory)
+        && !crate::app::rollout::any_stranded(&options.state, &options.inventory)
         && let Some(exit) = outside_window(&config, &options, quiet)
     {
         // Nothing of an earlier run is left out of service: touch nothing.
@@ -89,7 +92,7 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
         options: &options,
         connector: connector(&options),
     };
-    let acquire = || acquire_lock(&options.state_dir, &options.inventory, &run_id);
+    let acquire = || acquire_lock(&options.state, &options.inventory, &run_id);
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Start))
 }
 
@@ -168,7 +171,7 @@ pub fn resume(
         options: &options,
         connector: connector(&options),
     };
-    let acquire = || take_over_lock(&runs.dir, &options.inventory, &run_id);
+    let acquire = || take_over_lock(&runs.store, &options.inventory, &run_id);
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Resume(record)))
 }
 
@@ -225,9 +228,17 @@ fn recorded_options(
     quiet: bool,
     verbose: bool,
 ) -> Result<(FileArgs, RunOptions), AppError> {
+    // Another machine keeps the files elsewhere: the inventory as given
+    // with -i, the playbook as given with -p, else where the run had them.
     let files = FileArgs {
-        inventory: PathBuf::from(&settings.inventory),
-        playbook: PathBuf::from(&settings.playbook),
+        inventory: runs
+            .inventory_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&settings.inventory)),
+        playbook: args
+            .playbook
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&settings.playbook)),
         vars: args.vars.clone(),
         limit: settings.limit.clone(),
     };
@@ -236,7 +247,7 @@ fn recorded_options(
         playbook: files.playbook.clone(),
         vars: files.vars.clone(),
         limit: files.limit.clone(),
-        state_dir: runs.dir.clone(),
+        state: runs.store.clone(),
         json: args.json,
         quiet,
         verbose,
@@ -384,10 +395,9 @@ fn invalid(message: String) -> AppError {
 
 pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
     let runs = Runs::locate(&args.runs)?;
-    let state_dir = &runs.dir;
     let run_id = runs.run_id(args.run_id.as_deref())?;
     let (record, torn) = runs.load(&run_id)?;
-    let outcome = live_outcome(state_dir, &record);
+    let outcome = live_outcome(&runs.store, &record);
     if args.json {
         let hosts: serde_json::Map<String, serde_json::Value> = record
             .hosts
@@ -484,18 +494,30 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
 
 /// A run without an end record is running if its lock is held by a live
 /// process, and interrupted otherwise.
-pub(crate) fn live_outcome(state_dir: &std::path::Path, record: &RunRecord) -> RunOutcome {
+pub(crate) fn live_outcome(store: &Store, record: &RunRecord) -> RunOutcome {
     if record.outcome != RunOutcome::Running {
         return record.outcome;
     }
     let Some(settings) = &record.settings else {
         return RunOutcome::Interrupted;
     };
-    let path = lock_path(state_dir, std::path::Path::new(&settings.inventory));
-    match lock::read(&path) {
-        Ok(holder)
+    let holder = match store {
+        Store::Dir(dir) => {
+            lock::read(&lock_path(dir, std::path::Path::new(&settings.inventory))).ok()
+        }
+        Store::Bucket { bucket, .. } => match lease::read(bucket) {
+            Ok(Some(lease::Read {
+                object: lease::LockObject::Held(holder),
+                ..
+            })) => Some(holder),
+            _ => None,
+        },
+    };
+    match holder {
+        Some(holder)
             if holder.run_id == record.run_id
-                && staleness(&holder, jiff::Timestamp::now(), &this_host()).is_none() =>
+                && staleness(&holder, jiff::Timestamp::now(), store.pid_host().as_deref())
+                    .is_none() =>
         {
             RunOutcome::Running
         }
@@ -505,7 +527,10 @@ pub(crate) fn live_outcome(state_dir: &std::path::Path, record: &RunRecord) -> R
 
 pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
     let runs = Runs::locate(&args.runs)?;
-    let state_dir = &runs.dir;
+    let state_dir = match &runs.store {
+        Store::Dir(dir) => dir,
+        Store::Bucket { bucket, .. } => return unlock_lease(&runs.store, bucket, args.force),
+    };
     let paths = match &args.runs.inventory {
         Some(inventory) => vec![lock_path(state_dir, inventory)]
             .into_iter()
@@ -525,7 +550,7 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
     for path in paths {
         let holder = lock::read(&path);
         let stale = match &holder {
-            Ok(holder) => staleness(holder, now, &this_host()),
+            Ok(holder) => staleness(holder, now, Some(&this_host())),
             Err(error) => Some(error.to_string()),
         };
         match &holder {
@@ -554,7 +579,7 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
             );
             continue;
         }
-        match break_lock(state_dir, &path, holder.as_ref().ok(), now)? {
+        match break_lock(&runs.store, &path, holder.as_ref().ok(), now)? {
             BreakOutcome::Broken => println!("  broken"),
             BreakOutcome::Gone => println!("  already gone"),
             BreakOutcome::Changed(now_held) => {
@@ -566,6 +591,79 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
         }
     }
     Ok(if refused { Exit::Locked } else { Exit::Success })
+}
+
+/// `unlock` for a lock in a bucket: the lease is shown, and with `--force`
+/// a holder whose heartbeat is older than its lease is fenced (its journal
+/// gets `lock_broken` in its next segment) and its lock released, if the
+/// lock is still the one judged.
+fn unlock_lease(store: &Store, bucket: &Bucket, force: bool) -> Result<Exit, AppError> {
+    let read = match lease::read(bucket)? {
+        Some(lease::Read {
+            object: lease::LockObject::Held(holder),
+            etag,
+        }) => (holder, etag),
+        Some(lease::Read {
+            object: lease::LockObject::Released { released, by },
+            ..
+        }) => {
+            println!(
+                "{} is not locked (released {released}: {by})",
+                bucket.location()
+            );
+            return Ok(Exit::Success);
+        }
+        None => {
+            println!("{} is not locked", bucket.location());
+            return Ok(Exit::Success);
+        }
+    };
+    let (holder, etag) = read;
+    let now = jiff::Timestamp::now();
+    let stale = staleness(&holder, now, None);
+    println!(
+        "{}: run {} by pid {} on {}, since {}, last heartbeat {}{}",
+        bucket.location(),
+        holder.run_id,
+        holder.pid,
+        holder.host,
+        holder.since,
+        holder.heartbeat,
+        stale
+            .as_deref()
+            .map(|s| format!(" (stale: {s})"))
+            .unwrap_or_else(|| format!(" (alive: its lease is {}s)", holder.lease().as_secs()))
+    );
+    if !force {
+        return Ok(Exit::Success);
+    }
+    if stale.is_none() {
+        tracing::info!(
+            "  not broken: its holder may be alive on {}; stop that run first, or wait until its heartbeat is {}s old",
+            holder.host,
+            holder.lease().as_secs()
+        );
+        return Ok(Exit::Locked);
+    }
+    crate::app::rollout::record_lock_broken(store, &holder, now).map_err(AppError::Journal)?;
+    let judged = lease::Read {
+        object: lease::LockObject::Held(holder.clone()),
+        etag,
+    };
+    let by = format!(
+        "broken by `unlock --force` (pid {} on {})",
+        std::process::id(),
+        this_host()
+    );
+    if lease::release_judged(bucket, &judged, &by)? {
+        println!("  broken");
+        Ok(Exit::Success)
+    } else {
+        tracing::info!(
+            "  not broken: the lock changed while it was checked; run `fleetroll unlock` again to see it"
+        );
+        Ok(Exit::Locked)
+    }
 }
 
 /// `fleetroll demo`: the real `run` over a fleet simulated in this process,
@@ -686,7 +784,7 @@ pub fn rollback(
         options: &options,
         connector: connector(&options),
     };
-    let acquire = || take_over_lock(&runs.dir, &options.inventory, &run_id);
+    let acquire = || take_over_lock(&runs.store, &options.inventory, &run_id);
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Rollback(record)))
 }
 

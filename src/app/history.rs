@@ -10,7 +10,6 @@ use crate::cli::{HistoryArgs, ReportArgs};
 use crate::config::diagnostics::Diagnostic;
 use crate::events::Event;
 use crate::journal::replay::replay;
-use crate::journal::store::{read_run, run_ids};
 use crate::report::history::{History, facts};
 
 pub fn history(args: &HistoryArgs) -> Result<Exit, AppError> {
@@ -19,8 +18,8 @@ pub fn history(args: &HistoryArgs) -> Result<Exit, AppError> {
     let mut all = Vec::new();
     let mut unreadable = Vec::new();
     let mut other_inventories = 0;
-    for run_id in run_ids(&runs.dir) {
-        let records = match read_run(&runs.dir, &run_id) {
+    for run_id in runs.store.run_ids().map_err(AppError::Journal)? {
+        let records = match runs.store.read_run(&run_id) {
             Ok(records) => records,
             Err(error) => {
                 unreadable.push((run_id, error.to_string()));
@@ -39,14 +38,14 @@ pub fn history(args: &HistoryArgs) -> Result<Exit, AppError> {
                 ));
                 continue;
             }
-            (Some(ours), Some(theirs)) if *ours != theirs => {
+            (Some(ours), Some(theirs)) if !runs.store.same_inventory(&theirs, ours) => {
                 other_inventories += 1;
                 continue;
             }
             _ => {}
         }
         let record = replay(&run_id, &records);
-        let outcome = super::commands::live_outcome(&runs.dir, &record);
+        let outcome = super::commands::live_outcome(&runs.store, &record);
         let run = facts(&record, &records, outcome);
         if since.is_some_and(|since| run.started.is_none_or(|started| started < since)) {
             continue;
@@ -95,8 +94,8 @@ pub fn report(args: &ReportArgs) -> Result<Exit, AppError> {
     let runs = Runs::locate(&args.runs)?;
     let run_id = runs.run_id(args.run_id.as_deref())?;
     let (record, _) = runs.load(&run_id)?;
-    let records = read_run(&runs.dir, &run_id).map_err(AppError::Journal)?;
-    let outcome = super::commands::live_outcome(&runs.dir, &record);
+    let records = runs.store.read_run(&run_id).map_err(AppError::Journal)?;
+    let outcome = super::commands::live_outcome(&runs.store, &record);
     let page = crate::report::html::render(&crate::report::timeline::timeline(
         &run_id, &records, outcome,
     ));

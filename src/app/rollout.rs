@@ -14,8 +14,8 @@ use crate::exec::dispatcher::{
 use crate::exec::env::{Cadence, RunEnv, Transports};
 use crate::exec::host_machine::Route;
 use crate::journal::replay::{RunRecord, replay};
-use crate::journal::store::{JournalError, JournalWriter, TornLine, new_run_id, read_journal};
-use crate::lock::{LockError, LockGuard, LockInfo, RunLock, lock_path, this_host};
+use crate::journal::store::{JournalError, TornLine, new_run_id};
+use crate::lock::{LockError, LockGuard, LockInfo, RunLock, lock_path, staleness, this_host};
 use crate::model::inventory::{BalancerKind, Host, Inventory};
 use crate::model::playbook::StepAction;
 use crate::plan::batches::Plan;
@@ -24,6 +24,8 @@ use crate::report::human::HumanSink;
 use crate::report::json::JsonSink;
 use crate::report::notify::{Notifier, message_for_end, message_for_start};
 use crate::report::summary::Summary;
+use crate::state::Store;
+use crate::state::bucket::Bucket;
 use crate::transport::balancer::{LoadBalancer, Target};
 use crate::transport::command_balancer::CommandBalancer;
 use crate::transport::haproxy::Haproxy;
@@ -207,62 +209,122 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-pub fn acquire_lock(state_dir: &Path, inventory: &Path, run_id: &str) -> Result<RunLock, AppError> {
-    acquire(state_dir, inventory, run_id, false)
+pub fn acquire_lock(store: &Store, inventory: &Path, run_id: &str) -> Result<RunLock, AppError> {
+    acquire(store, inventory, run_id, false)
 }
 
-/// For `resume`: a lock left by this same run, whose process is certainly
-/// dead (same machine, pid gone), is taken over and the journal says so. A
-/// holder presumed dead only from an old heartbeat may be alive on another
-/// machine, so that still needs `unlock --force`.
-pub fn take_over_lock(
-    state_dir: &Path,
-    inventory: &Path,
-    run_id: &str,
-) -> Result<RunLock, AppError> {
-    acquire(state_dir, inventory, run_id, true)
+/// For `resume`: a lock left by this same run whose holder is certainly
+/// dead is taken over and the journal says so. In a directory that is a
+/// pid gone on this machine (a holder presumed dead only from an old
+/// heartbeat may be alive on another machine, so that still needs
+/// `unlock --force`); in a bucket, a heartbeat older than the lease.
+pub fn take_over_lock(store: &Store, inventory: &Path, run_id: &str) -> Result<RunLock, AppError> {
+    acquire(store, inventory, run_id, true)
 }
 
-/// The check, the journal record, the removal and the new lock happen
-/// under one guard: no other fleetroll can take or break the lock in
-/// between, so only the lock actually broken is recorded as broken, and
-/// only one of several resumes racing for it wins.
-fn acquire(
-    state_dir: &Path,
-    inventory: &Path,
-    run_id: &str,
-    take_over: bool,
-) -> Result<RunLock, AppError> {
-    let now = jiff::Timestamp::now();
-    let path = lock_path(state_dir, inventory);
-    let guard = LockGuard::take(&path)?;
-    if take_over
-        && let Ok(holder) = crate::lock::read(&path)
-        && holder.run_id == run_id
-        && holder.host == this_host()
-        && !crate::lock::pid_alive(holder.pid)
-    {
-        record_lock_broken(state_dir, &holder, now).map_err(AppError::Journal)?;
-        guard.remove(&path)?;
-    }
-    let info = LockInfo {
+fn lock_info(store: &Store, inventory: &Path, run_id: &str, now: jiff::Timestamp) -> LockInfo {
+    LockInfo {
         host: this_host(),
         pid: std::process::id(),
         run_id: run_id.to_owned(),
         inventory: absolute(inventory).display().to_string(),
         since: now.to_string(),
         heartbeat: now.to_string(),
-    };
-    Ok(guard.create(&path, info, now)?)
+        lease_s: match store {
+            Store::Dir(_) => None,
+            Store::Bucket { lease, .. } => Some(lease.as_secs()),
+        },
+    }
 }
 
-/// Appends `lock_broken` to the journal of the run that held the lock.
-fn record_lock_broken(
+fn acquire(
+    store: &Store,
+    inventory: &Path,
+    run_id: &str,
+    take_over: bool,
+) -> Result<RunLock, AppError> {
+    let now = jiff::Timestamp::now();
+    let info = lock_info(store, inventory, run_id, now);
+    match store {
+        Store::Dir(state_dir) => acquire_file(store, state_dir, inventory, info, take_over, now),
+        Store::Bucket { bucket, .. } => acquire_lease(store, bucket, info, take_over, now),
+    }
+}
+
+/// The check, the journal record, the removal and the new lock happen
+/// under one guard: no other fleetroll can take or break the lock in
+/// between, so only the lock actually broken is recorded as broken, and
+/// only one of several resumes racing for it wins.
+fn acquire_file(
+    store: &Store,
     state_dir: &Path,
+    inventory: &Path,
+    info: LockInfo,
+    take_over: bool,
+    now: jiff::Timestamp,
+) -> Result<RunLock, AppError> {
+    let path = lock_path(state_dir, inventory);
+    let guard = LockGuard::take(&path)?;
+    if take_over
+        && let Ok(holder) = crate::lock::read(&path)
+        && holder.run_id == info.run_id
+        && holder.host == this_host()
+        && !crate::lock::pid_alive(holder.pid)
+    {
+        record_lock_broken(store, &holder, now).map_err(AppError::Journal)?;
+        guard.remove(&path)?;
+    }
+    Ok(RunLock::File(guard.create(&path, info, now)?))
+}
+
+/// Conditional writes stand in for the guard: the lock is created where
+/// there is none, or claimed from what was read (released, or this run's
+/// own dead holder) only if it is still that; a race lost means reading
+/// again and judging anew.
+fn acquire_lease(
+    store: &Store,
+    bucket: &Arc<Bucket>,
+    info: LockInfo,
+    take_over: bool,
+    now: jiff::Timestamp,
+) -> Result<RunLock, AppError> {
+    use crate::state::lease::{self, LockObject};
+    for _ in 0..5 {
+        let read = lease::read(bucket)?;
+        if let Some(lease::Read {
+            object: LockObject::Held(holder),
+            ..
+        }) = &read
+        {
+            let stale = staleness(holder, now, None);
+            if !(take_over && holder.run_id == info.run_id && stale.is_some()) {
+                return Err(AppError::Lock(LockError::Held {
+                    inventory: info.inventory,
+                    holder: Box::new(holder.clone()),
+                    stale,
+                }));
+            }
+            record_lock_broken(store, holder, now).map_err(AppError::Journal)?;
+        }
+        if let Some(lock) = lease::claim(bucket, info.clone(), read.as_ref())? {
+            return Ok(RunLock::Lease(lock));
+        }
+    }
+    Err(AppError::Lock(LockError::Store {
+        location: bucket.url_of(lease::LOCK_KEY),
+        reason: "it kept changing while this run tried to take it".to_owned(),
+    }))
+}
+
+/// Appends `lock_broken` to the journal of the run that held the lock. In
+/// a bucket this takes the run's next segment, which fences the holder: its
+/// own next write finds the segment taken.
+pub(crate) fn record_lock_broken(
+    store: &Store,
     holder: &LockInfo,
     now: jiff::Timestamp,
 ) -> Result<(), JournalError> {
-    let mut journal = JournalWriter::open(state_dir, &holder.run_id)?;
+    let mut journal = store.open_journal(&holder.run_id)?;
     let envelope = crate::events::Envelope {
         ts: now.to_string(),
         run_id: holder.run_id.clone(),
@@ -290,7 +352,7 @@ pub enum BreakOutcome {
 /// journal first; all under the guard, so a lock that a live run took or
 /// refreshed since the judgement is never removed.
 pub fn break_lock(
-    state_dir: &Path,
+    store: &Store,
     path: &Path,
     judged: Option<&LockInfo>,
     now: jiff::Timestamp,
@@ -314,7 +376,7 @@ pub fn break_lock(
         return Ok(BreakOutcome::Changed(now_held));
     }
     if let Some(holder) = &current {
-        record_lock_broken(state_dir, holder, now).map_err(AppError::Journal)?;
+        record_lock_broken(store, holder, now).map_err(AppError::Journal)?;
     }
     guard.remove(path)?;
     Ok(BreakOutcome::Broken)
@@ -363,16 +425,16 @@ impl Rollout<'_> {
     /// hand-over. Selected hosts are then rolled like any other; the rest
     /// are returned to service if healthy.
     fn stranded(&self, this_run: &str, selected: &[&Host]) -> Result<Vec<Adopted>, AppError> {
-        let state_dir = &self.options.state_dir;
+        let store = &self.options.state;
         let inventory = absolute(&self.options.inventory).display().to_string();
         let mut adopted: Vec<Adopted> = Vec::new();
-        let run_ids = crate::journal::store::run_ids(state_dir);
+        let run_ids = store.run_ids().map_err(AppError::Journal)?;
         for run_id in run_ids.into_iter().filter(|id| id != this_run) {
-            let record = load_record(state_dir, &run_id)?;
+            let record = load_record(store, &run_id)?;
             if record
                 .settings
                 .as_ref()
-                .is_none_or(|s| s.inventory != inventory)
+                .is_none_or(|s| !store.same_inventory(&s.inventory, &inventory))
             {
                 continue;
             }
@@ -387,7 +449,7 @@ impl Rollout<'_> {
                     host: host.clone(),
                     drained: host_record.drained.clone(),
                     memory: host_record.drain_memory.clone(),
-                    from: JournalWriter::open(state_dir, &run_id).map_err(AppError::Journal)?,
+                    from: store.open_journal(&run_id).map_err(AppError::Journal)?,
                     selected: selected.iter().any(|h| h.name == *name),
                 });
             }
@@ -411,7 +473,7 @@ impl Rollout<'_> {
             Kind::Resume(record) => (Some(record), false),
             Kind::Rollback(record) => (Some(record), true),
         };
-        let state_dir = &self.options.state_dir;
+        let store = &self.options.state;
         let hosts: Vec<&Host> = self.config.inventory.hosts().collect();
         let balancers = balancers(&self.config.inventory).await;
         let selected: Vec<&Host> = plan
@@ -422,7 +484,7 @@ impl Rollout<'_> {
         check_balancers(&selected, &balancers).await?;
         // Seen before the lock's take-over opens the journal and drops it.
         let torn = if previous.is_some() {
-            read_journal(state_dir, &run_id).ok().and_then(|j| j.torn)
+            store.read_journal(&run_id).ok().and_then(|j| j.torn)
         } else {
             None
         };
@@ -451,7 +513,7 @@ impl Rollout<'_> {
                 return Err(error);
             }
         };
-        let journal = match JournalWriter::open(state_dir, &run_id) {
+        let journal = match store.open_journal(&run_id) {
             Ok(journal) => journal,
             Err(error) => {
                 lock.release();
@@ -606,16 +668,20 @@ impl Rollout<'_> {
 }
 
 /// Whether any earlier run of `inventory` left a host drained.
-pub fn any_stranded(state_dir: &Path, inventory: &Path) -> bool {
+pub fn any_stranded(store: &Store, inventory: &Path) -> bool {
     let inventory = absolute(inventory).display().to_string();
-    crate::journal::store::run_ids(state_dir)
+    let Ok(run_ids) = store.run_ids() else {
+        // Unreadable runs might hold a drain: the run reports it.
+        return true;
+    };
+    run_ids
         .into_iter()
-        .any(|run_id| match load_record(state_dir, &run_id) {
+        .any(|run_id| match load_record(store, &run_id) {
             Ok(record) => {
                 record
                     .settings
                     .as_ref()
-                    .is_some_and(|s| s.inventory == inventory)
+                    .is_some_and(|s| store.same_inventory(&s.inventory, &inventory))
                     && record.hosts.values().any(|h| !h.drained.is_empty())
             }
             // A journal that cannot be read might hold a drain: go on, and
@@ -670,16 +736,16 @@ pub fn fresh_run_id() -> String {
 }
 
 /// Reads a run's record from its journal.
-pub fn load_record(state_dir: &Path, run_id: &str) -> Result<RunRecord, AppError> {
-    load_journal(state_dir, run_id).map(|(record, _)| record)
+pub fn load_record(store: &Store, run_id: &str) -> Result<RunRecord, AppError> {
+    load_journal(store, run_id).map(|(record, _)| record)
 }
 
 /// A run's record, and the torn last line its journal ended with, if any.
 pub fn load_journal(
-    state_dir: &Path,
+    store: &Store,
     run_id: &str,
 ) -> Result<(RunRecord, Option<TornLine>), AppError> {
-    let journal = read_journal(state_dir, run_id).map_err(AppError::Journal)?;
+    let journal = store.read_journal(run_id).map_err(AppError::Journal)?;
     Ok((replay(run_id, &journal.records), journal.torn))
 }
 

@@ -13,6 +13,7 @@ fn dead_holders_lock(state: &Path, inventory: &Path) -> LockInfo {
         inventory: inventory.display().to_string(),
         since: "2026-01-01T00:00:00Z".into(),
         heartbeat: "2026-01-01T00:00:00Z".into(),
+        lease_s: None,
     };
     let path = lock_path(state, inventory);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -46,7 +47,7 @@ fn concurrent_take_overs_of_a_dead_holders_lock_leave_one_holder_and_one_record(
                 .map(|_| {
                     scope.spawn(|| {
                         barrier.wait();
-                        take_over_lock(&state, &inventory, "r").ok()
+                        take_over_lock(&Store::Dir(state.clone()), &inventory, "r").ok()
                     })
                 })
                 .collect();
@@ -76,8 +77,8 @@ fn unlock_force_leaves_a_lock_that_changed_since_it_was_judged() {
     let path = lock_path(&state, &inventory);
     let now = jiff::Timestamp::now();
     // The operator's unlock judged `dead`; then a resume took over.
-    let resumed = take_over_lock(&state, &inventory, "r").unwrap();
-    let outcome = break_lock(&state, &path, Some(&dead), now).unwrap();
+    let resumed = take_over_lock(&Store::Dir(state.clone()), &inventory, "r").unwrap();
+    let outcome = break_lock(&Store::Dir(state.clone()), &path, Some(&dead), now).unwrap();
     assert!(matches!(outcome, BreakOutcome::Changed(_)), "{outcome:?}");
     assert_eq!(&crate::lock::read(&path).unwrap(), resumed.info());
     assert_eq!(lock_broken_records(&state), 1, "only the take-over's");
@@ -86,13 +87,13 @@ fn unlock_force_leaves_a_lock_that_changed_since_it_was_judged() {
     resumed.release();
     let dead = dead_holders_lock(&state, &inventory);
     assert_eq!(
-        break_lock(&state, &path, Some(&dead), now).unwrap(),
+        break_lock(&Store::Dir(state.clone()), &path, Some(&dead), now).unwrap(),
         BreakOutcome::Broken
     );
     assert!(!path.exists());
     assert_eq!(lock_broken_records(&state), 2);
     assert_eq!(
-        break_lock(&state, &path, Some(&dead), now).unwrap(),
+        break_lock(&Store::Dir(state.clone()), &path, Some(&dead), now).unwrap(),
         BreakOutcome::Gone
     );
 }

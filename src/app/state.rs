@@ -5,42 +5,60 @@
 //! share one lock and one history. `run` learns the place from the
 //! inventory it loads anyway; `resume`, `status`, `rollback` and `unlock`
 //! read only the inventory's `[state]` (`-i INV`), or are pointed at a
-//! directory (`--state-dir`).
+//! directory (`--state-dir`). S3 state is shared by every machine: there
+//! the bucket's prefix, not a path, says which inventory a run belongs to.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::AppError;
 use super::rollout::{absolute, load_journal};
 use crate::cli::RunsArgs;
 use crate::config::diagnostics::Diagnostic;
 use crate::config::load::load_state;
-use crate::config::resolve::state::S3_NOT_SUPPORTED;
 use crate::journal::replay::RunRecord;
-use crate::journal::store::{TornLine, latest_run_of};
+use crate::journal::store::TornLine;
 use crate::model::inventory::StateStore;
+use crate::state::Store;
+use crate::state::bucket::Bucket;
 
-/// The state directory of `inventory` whose `[state]` is `store`, unless
-/// `--state-dir` overrides it. S3 state is refused, even with an override:
-/// a local directory would not be the place other controllers look.
-pub fn state_dir_of(
-    store: &StateStore,
+/// Where the runs of `inventory`, whose `[state]` is `config`, live.
+/// `--state-dir` overrides a local directory; it cannot stand in for a
+/// bucket, which is the place every other controller looks.
+pub fn open_store(
+    config: &StateStore,
     inventory: &Path,
     override_dir: Option<&Path>,
-) -> Result<PathBuf, AppError> {
-    match store {
-        StateStore::S3 { .. } => Err(AppError::Invalid(
+) -> Result<Store, AppError> {
+    match config {
+        StateStore::Local { dir } => Ok(Store::Dir(
+            override_dir.map_or_else(|| dir.clone(), Path::to_path_buf),
+        )),
+        StateStore::S3 { .. } if override_dir.is_some() => Err(AppError::Invalid(
             Diagnostic::plain(format!(
-                "{}: {S3_NOT_SUPPORTED} by this fleetroll",
+                "{}: its runs are kept in S3 ([state] backend = \"s3\"), so --state-dir would hide them from every other controller",
                 inventory.display()
             ))
-            .with_help(
-                "keep the state in a directory every controller shares: \
-                 [state] backend = \"local\", dir = \"…\"",
-            )
+            .with_help("leave out --state-dir")
             .into(),
         )),
-        StateStore::Local { dir } => {
-            Ok(override_dir.map_or_else(|| dir.clone(), Path::to_path_buf))
+        StateStore::S3 {
+            bucket,
+            prefix,
+            region,
+            endpoint_url,
+            lease,
+        } => {
+            let bucket = Bucket::connect(bucket, prefix, region.as_deref(), endpoint_url.as_deref())
+                .map_err(|error| {
+                    AppError::Invalid(
+                        Diagnostic::plain(format!("cannot start the S3 client: {error}")).into(),
+                    )
+                })?;
+            Ok(Store::Bucket {
+                bucket: Arc::new(bucket),
+                lease: *lease,
+            })
         }
     }
 }
@@ -48,10 +66,12 @@ pub fn state_dir_of(
 /// The runs a command works with.
 #[derive(Debug, Clone)]
 pub struct Runs {
-    pub dir: PathBuf,
+    pub store: Store,
     /// The inventory, as runs record it (its canonical path); `None` for
-    /// the runs of every inventory in `dir`.
+    /// the runs of every inventory in `store`.
     pub inventory: Option<String>,
+    /// The inventory file as given with `-i`.
+    pub inventory_path: Option<PathBuf>,
 }
 
 impl Runs {
@@ -60,15 +80,17 @@ impl Runs {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         match (&args.inventory, &args.state_dir) {
             (Some(inventory), override_dir) => {
-                let store = load_state(inventory, home.as_deref()).map_err(AppError::Invalid)?;
+                let config = load_state(inventory, home.as_deref()).map_err(AppError::Invalid)?;
                 Ok(Self {
-                    dir: state_dir_of(&store, inventory, override_dir.as_deref())?,
+                    store: open_store(&config, inventory, override_dir.as_deref())?,
                     inventory: Some(absolute(inventory).display().to_string()),
+                    inventory_path: Some(inventory.clone()),
                 })
             }
             (None, Some(dir)) => Ok(Self {
-                dir: dir.clone(),
+                store: Store::Dir(dir.clone()),
                 inventory: None,
+                inventory_path: None,
             }),
             (None, None) => Err(AppError::Invalid(
                 Diagnostic::plain("which runs? give -i INV (or --state-dir DIR)").into(),
@@ -80,15 +102,18 @@ impl Runs {
     pub fn run_id(&self, given: Option<&str>) -> Result<String, AppError> {
         match given {
             Some(id) => Ok(id.to_owned()),
-            None => latest_run_of(&self.dir, self.inventory.as_deref()).map_err(AppError::Journal),
+            None => self
+                .store
+                .latest_run_of(self.inventory.as_deref())
+                .map_err(AppError::Journal),
         }
     }
 
     /// A run's record, refused if it is another inventory's.
     pub fn load(&self, run_id: &str) -> Result<(RunRecord, Option<TornLine>), AppError> {
-        let (record, torn) = load_journal(&self.dir, run_id)?;
+        let (record, torn) = load_journal(&self.store, run_id)?;
         if let (Some(inventory), Some(settings)) = (&self.inventory, &record.settings)
-            && settings.inventory != *inventory
+            && !self.store.same_inventory(&settings.inventory, inventory)
         {
             return Err(AppError::Invalid(
                 Diagnostic::plain(format!(

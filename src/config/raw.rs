@@ -45,6 +45,7 @@ pub struct RawState {
     pub prefix: Option<S<String>>,
     pub region: Option<S<String>>,
     pub endpoint_url: Option<S<String>>,
+    pub lease: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

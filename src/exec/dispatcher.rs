@@ -30,7 +30,7 @@ use crate::clock::Clock;
 use crate::events::{Envelope, Event, Outcome, Phase, RunOutcome};
 use crate::journal::replay::RunRecord;
 use crate::journal::store::{JournalError, JournalWriter};
-use crate::lock::{HEARTBEAT_EVERY, LockError, RunLock};
+use crate::lock::{LockError, RunLock};
 use crate::model::inventory::Host;
 use crate::model::playbook::{OnFailure, Window};
 use crate::plan::window::{WindowState, fits, window_state};
@@ -168,6 +168,13 @@ pub enum RunError {
         /// ", except: web-01, web-02", or empty.
         kept: String,
     },
+    /// Another fleetroll took the run over: whatever this one had out is
+    /// the new holder's now (its journal says so), so this one let go of
+    /// it untouched.
+    #[error(
+        "{source}; fleetroll stopped and left the hosts it was working on ({hosts}) to the run that took over"
+    )]
+    Fenced { source: JournalError, hosts: String },
 }
 
 /// What the loop is doing about stopping.
@@ -251,7 +258,7 @@ impl Dispatcher {
         signals: mpsc::UnboundedReceiver<&'static str>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        let mut heartbeat = tokio::time::interval(lock.heartbeat_every());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watch = tokio::time::interval(BALANCER_WATCH_EVERY);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -361,12 +368,22 @@ impl Dispatcher {
                 self.break_journal(error);
             }
         }
+        let fenced = self.fenced();
         for (envelope, ack) in envelopes.iter().zip(acks) {
             self.deliver(envelope);
-            if let Some(ack) = ack {
+            // A fenced run acts on nothing more: a host task waiting for
+            // its record finds the run closed and stops where it is.
+            if let Some(ack) = ack
+                && !fenced
+            {
                 let _ = ack.send(());
             }
         }
+    }
+
+    /// Another fleetroll continued this run's journal: the hosts are its.
+    fn fenced(&self) -> bool {
+        matches!(self.journal_broken, Some(JournalError::Fenced { .. }))
     }
 
     fn break_journal(&mut self, error: JournalError) {
@@ -374,9 +391,15 @@ impl Dispatcher {
             &self.run_id,
             Event::Warning {
                 host: None,
-                message: format!(
-                    "{error}: starting no more hosts, cutting steps short, returning healthy hosts to service"
-                ),
+                message: if matches!(error, JournalError::Fenced { .. }) {
+                    format!(
+                        "{error}: starting no more hosts, cutting steps short, leaving the hosts it has out to the run that took over"
+                    )
+                } else {
+                    format!(
+                        "{error}: starting no more hosts, cutting steps short, returning healthy hosts to service"
+                    )
+                },
             },
         );
         self.journal_broken = Some(error);
@@ -443,12 +466,15 @@ impl Dispatcher {
     }
 
     fn warn(&mut self, message: String) {
-        // A warning that cannot be written is not worth stopping for; the
-        // journal's next real record will find the fault.
-        let _ = self.emit(Event::Warning {
+        // A journal that cannot take a warning will not take the next
+        // record either: stop now rather than wait for it (each failed
+        // write of a bucket's journal takes its retries' time).
+        if let Err(error) = self.emit(Event::Warning {
             host: None,
             message,
-        });
+        }) {
+            self.break_journal(error);
+        }
     }
 
     fn on_signal(&mut self, signal: &str) {
@@ -486,6 +512,10 @@ impl Dispatcher {
     /// Has every balancer re-apply the drains the journal says fleetroll
     /// holds (a HAProxy reload forgets them), hosts being returned excepted.
     async fn reassert_drains(&mut self) {
+        if self.fenced() || self.lock_lost.is_some() {
+            // The drains are the new holder's to keep (or to have lifted).
+            return;
+        }
         let mut warnings = Vec::new();
         let mut balancers: Vec<_> = self
             .env
@@ -560,6 +590,15 @@ impl Dispatcher {
         }
         let finish = self.run_batches(&work).await;
         if let Some(source) = self.journal_broken.take() {
+            if matches!(source, JournalError::Fenced { .. }) {
+                let hosts: Vec<&str> = self.occupancy.hosts().collect();
+                let hosts = if hosts.is_empty() {
+                    "none".to_owned()
+                } else {
+                    hosts.join(", ")
+                };
+                return Err(RunError::Fenced { source, hosts });
+            }
             let kept: Vec<&str> = self.occupancy.hosts().collect();
             let kept = if kept.is_empty() {
                 String::new()

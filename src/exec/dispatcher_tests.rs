@@ -69,7 +69,7 @@ fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
     let batches = RunBatch::from_plan(&plan, &hosts);
     let state = tempfile::tempdir().unwrap();
     let now = jiff::Timestamp::now();
-    let lock = RunLock::acquire(
+    let lock = crate::lock::FileLock::acquire(
         &state.path().join("locks/t.lock"),
         LockInfo {
             host: "test".into(),
@@ -78,9 +78,11 @@ fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
             inventory: "t".into(),
             since: now.to_string(),
             heartbeat: now.to_string(),
+            lease_s: None,
         },
         now,
     )
+    .map(RunLock::File)
     .unwrap();
     let mut balancers: HashMap<String, Arc<dyn crate::transport::balancer::LoadBalancer>> =
         HashMap::new();
@@ -298,7 +300,9 @@ async fn a_journal_that_cannot_be_written_stops_the_run_and_returns_hosts() {
         receiver,
     );
     let error = dispatcher.run(work(h.batches)).await.unwrap_err();
-    let RunError::Journal { source, .. } = &error;
+    let RunError::Journal { source, .. } = &error else {
+        panic!("a full disk is not a takeover: {error}");
+    };
     assert!(source.to_string().contains("No space left"), "{error}");
     assert!(fleet.deploys("a0") >= 1, "the run had started");
     assert!(

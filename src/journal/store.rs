@@ -16,8 +16,12 @@ use std::io::{self, BufRead, BufReader};
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use super::format::{self, DecodeError, FORMAT_VERSION};
 use crate::events::{Envelope, Event};
+use crate::state::bucket::Bucket;
+use crate::state::segments::{SegmentError, SegmentWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -43,6 +47,10 @@ pub enum JournalError {
         line: usize,
         version: u32,
     },
+    #[error(
+        "another fleetroll continued the journal {location} (its segment {segment} exists): this run lost the inventory's lock, so it starts nothing more"
+    )]
+    Fenced { location: String, segment: u64 },
     #[error("no run {run_id} in {}", dir.display())]
     NoSuchRun { run_id: String, dir: PathBuf },
     #[error("no runs recorded in {}", dir.display())]
@@ -51,11 +59,20 @@ pub enum JournalError {
     NoRunsOf { inventory: String, dir: PathBuf },
 }
 
+/// Where a writer's records go.
+#[derive(Debug)]
+enum Sink {
+    /// Appended to the run's file, fsynced per group.
+    File(File),
+    /// One segment object per group.
+    Segments(SegmentWriter),
+}
+
 /// A run's journal opened for appending.
 #[derive(Debug)]
 pub struct JournalWriter {
     path: PathBuf,
-    file: File,
+    sink: Sink,
     run_id: String,
     /// Records appended since the last sync: written with one `write` and
     /// one `fdatasync` per group, not one syscall per record (10,000 hosts
@@ -81,12 +98,32 @@ impl JournalWriter {
         let dropped = drop_torn_tail(&mut file).map_err(write_error)?;
         Ok(Self {
             path,
-            file,
+            sink: Sink::File(file),
             run_id: run_id.to_owned(),
             pending: Vec::new(),
             #[cfg(test)]
             room: None,
             dropped,
+        })
+    }
+
+    /// Opens the journal of `run_id` in `bucket`, to continue after its
+    /// last segment.
+    pub fn open_in_bucket(bucket: &Arc<Bucket>, run_id: &str) -> Result<Self, JournalError> {
+        let segments = SegmentWriter::open(Arc::clone(bucket), run_id).map_err(|error| {
+            JournalError::Write {
+                path: bucket.location().into(),
+                source: io::Error::other(error),
+            }
+        })?;
+        Ok(Self {
+            path: segments.location().into(),
+            sink: Sink::Segments(segments),
+            run_id: run_id.to_owned(),
+            pending: Vec::new(),
+            #[cfg(test)]
+            room: None,
+            dropped: None,
         })
     }
 
@@ -128,13 +165,25 @@ impl JournalWriter {
     /// Writes every appended record and makes it durable. On an error the
     /// records not written are dropped: the run stops on a broken journal.
     pub fn sync(&mut self) -> Result<(), JournalError> {
-        let pending = std::mem::take(&mut self.pending);
-        self.file
-            .write_all(&pending)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|source| self.write_error(source))?;
+        let mut pending = std::mem::take(&mut self.pending);
+        let written = match &mut self.sink {
+            Sink::File(file) => file.write_all(&pending).and_then(|()| file.sync_data()),
+            Sink::Segments(_) if pending.is_empty() => Ok(()),
+            Sink::Segments(segments) => match segments.write(std::mem::take(&mut pending)) {
+                Ok(()) => Ok(()),
+                Err(SegmentError::Taken { url, number }) => {
+                    return Err(JournalError::Fenced {
+                        location: url,
+                        segment: number,
+                    });
+                }
+                Err(SegmentError::Failed(error)) => Err(io::Error::other(error)),
+            },
+        };
+        written.map_err(|source| self.write_error(source))?;
+        // The buffer is kept for the next group.
+        pending.clear();
         self.pending = pending;
-        self.pending.clear();
         Ok(())
     }
 
@@ -150,8 +199,10 @@ impl Drop for JournalWriter {
     /// Records appended but never synced are still written (not made
     /// durable), as an unbuffered writer would have left them.
     fn drop(&mut self) {
-        if !self.pending.is_empty() {
-            let _ = self.file.write_all(&self.pending);
+        if let Sink::File(file) = &mut self.sink
+            && !self.pending.is_empty()
+        {
+            let _ = file.write_all(&self.pending);
         }
     }
 }
@@ -276,7 +327,7 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<Vec<Envelope>, Journal
 fn read_records(
     state_dir: &Path,
     run_id: &str,
-    mut each: impl FnMut(Envelope) -> bool,
+    each: impl FnMut(Envelope) -> bool,
 ) -> Result<Option<TornLine>, JournalError> {
     let path = run_path(state_dir, run_id);
     let read_error = |source| JournalError::Read {
@@ -293,7 +344,20 @@ fn read_records(
             read_error(source)
         }
     })?;
-    let mut reader = BufReader::new(file);
+    decode_records(BufReader::new(file), &path, each)
+}
+
+/// Feeds each complete record of `reader` (the journal at `path`) to
+/// `each`: see [`read_records`].
+pub(crate) fn decode_records(
+    mut reader: impl BufRead,
+    path: &Path,
+    mut each: impl FnMut(Envelope) -> bool,
+) -> Result<Option<TornLine>, JournalError> {
+    let read_error = |source| JournalError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut line = Vec::new();
     let mut number = 0;
     loop {
@@ -316,14 +380,14 @@ fn read_records(
             }
             Err(DecodeError::Newer { version }) => {
                 return Err(JournalError::NewerFormat {
-                    path,
+                    path: path.to_path_buf(),
                     line: number,
                     version,
                 });
             }
             Err(DecodeError::Malformed(reason)) => {
                 return Err(JournalError::Corrupt {
-                    path,
+                    path: path.to_path_buf(),
                     line: number,
                     reason,
                 });

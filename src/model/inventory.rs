@@ -39,13 +39,15 @@ pub enum StateStore {
     /// A directory; a relative `dir` was resolved against the inventory
     /// file's directory.
     Local { dir: PathBuf },
-    /// An S3 bucket. Parsed so that inventories can name it; not
-    /// implemented yet, so every command that would use it refuses.
+    /// An S3 bucket (or an S3-compatible store at `endpoint_url`), shared
+    /// by every controller; a lock holder silent for `lease` is presumed
+    /// dead.
     S3 {
         bucket: String,
         prefix: String,
         region: Option<String>,
         endpoint_url: Option<String>,
+        lease: std::time::Duration,
     },
 }
 

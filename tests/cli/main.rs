@@ -16,11 +16,18 @@ mod http_stub;
 mod import;
 mod install;
 mod live;
+#[path = "../aws/moto.rs"]
+#[expect(
+    dead_code,
+    reason = "the S3 tests use moto_server, not the failure proxy"
+)]
+mod moto;
 mod openssh;
 mod plan;
 mod promises;
 mod report;
 mod rollout;
+mod s3_state;
 mod scale;
 mod secrets;
 mod state;

@@ -30,12 +30,12 @@ const RUN_JSON: &[&str] = &[
 ];
 
 /// How long a run may take to reach an awaited event on a busy machine.
-const EVENT_WITHIN: Duration = Duration::from_secs(60);
+pub(crate) const EVENT_WITHIN: Duration = Duration::from_secs(60);
 
 /// `fleetroll … --json` running in the background. Its events arrive through
 /// a reader thread, so every wait on them has a deadline. Killed on drop if
 /// it still runs (a failing test leaves no controller behind).
-struct Live {
+pub(crate) struct Live {
     child: Child,
     events: mpsc::Receiver<Value>,
     seen: Vec<Value>,
@@ -44,15 +44,19 @@ struct Live {
 
 /// How a background run ended.
 #[derive(Debug)]
-struct Ended {
-    code: i32,
-    events: Vec<Value>,
-    stderr: String,
+pub(crate) struct Ended {
+    pub(crate) code: i32,
+    pub(crate) events: Vec<Value>,
+    pub(crate) stderr: String,
 }
 
 impl Live {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `command` (which must ask for `--json`), stderr to `stderr`.
-    fn start(mut command: Command, stderr: PathBuf) -> Live {
+    pub(crate) fn start(mut command: Command, stderr: PathBuf) -> Live {
         let log = File::create(&stderr).expect("create the stderr log");
         let mut child = command
             .stdout(Stdio::piped())
@@ -78,13 +82,18 @@ impl Live {
         }
     }
 
-    fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// Returns the first event `wanted` accepts; panics when the run ends or
     /// `within` passes first.
-    fn until(&mut self, what: &str, within: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn until(
+        &mut self,
+        what: &str,
+        within: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -113,7 +122,7 @@ impl Live {
     }
 
     /// kill -9; reaps it and reads what it printed before it died.
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("kill -9 fleetroll");
         self.child.wait().expect("reap fleetroll");
         while let Ok(event) = self.events.recv_timeout(Duration::from_secs(5)) {
@@ -131,7 +140,7 @@ impl Live {
     }
 
     /// Reads the rest of the events and waits for the exit, `within` in all.
-    fn finish(mut self, within: Duration) -> Ended {
+    pub(crate) fn finish(mut self, within: Duration) -> Ended {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -168,7 +177,7 @@ impl Drop for Live {
 }
 
 /// Calls `probe` every 20 ms until it returns `Some`, for at most `within`.
-fn poll<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn poll<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(value) = probe() {
@@ -190,7 +199,7 @@ fn lines(events: &[Value]) -> String {
 }
 
 /// Accepts `host_phase` events of `host` entering `phase`.
-fn phase<'a>(host: &'a str, phase: &'a str) -> impl Fn(&Value) -> bool + 'a {
+pub(crate) fn phase<'a>(host: &'a str, phase: &'a str) -> impl Fn(&Value) -> bool + 'a {
     move |e| e["event"] == "host_phase" && e["host"] == host && e["phase"] == phase
 }
 

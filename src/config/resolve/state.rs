@@ -10,8 +10,10 @@ use crate::model::inventory::StateStore;
 /// The local state directory when `[state]` names none.
 pub const DEFAULT_DIR: &str = ".fleetroll";
 
-/// The message every command that would use S3 state refuses with.
-pub const S3_NOT_SUPPORTED: &str = "[state] backend = \"s3\" is not supported yet";
+/// How long a silent holder of an S3 lock keeps it, by default.
+pub const DEFAULT_LEASE: std::time::Duration = crate::lock::HEARTBEAT_EXPIRY;
+/// Below this, a heartbeat (a ninth of the lease) would hammer the bucket.
+const MIN_LEASE: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub fn resolve_state(
     raw: Option<Spanned<RawState>>,
@@ -32,6 +34,7 @@ pub fn resolve_state(
         prefix,
         region,
         endpoint_url,
+        lease,
     } = raw.into_inner();
     let present = [
         ("backend", span_of(&backend)),
@@ -40,6 +43,7 @@ pub fn resolve_state(
         ("prefix", span_of(&prefix)),
         ("region", span_of(&region)),
         ("endpoint_url", span_of(&endpoint_url)),
+        ("lease", span_of(&lease)),
     ];
     let what = "[state]";
     match backend.as_ref().map_or("local", |b| b.get_ref().as_str()) {
@@ -63,7 +67,14 @@ pub fn resolve_state(
                 "an s3",
                 what,
                 &present,
-                &["backend", "bucket", "prefix", "region", "endpoint_url"],
+                &[
+                    "backend",
+                    "bucket",
+                    "prefix",
+                    "region",
+                    "endpoint_url",
+                    "lease",
+                ],
             );
             let bucket = match &bucket {
                 Some(bucket) => checker.word(bucket, "bucket name"),
@@ -78,11 +89,14 @@ pub fn resolve_state(
             let endpoint_url = endpoint_url
                 .as_ref()
                 .and_then(|u| checker.http_url(u, "endpoint_url"));
-            if let Some(backend) = &backend {
-                checker.warn(
-                    backend.span(),
-                    format!("{S3_NOT_SUPPORTED} by this fleetroll"),
-                    "run, resume, status, rollback and unlock refuse this inventory",
+            let lease_value = checker.duration(lease.as_ref(), DEFAULT_LEASE);
+            if let Some(lease) = &lease
+                && lease_value < MIN_LEASE
+            {
+                checker.error(
+                    lease.span(),
+                    format!("a lease of `{}` is too short", lease.get_ref()),
+                    "at least 3s: the holder renews it every ninth of the lease",
                 );
             }
             StateStore::S3 {
@@ -90,6 +104,7 @@ pub fn resolve_state(
                 prefix: prefix.map(Spanned::into_inner).unwrap_or_default(),
                 region,
                 endpoint_url,
+                lease: lease_value.max(MIN_LEASE),
             }
         }
         other => {
@@ -160,9 +175,9 @@ mod tests {
     }
 
     #[test]
-    fn s3_is_parsed_with_a_warning_that_it_is_not_supported_yet() {
+    fn s3_is_parsed_with_its_lease() {
         let (state, diagnostics) = resolve(
-            "[state]\nbackend = \"s3\"\nbucket = \"ops\"\nprefix = \"web/\"\nendpoint_url = \"http://127.0.0.1:5000\"\n",
+            "[state]\nbackend = \"s3\"\nbucket = \"ops\"\nprefix = \"web/\"\nendpoint_url = \"http://127.0.0.1:5000\"\nlease = \"30s\"\n",
         );
         assert_eq!(
             state,
@@ -171,10 +186,15 @@ mod tests {
                 prefix: "web/".into(),
                 region: None,
                 endpoint_url: Some("http://127.0.0.1:5000".into()),
+                lease: std::time::Duration::from_secs(30),
             }
         );
-        assert!(!diagnostics.has_errors());
-        assert!(diagnostics.render(false).contains("not supported yet"));
+        assert!(diagnostics.is_empty(), "{}", diagnostics.render(false));
+        let (state, _) = resolve("[state]\nbackend = \"s3\"\nbucket = \"ops\"\n");
+        assert!(matches!(state, StateStore::S3 { lease, .. } if lease == DEFAULT_LEASE));
+        let (_, diagnostics) =
+            resolve("[state]\nbackend = \"s3\"\nbucket = \"ops\"\nlease = \"1s\"\n");
+        assert!(diagnostics.render(false).contains("too short"));
     }
 
     #[test]

@@ -124,7 +124,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         // The holder before was killed or finished: its lock is broken.
         let _ = std::fs::remove_file(&lock_path);
         let now = jiff::Timestamp::now();
-        let lock = RunLock::acquire(
+        let lock = crate::lock::FileLock::acquire(
             &lock_path,
             LockInfo {
                 host: "sim".into(),
@@ -133,9 +133,11 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                 inventory: "sim".into(),
                 since: now.to_string(),
                 heartbeat: now.to_string(),
+                lease_s: None,
             },
             now,
         )
+        .map(RunLock::File)
         .map_err(|e| e.to_string())?;
         let record = if run == 0 {
             RunRecord::new(RUN_ID)

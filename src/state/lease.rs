@@ -1,0 +1,179 @@
+//! The lock in a bucket: one object, `lock.json`, held as a lease.
+//!
+//! It is created with `If-None-Match: *` (or claimed from a released one
+//! with `If-Match`), so two controllers can never both hold it; the holder
+//! renews its heartbeat with `If-Match` on the ETag it last wrote, so a
+//! holder whose lock was taken over finds out at its next heartbeat and
+//! stops starting work. Across machines a pid means nothing: a holder is
+//! presumed dead only once its heartbeat is older than its lease. Releasing
+//! (and `unlock --force`) replaces the holder with a released marker, again
+//! conditionally, so nobody ever removes a lock they did not judge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::bucket::{Bucket, ObjectError};
+use crate::lock::{LockError, LockInfo};
+
+pub const LOCK_KEY: &str = "lock.json";
+
+/// What the lock object holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LockObject {
+    Held(LockInfo),
+    Released { released: String, by: String },
+}
+
+/// The lock object as read, with the ETag that a change must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub object: LockObject,
+    pub etag: String,
+}
+
+fn store_error(bucket: &Bucket, error: ObjectError) -> LockError {
+    LockError::Store {
+        location: bucket.url_of(LOCK_KEY),
+        reason: error.to_string(),
+    }
+}
+
+/// The lock object, or `None` if there has never been one.
+pub fn read(bucket: &Bucket) -> Result<Option<Read>, LockError> {
+    let Some(object) = bucket
+        .get(LOCK_KEY)
+        .map_err(|error| store_error(bucket, error))?
+    else {
+        return Ok(None);
+    };
+    let parsed = serde_json::from_slice(&object.body).map_err(|error| LockError::Unreadable {
+        path: bucket.url_of(LOCK_KEY).into(),
+        reason: error.to_string(),
+    })?;
+    Ok(Some(Read {
+        object: parsed,
+        etag: object.etag,
+    }))
+}
+
+/// A held lease.
+#[derive(Debug)]
+pub struct LeaseLock {
+    bucket: Arc<Bucket>,
+    info: LockInfo,
+    etag: String,
+}
+
+/// Writes `info` as the lock where `over` was read (`None`: there was no
+/// object). `Ok(None)`: someone else changed it first.
+pub fn claim(
+    bucket: &Arc<Bucket>,
+    info: LockInfo,
+    over: Option<&Read>,
+) -> Result<Option<LeaseLock>, LockError> {
+    let body = to_body(&info)?;
+    let written = match over {
+        None => bucket.create(LOCK_KEY, body),
+        Some(read) => bucket.replace(LOCK_KEY, body, &read.etag),
+    };
+    match written {
+        Ok(etag) => Ok(Some(LeaseLock {
+            bucket: Arc::clone(bucket),
+            info,
+            etag,
+        })),
+        Err(ObjectError::Changed { .. }) => Ok(None),
+        Err(error) => Err(store_error(bucket, error)),
+    }
+}
+
+/// Replaces the lock `judged` (as read) with a released marker; `Ok(false)`
+/// if it changed since it was read.
+pub fn release_judged(bucket: &Bucket, judged: &Read, by: &str) -> Result<bool, LockError> {
+    let marker = LockObject::Released {
+        released: jiff::Timestamp::now().to_string(),
+        by: by.to_owned(),
+    };
+    let body = serde_json::to_vec_pretty(&marker).map_err(|error| LockError::Store {
+        location: bucket.url_of(LOCK_KEY),
+        reason: error.to_string(),
+    })?;
+    match bucket.replace(LOCK_KEY, body, &judged.etag) {
+        Ok(_) => Ok(true),
+        Err(ObjectError::Changed { .. }) => Ok(false),
+        Err(error) => Err(store_error(bucket, error)),
+    }
+}
+
+fn to_body(info: &LockInfo) -> Result<Vec<u8>, LockError> {
+    serde_json::to_vec_pretty(&LockObject::Held(info.clone())).map_err(|error| LockError::Store {
+        location: LOCK_KEY.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+impl LeaseLock {
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    /// How often the heartbeat must be renewed: a ninth of the lease, so
+    /// that a few failed renewals in a row still do not let it expire.
+    pub fn heartbeat_every(&self) -> Duration {
+        (self.info.lease() / 9).max(Duration::from_millis(100))
+    }
+
+    /// Renews the heartbeat if the lock is still this one.
+    pub fn heartbeat(&mut self, now: jiff::Timestamp) -> Result<(), LockError> {
+        let mut renewed = self.info.clone();
+        renewed.heartbeat = now.to_string();
+        let body = to_body(&renewed)?;
+        match self.bucket.replace(LOCK_KEY, body, &self.etag) {
+            Ok(etag) => {
+                self.etag = etag;
+                self.info = renewed;
+                Ok(())
+            }
+            Err(ObjectError::Changed { .. }) => {
+                let now = match read(&self.bucket) {
+                    Ok(Some(Read {
+                        object: LockObject::Held(holder),
+                        ..
+                    })) => format!(
+                        "held by run {} (pid {} on {})",
+                        holder.run_id, holder.pid, holder.host
+                    ),
+                    Ok(Some(Read {
+                        object: LockObject::Released { by, .. },
+                        ..
+                    })) => format!("it was released ({by})"),
+                    Ok(None) => "it was removed".to_owned(),
+                    Err(error) => format!("it changed, and cannot be read now ({error})"),
+                };
+                Err(LockError::Lost {
+                    path: self.bucket.url_of(LOCK_KEY).into(),
+                    now,
+                })
+            }
+            Err(error) => Err(store_error(&self.bucket, error)),
+        }
+    }
+
+    /// Releases the lock if it is still this one.
+    pub fn release(self) {
+        let judged = Read {
+            object: LockObject::Held(self.info.clone()),
+            etag: self.etag.clone(),
+        };
+        let by = format!("run {} ended", self.info.run_id);
+        if let Err(error) = release_judged(&self.bucket, &judged, &by) {
+            tracing::warn!(
+                "{error}; it expires {}s after its last heartbeat",
+                self.info.lease().as_secs()
+            );
+        }
+    }
+}
