@@ -229,6 +229,20 @@ fn two_machines_running_one_inventory_get_one_lock_between_them() {
         "{}",
         history.stdout
     );
+    let page = laptop.path().join("report.html");
+    let report = laptop.fleetroll(&[
+        "report",
+        "-i",
+        "inventory.toml",
+        "--html",
+        &page.display().to_string(),
+    ]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let page = std::fs::read_to_string(&page).expect("the report page");
+    assert!(
+        page.contains(&run_id) && page.contains("web-02"),
+        "the report is of the run"
+    );
 
     let keys = store.keys();
     eprintln!("objects after the run:\n  {}", keys.join("\n  "));
