@@ -92,10 +92,23 @@ fn main() {
         per_round(s3_total),
         s3_total.as_secs_f64() / local_total.as_secs_f64()
     );
-    let listed = runtime
-        .block_on(client.list_objects_v2().bucket(BUCKET).send())
-        .expect("list the bucket");
-    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    let keys: Vec<String> = runtime.block_on(async {
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.expect("list the bucket");
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        keys
+    });
     let runs: std::collections::BTreeSet<&str> = keys
         .iter()
         .filter_map(|k| k.strip_prefix("bench/runs/")?.split('/').next())
@@ -107,7 +120,7 @@ fn main() {
         keys.iter().filter(|k| k.ends_with(".jsonl")).count(),
         keys.iter()
             .filter(|k| !k.ends_with(".jsonl"))
-            .copied()
+            .map(String::as_str)
             .collect::<Vec<_>>()
             .join(", ")
     );

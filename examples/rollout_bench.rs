@@ -6,7 +6,11 @@
 //! cargo run --release --example rollout_bench            # N = 10, 100, 1000, 10000
 //! cargo run --release --example rollout_bench -- 500     # one N
 //! FLEETROLL_BENCH_REPORT=run.html cargo run --release --example rollout_bench -- 1000
+//! FLEETROLL_BENCH_LIVE=1 cargo run --release --example rollout_bench -- 1000   # in a terminal
 //! ```
+//!
+//! `FLEETROLL_BENCH_LIVE=1` draws the run's live view on stderr, as `run`
+//! does on a terminal (the figures then include drawing it).
 //!
 //! Hosts are in-process fakes behind fleetroll's own traits (a shell whose
 //! `deploy` takes the step time, a `healthy` command that passes once the
@@ -176,6 +180,11 @@ async fn bench(n: usize) -> String {
         Limits::of(&plan, Duration::ZERO),
         tokio::sync::mpsc::unbounded_channel().1,
     );
+    if std::env::var_os("FLEETROLL_BENCH_LIVE").is_some() {
+        dispatcher = dispatcher.with_sinks(vec![Box::new(
+            fleetroll::report::human::HumanSink::new(true, false),
+        )]);
+    }
     let started = Instant::now();
     dispatcher
         .emit(Event::RunStarted {

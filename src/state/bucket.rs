@@ -208,24 +208,29 @@ impl Bucket {
         })
     }
 
-    /// Every key under `dir` (relative, ending with `/`), sorted.
-    pub fn list(&self, dir: &str) -> Result<Vec<String>, ObjectError> {
+    /// Every key under `dir` (relative, ending with `/`), sorted, with its
+    /// ETag.
+    pub fn list(&self, dir: &str) -> Result<Vec<Listed>, ObjectError> {
         self.list_with(dir, false)
     }
 
     /// The names of the "directories" right under `dir` (relative, ending
     /// with `/`), sorted, without their trailing `/`.
     pub fn list_dirs(&self, dir: &str) -> Result<Vec<String>, ObjectError> {
-        self.list_with(dir, true)
+        Ok(self
+            .list_with(dir, true)?
+            .into_iter()
+            .map(|listed| listed.key)
+            .collect())
     }
 
-    fn list_with(&self, dir: &str, dirs: bool) -> Result<Vec<String>, ObjectError> {
+    fn list_with(&self, dir: &str, dirs: bool) -> Result<Vec<Listed>, ObjectError> {
         let client = self.client.clone();
         let bucket = self.bucket.clone();
         let full_dir = self.full_key(dir);
         let url = self.url_of(dir);
         let strip = self.full_key(dir);
-        self.block(async move {
+        let mut listed = self.block(async move {
             let mut request = client.list_objects_v2().bucket(bucket).prefix(full_dir);
             if dirs {
                 request = request.delimiter("/");
@@ -233,33 +238,63 @@ impl Bucket {
             let mut pages = request.into_paginator().send();
             let mut names = Vec::new();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| {
-                    ObjectError::Failed(AwsError::from_sdk("ListObjectsV2", url.clone(), &e))
+                let page = page.map_err(|error| {
+                    ObjectError::Failed(AwsError::from_sdk("ListObjectsV2", url.clone(), &error))
                 })?;
                 if dirs {
                     names.extend(page.common_prefixes().iter().filter_map(|p| {
                         let name = p.prefix()?.strip_prefix(&strip)?;
-                        Some(name.trim_end_matches('/').to_owned())
+                        Some(Listed {
+                            key: name.trim_end_matches('/').to_owned(),
+                            etag: String::new(),
+                        })
                     }));
                 } else {
-                    names.extend(
-                        page.contents()
-                            .iter()
-                            .filter_map(|o| Some(o.key()?.strip_prefix(&strip)?.to_owned())),
-                    );
+                    names.extend(page.contents().iter().filter_map(|o| {
+                        Some(Listed {
+                            key: o.key()?.strip_prefix(&strip)?.to_owned(),
+                            etag: o.e_tag().unwrap_or_default().to_owned(),
+                        })
+                    }));
                 }
             }
-            names.sort();
-            Ok(names)
-        })
-        .map(|names: Vec<String>| {
-            let dir = dir.to_owned();
-            names
-                .into_iter()
-                .map(|name| if dirs { name } else { format!("{dir}{name}") })
-                .collect()
-        })
+            Ok::<_, ObjectError>(names)
+        })?;
+        if !dirs {
+            for entry in &mut listed {
+                entry.key = format!("{dir}{}", entry.key);
+            }
+        }
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listed)
     }
+
+    /// Where this machine may keep copies of the bucket's immutable
+    /// objects: `$XDG_CACHE_HOME/fleetroll/s3/BUCKET/PREFIX` (or under
+    /// `~/.cache`); `None` without either variable.
+    pub fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        let root = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|dir| !dir.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|dir| !dir.is_empty())
+                    .map(|home| std::path::PathBuf::from(home).join(".cache"))
+            })?;
+        Some(
+            root.join("fleetroll/s3")
+                .join(&self.bucket)
+                .join(self.prefix.trim_end_matches('/')),
+        )
+    }
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Relative to the bucket's prefix.
+    pub key: String,
+    pub etag: String,
 }
 
 impl Drop for Bucket {

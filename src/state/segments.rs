@@ -6,10 +6,16 @@
 //! the resume) takes the next number, so the old holder's next segment
 //! already exists and its write fails; it learns it lost the run before it
 //! acts on anything it could not record.
+//!
+//! Segments are never overwritten, so a machine keeps a copy of each one it
+//! read, named by its ETag (`~/.cache/fleetroll/s3/…`): reading a run again
+//! (every `run` looks through the earlier ones for hosts left out of
+//! service) lists it and fetches only the segments it has not seen.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::bucket::{Bucket, ObjectError};
+use super::bucket::{Bucket, Listed, ObjectError};
 
 pub const RUNS_DIR: &str = "runs/";
 
@@ -26,14 +32,14 @@ fn number_of(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.strip_suffix(".jsonl")?.parse().ok()
 }
 
-/// The segment keys of a run, in order.
-fn segments(bucket: &Bucket, run_id: &str) -> Result<Vec<(u64, String)>, ObjectError> {
-    let mut keys: Vec<(u64, String)> = bucket
+/// The segments of a run, in order, with their numbers.
+fn segments(bucket: &Bucket, run_id: &str) -> Result<Vec<(u64, Listed)>, ObjectError> {
+    let mut keys: Vec<(u64, Listed)> = bucket
         .list(&run_dir(run_id))?
         .into_iter()
-        .filter_map(|key| Some((number_of(&key)?, key)))
+        .filter_map(|listed| Some((number_of(&listed.key)?, listed)))
         .collect();
-    keys.sort();
+    keys.sort_by_key(|(number, _)| *number);
     Ok(keys)
 }
 
@@ -59,7 +65,9 @@ pub struct SegmentWriter {
 impl SegmentWriter {
     /// Continues `run_id` after its last segment (a new run starts at 1).
     pub fn open(bucket: Arc<Bucket>, run_id: &str) -> Result<Self, ObjectError> {
-        let next = segments(&bucket, run_id)?.last().map_or(1, |(n, _)| n + 1);
+        let next = segments(&bucket, run_id)?
+            .last()
+            .map_or(1, |(number, _)| number + 1);
         Ok(Self {
             bucket,
             run_id: run_id.to_owned(),
@@ -75,8 +83,11 @@ impl SegmentWriter {
     /// Writes `records` (whole lines) as the next segment.
     pub fn write(&mut self, records: Vec<u8>) -> Result<(), SegmentError> {
         let key = segment_key(&self.run_id, self.next);
-        match self.bucket.create(&key, records) {
-            Ok(_) => {
+        match self.bucket.create(&key, records.clone()) {
+            Ok(etag) => {
+                if let Some(path) = cached_path(&self.bucket, &Listed { key, etag }) {
+                    keep_copy(&path, &records);
+                }
                 self.next += 1;
                 Ok(())
             }
@@ -92,21 +103,49 @@ impl SegmentWriter {
 /// A run's records as one byte stream (its segments in order), or `None`
 /// if the run has none.
 pub fn read_run(bucket: &Bucket, run_id: &str) -> Result<Option<Vec<u8>>, ObjectError> {
-    let keys: Vec<String> = segments(bucket, run_id)?
-        .into_iter()
-        .map(|(_, key)| key)
-        .collect();
-    if keys.is_empty() {
+    let listed = segments(bucket, run_id)?;
+    if listed.is_empty() {
         return Ok(None);
     }
-    Ok(Some(bucket.get_all(keys)?.concat()))
+    let cached_path = |listed: &Listed| cached_path(bucket, listed);
+    let mut bodies: Vec<Option<Vec<u8>>> = listed
+        .iter()
+        .map(|(_, listed)| cached_path(listed).and_then(|path| std::fs::read(path).ok()))
+        .collect();
+    let missing: Vec<usize> = (0..listed.len()).filter(|&i| bodies[i].is_none()).collect();
+    let fetched = bucket.get_all(missing.iter().map(|&i| listed[i].1.key.clone()).collect())?;
+    for (i, body) in missing.into_iter().zip(fetched) {
+        if let Some(path) = cached_path(&listed[i].1) {
+            keep_copy(&path, &body);
+        }
+        bodies[i] = Some(body);
+    }
+    Ok(Some(bodies.into_iter().flatten().flatten().collect()))
 }
 
-/// The first segment of a run only (its start record), or `None`.
-pub fn read_first_segment(bucket: &Bucket, run_id: &str) -> Result<Option<Vec<u8>>, ObjectError> {
-    match segments(bucket, run_id)?.into_iter().next() {
-        Some((_, key)) => Ok(bucket.get(&key)?.map(|object| object.body)),
-        None => Ok(None),
+/// Where this machine keeps its copy of a segment: named by its ETag, so a
+/// copy is never mistaken for another object of the same key.
+fn cached_path(bucket: &Bucket, listed: &Listed) -> Option<PathBuf> {
+    let etag: String = listed
+        .etag
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    if etag.is_empty() {
+        return None;
+    }
+    Some(bucket.cache_dir()?.join(format!("{}.{etag}", listed.key)))
+}
+
+/// Best effort: a cache that cannot be written is only slower.
+fn keep_copy(path: &Path, body: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let kept = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, body))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if kept.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
