@@ -20,7 +20,7 @@ use crate::fixture::{Fleet, FleetSpec, InventoryOptions, http_get};
 use crate::rollout::{Workdir, assert_all_in_service, playbook, status_json};
 use crate::unattended::{WINDOW, at, rollback_playbook};
 
-const RUN_JSON: &[&str] = &[
+pub(crate) const RUN_JSON: &[&str] = &[
     "run",
     "-i",
     "inventory.toml",

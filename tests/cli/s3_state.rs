@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::fixture::{Fleet, FleetSpec, InventoryOptions};
 use crate::moto::Moto;
-use crate::promises::{EVENT_WITHIN, Live, phase, poll};
+use crate::promises::{EVENT_WITHIN, Live, RUN_JSON, phase, poll};
 use crate::rollout::{assert_all_in_service, output, playbook};
 use crate::support::Output;
 
@@ -125,17 +125,7 @@ impl Machine {
     }
 
     fn run_live(&self) -> Live {
-        Live::start(
-            self.command(&[
-                "run",
-                "-i",
-                "inventory.toml",
-                "-p",
-                "playbook.toml",
-                "--json",
-            ]),
-            self.path().join("run.stderr"),
-        )
+        Live::start(self.command(RUN_JSON), self.path().join("run.stderr"))
     }
 
     fn resume(&self) -> Output {
