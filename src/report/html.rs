@@ -78,7 +78,8 @@ pub fn render(timeline: &Timeline) -> String {
             page,
             "<details{}><summary>batch {} ({}): {}{}{}</summary>",
             if open || failed > 0 { " open" } else { "" },
-            batch.index,
+            // Counted from 1, as the run's output and `status` count them.
+            batch.index + 1,
             escape(&batch.zones.join(", ")),
             count(batch.lanes.len(), "host"),
             match (batch.from, batch.to) {

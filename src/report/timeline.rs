@@ -168,7 +168,7 @@ pub fn timeline(run_id: &str, records: &[Envelope], outcome: RunOutcome) -> Time
             }),
             Event::RollbackStarted { batch, .. } => marks.push(Mark {
                 at: now,
-                label: format!("rollback of batch {batch}"),
+                label: format!("rollback of batch {}", batch + 1),
                 ok: false,
             }),
             Event::Drain { host, .. } => {
