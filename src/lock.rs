@@ -107,8 +107,8 @@ impl RunLock {
         }
     }
 
-    /// Releases the lock if it is still this run's.
-    pub fn release(self) {
+    /// Releases the lock if it is still this run's; whether it did.
+    pub fn release(self) -> bool {
         match self {
             RunLock::File(lock) => lock.release(),
             RunLock::Lease(lock) => lock.release(),
@@ -202,13 +202,11 @@ impl FileLock {
     /// taken by another run is theirs now. When the guard cannot be taken
     /// the lock stays; a dead holder's lock is detected and can be broken,
     /// while removing a live holder's cannot be undone.
-    pub fn release(self) {
+    pub fn release(self) -> bool {
         let Ok(guard) = LockGuard::take(&self.path) else {
-            return;
+            return false;
         };
-        if read(&self.path).is_ok_and(|holder| self.is(&holder)) {
-            let _ = guard.remove(&self.path);
-        }
+        read(&self.path).is_ok_and(|holder| self.is(&holder)) && guard.remove(&self.path).is_ok()
     }
 }
 

@@ -620,8 +620,8 @@ impl Rollout<'_> {
         let finish = match dispatcher.run(work).await {
             Ok(finish) => finish,
             Err(error) => {
-                dispatcher.release();
-                return Err(AppError::Run(error));
+                let released = dispatcher.release();
+                return Err(AppError::Run(error.with_lock_released(released)));
             }
         };
         let summary = Summary::of(dispatcher.record());

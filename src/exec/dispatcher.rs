@@ -161,12 +161,15 @@ pub struct Work {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(
-        "{source}; fleetroll stopped starting hosts and returned the healthy ones it had out{kept}; the lock was released"
+        "{source}; fleetroll stopped starting hosts and returned the healthy ones it had out{kept}{}",
+        lock_note(*.released)
     )]
     Journal {
         source: JournalError,
         /// ", except: web-01, web-02", or empty.
         kept: String,
+        /// Whether the lock was released (set once it was tried).
+        released: bool,
     },
     /// Another fleetroll took the run over: whatever this one had out is
     /// the new holder's now (its journal says so), so this one let go of
@@ -175,6 +178,24 @@ pub enum RunError {
         "{source}; fleetroll stopped and left the hosts it was working on ({hosts}) to the run that took over"
     )]
     Fenced { source: JournalError, hosts: String },
+}
+
+fn lock_note(released: bool) -> &'static str {
+    if released {
+        "; the lock was released"
+    } else {
+        "; the lock could not be released: it is stale once its heartbeat is older than its lease"
+    }
+}
+
+impl RunError {
+    /// Records whether the run's lock was released after the error.
+    pub fn with_lock_released(mut self, was_released: bool) -> Self {
+        if let RunError::Journal { released, .. } = &mut self {
+            *released = was_released;
+        }
+        self
+    }
 }
 
 /// What the loop is doing about stopping.
@@ -310,9 +331,9 @@ impl Dispatcher {
         self.started.elapsed()
     }
 
-    /// Ends the run's hold on the inventory.
-    pub fn release(self) {
-        self.lock.release();
+    /// Ends the run's hold on the inventory; whether the lock was released.
+    pub fn release(self) -> bool {
+        self.lock.release()
     }
 
     /// Appends, fsyncs and reports one event the run itself produces.
@@ -605,7 +626,11 @@ impl Dispatcher {
             } else {
                 format!(", except: {}", kept.join(", "))
             };
-            return Err(RunError::Journal { source, kept });
+            return Err(RunError::Journal {
+                source,
+                kept,
+                released: false,
+            });
         }
         let event = Event::RunFinished {
             outcome: finish.outcome,
@@ -619,6 +644,7 @@ impl Dispatcher {
             return Err(RunError::Journal {
                 source,
                 kept: String::new(),
+                released: false,
             });
         }
         Ok(finish)

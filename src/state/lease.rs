@@ -162,18 +162,22 @@ impl LeaseLock {
         }
     }
 
-    /// Releases the lock if it is still this one.
-    pub fn release(self) {
+    /// Releases the lock if it is still this one; whether it did.
+    pub fn release(self) -> bool {
         let judged = Read {
             object: LockObject::Held(self.info.clone()),
             etag: self.etag.clone(),
         };
         let by = format!("run {} ended", self.info.run_id);
-        if let Err(error) = release_judged(&self.bucket, &judged, &by) {
-            tracing::warn!(
-                "{error}; it expires {}s after its last heartbeat",
-                self.info.lease().as_secs()
-            );
+        match release_judged(&self.bucket, &judged, &by) {
+            Ok(released) => released,
+            Err(error) => {
+                tracing::warn!(
+                    "{error}; it expires {}s after its last heartbeat",
+                    self.info.lease().as_secs()
+                );
+                false
+            }
         }
     }
 }

@@ -379,7 +379,8 @@ fn a_run_whose_bucket_becomes_unreachable_stops_and_returns_its_hosts() {
     eprintln!("the run, S3 gone:\n{}", ended.stderr);
     assert_eq!(ended.code, 1, "{}", ended.stderr);
     assert!(
-        ended.stderr.contains("cannot write the journal s3://"),
+        ended.stderr.contains("cannot write the journal s3://")
+            && ended.stderr.contains("the lock could not be released"),
         "{}",
         ended.stderr
     );
