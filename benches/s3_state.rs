@@ -165,13 +165,22 @@ fn run(fleet: &Fleet, dir: &Path, version: &str) -> Duration {
     std::fs::write(dir.join("playbook.toml"), playbook(version)).expect("write playbook.toml");
     let mut command = Command::new(env!("CARGO_BIN_EXE_fleetroll"));
     command
-        .args(["run", "-i", "inventory.toml", "-p", "playbook.toml", "-q"])
+        .args([
+            "run",
+            "-i",
+            "inventory.toml",
+            "-p",
+            "playbook.toml",
+            "-q",
+            "--json",
+        ])
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true");
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
     let output = command.output().expect("run fleetroll");
     let took = started.elapsed();
     assert!(
@@ -183,5 +192,33 @@ fn run(fleet: &Fleet, dir: &Path, version: &str) -> Duration {
     for host in fleet.hosts() {
         assert_eq!(host.version(), version, "{}", host.name);
     }
+    print_phases(started_at, &String::from_utf8_lossy(&output.stdout), took);
     took
+}
+
+/// Where the time went: from the process's start to `run_started`, the
+/// batches, and from `run_finished` to the exit.
+fn print_phases(started_at: jiff::Timestamp, events: &str, took: Duration) {
+    let times: Vec<(String, jiff::Timestamp)> = events
+        .lines()
+        .filter_map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            Some((
+                event["event"].as_str()?.to_owned(),
+                event["ts"].as_str()?.parse().ok()?,
+            ))
+        })
+        .collect();
+    let at = |name: &str| times.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
+    let last = |name: &str| times.iter().rev().find(|(n, _)| n == name).map(|(_, t)| *t);
+    if let (Some(first), Some(end)) = (at("run_started"), last("run_finished")) {
+        let seconds =
+            |from: jiff::Timestamp, to: jiff::Timestamp| to.duration_since(from).as_secs_f64();
+        println!(
+            "    start {:.2} s, rollout {:.2} s, end {:.2} s",
+            seconds(started_at, first),
+            seconds(first, end),
+            took.as_secs_f64() - seconds(started_at, end)
+        );
+    }
 }

@@ -26,6 +26,9 @@ pub struct Bucket {
     /// Empty, or ending with `/`.
     prefix: String,
     runtime: Option<tokio::runtime::Runtime>,
+    /// Tests: the cache root instead of `$XDG_CACHE_HOME` or `~/.cache`.
+    #[cfg(test)]
+    cache_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -84,7 +87,24 @@ impl Bucket {
             bucket: bucket.to_owned(),
             prefix: normalized_prefix(prefix),
             runtime: Some(runtime),
+            #[cfg(test)]
+            cache_root: None,
         })
+    }
+
+    /// Tests: a bucket that is never called, keeping copies under `cache`.
+    #[cfg(test)]
+    pub fn offline_for_tests(bucket: &str, prefix: &str, cache: std::path::PathBuf) -> Self {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .build();
+        Self {
+            client: aws_sdk_s3::Client::from_conf(config),
+            bucket: bucket.to_owned(),
+            prefix: normalized_prefix(prefix),
+            runtime: None,
+            cache_root: Some(cache),
+        }
     }
 
     /// `s3://bucket/prefix`, as messages name it.
@@ -211,20 +231,32 @@ impl Bucket {
     /// Every key under `dir` (relative, ending with `/`), sorted, with its
     /// ETag.
     pub fn list(&self, dir: &str) -> Result<Vec<Listed>, ObjectError> {
-        self.list_with(dir, false)
+        self.list_with(dir, false, None)
+    }
+
+    /// The keys under `dir` that sort after `after` (a key under `dir`):
+    /// what was added since, when keys only ever grow.
+    pub fn list_after(&self, dir: &str, after: &str) -> Result<Vec<Listed>, ObjectError> {
+        self.list_with(dir, false, Some(after))
     }
 
     /// The names of the "directories" right under `dir` (relative, ending
     /// with `/`), sorted, without their trailing `/`.
     pub fn list_dirs(&self, dir: &str) -> Result<Vec<String>, ObjectError> {
         Ok(self
-            .list_with(dir, true)?
+            .list_with(dir, true, None)?
             .into_iter()
             .map(|listed| listed.key)
             .collect())
     }
 
-    fn list_with(&self, dir: &str, dirs: bool) -> Result<Vec<Listed>, ObjectError> {
+    fn list_with(
+        &self,
+        dir: &str,
+        dirs: bool,
+        after: Option<&str>,
+    ) -> Result<Vec<Listed>, ObjectError> {
+        let start_after = after.map(|key| self.full_key(key));
         let client = self.client.clone();
         let bucket = self.bucket.clone();
         let full_dir = self.full_key(dir);
@@ -234,6 +266,9 @@ impl Bucket {
             let mut request = client.list_objects_v2().bucket(bucket).prefix(full_dir);
             if dirs {
                 request = request.delimiter("/");
+            }
+            if let Some(start_after) = start_after {
+                request = request.start_after(start_after);
             }
             let mut pages = request.into_paginator().send();
             let mut names = Vec::new();
@@ -273,6 +308,14 @@ impl Bucket {
     /// objects: `$XDG_CACHE_HOME/fleetroll/s3/BUCKET/PREFIX` (or under
     /// `~/.cache`); `None` without either variable.
     pub fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        #[cfg(test)]
+        if let Some(root) = &self.cache_root {
+            return Some(
+                root.join("fleetroll/s3")
+                    .join(&self.bucket)
+                    .join(self.prefix.trim_end_matches('/')),
+            );
+        }
         let root = std::env::var_os("XDG_CACHE_HOME")
             .filter(|dir| !dir.is_empty())
             .map(std::path::PathBuf::from)

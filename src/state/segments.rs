@@ -101,26 +101,88 @@ impl SegmentWriter {
 }
 
 /// A run's records as one byte stream (its segments in order), or `None`
-/// if the run has none.
+/// if the run has none. Segments this machine keeps a copy of, from the
+/// first on without a gap, are read from there, and only keys after them
+/// are listed and fetched.
 pub fn read_run(bucket: &Bucket, run_id: &str) -> Result<Option<Vec<u8>>, ObjectError> {
-    let listed = segments(bucket, run_id)?;
+    let kept = kept_copies(bucket, run_id);
+    let newer = match kept.last() {
+        Some((number, _)) => bucket.list_after(&run_dir(run_id), &segment_key(run_id, *number))?,
+        None => bucket.list(&run_dir(run_id))?,
+    };
+    let mut newer: Vec<(u64, Listed)> = newer
+        .into_iter()
+        .filter_map(|listed| Some((number_of(&listed.key)?, listed)))
+        .collect();
+    newer.sort_by_key(|(number, _)| *number);
+    if kept.is_empty() && newer.is_empty() {
+        return Ok(None);
+    }
+    let mut records = Vec::new();
+    for (_, path) in &kept {
+        match std::fs::read(path) {
+            Ok(body) => records.extend_from_slice(&body),
+            // A copy gone meanwhile: read the run from the bucket.
+            Err(_) => return read_listed(bucket, segments(bucket, run_id)?),
+        }
+    }
+    let fetched = bucket.get_all(newer.iter().map(|(_, l)| l.key.clone()).collect())?;
+    for ((_, listed), body) in newer.iter().zip(fetched) {
+        if let Some(path) = cached_path(bucket, listed) {
+            keep_copy(&path, &body);
+        }
+        records.extend_from_slice(&body);
+    }
+    Ok(Some(records))
+}
+
+/// Reads `listed` (a run's segments) from the bucket, keeping copies.
+fn read_listed(
+    bucket: &Bucket,
+    listed: Vec<(u64, Listed)>,
+) -> Result<Option<Vec<u8>>, ObjectError> {
     if listed.is_empty() {
         return Ok(None);
     }
-    let cached_path = |listed: &Listed| cached_path(bucket, listed);
-    let mut bodies: Vec<Option<Vec<u8>>> = listed
-        .iter()
-        .map(|(_, listed)| cached_path(listed).and_then(|path| std::fs::read(path).ok()))
-        .collect();
-    let missing: Vec<usize> = (0..listed.len()).filter(|&i| bodies[i].is_none()).collect();
-    let fetched = bucket.get_all(missing.iter().map(|&i| listed[i].1.key.clone()).collect())?;
-    for (i, body) in missing.into_iter().zip(fetched) {
-        if let Some(path) = cached_path(&listed[i].1) {
-            keep_copy(&path, &body);
+    let bodies = bucket.get_all(listed.iter().map(|(_, l)| l.key.clone()).collect())?;
+    for ((_, listed), body) in listed.iter().zip(&bodies) {
+        if let Some(path) = cached_path(bucket, listed) {
+            keep_copy(&path, body);
         }
-        bodies[i] = Some(body);
     }
-    Ok(Some(bodies.into_iter().flatten().flatten().collect()))
+    Ok(Some(bodies.concat()))
+}
+
+/// The copies this machine keeps of a run's segments: numbers 1, 2, … up
+/// to the first gap, with their files.
+fn kept_copies(bucket: &Bucket, run_id: &str) -> Vec<(u64, PathBuf)> {
+    let Some(dir) = bucket.cache_dir().map(|cache| cache.join(run_dir(run_id))) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut copies: Vec<(u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            // `000042.jsonl.ETAG`; temporary files have another shape.
+            let (segment, etag) = name.rsplit_once('.')?;
+            if etag.is_empty() || !etag.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return None;
+            }
+            Some((number_of(segment)?, entry.path()))
+        })
+        .collect();
+    copies.sort();
+    copies.dedup_by_key(|(number, _)| *number);
+    let contiguous = copies
+        .iter()
+        .enumerate()
+        .take_while(|(i, (number, _))| *number == *i as u64 + 1)
+        .count();
+    copies.truncate(contiguous);
+    copies
 }
 
 /// Where this machine keeps its copy of a segment: named by its ETag, so a
@@ -140,7 +202,8 @@ fn cached_path(bucket: &Bucket, listed: &Listed) -> Option<PathBuf> {
 /// Best effort: a cache that cannot be written is only slower.
 fn keep_copy(path: &Path, body: &[u8]) {
     let Some(dir) = path.parent() else { return };
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Not `NAME.ETAG`: a temporary file is never taken for a copy.
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let kept = std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::write(&tmp, body))
         .and_then(|()| std::fs::rename(&tmp, path));
@@ -157,6 +220,31 @@ pub fn run_ids(bucket: &Bucket) -> Result<Vec<String>, ObjectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_copies_from_the_first_segment_on_without_a_gap_are_used() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("cache/fleetroll/s3/b/web/runs/r1");
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "000001.jsonl.e1",
+            "000002.jsonl.e2",
+            "000003.jsonl.tmp-42",
+            "000004.jsonl.e4",
+        ] {
+            std::fs::write(dir.join(name), name).unwrap();
+        }
+        let bucket = Bucket::offline_for_tests("b", "web", home.path().join("cache"));
+        let kept: Vec<u64> = kept_copies(&bucket, "r1")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            kept,
+            [1, 2],
+            "a temporary file is no copy, and 4 follows a gap"
+        );
+    }
 
     #[test]
     fn segment_keys_sort_and_parse_back() {
