@@ -598,29 +598,22 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
 /// gets `lock_broken` in its next segment) and its lock released, if the
 /// lock is still the one judged.
 fn unlock_lease(store: &Store, bucket: &Bucket, force: bool) -> Result<Exit, AppError> {
-    let read = match lease::read(bucket)? {
-        Some(lease::Read {
-            object: lease::LockObject::Held(holder),
-            etag,
-        }) => (holder, etag),
-        Some(lease::Read {
-            object: lease::LockObject::Released { released, by },
-            ..
-        }) => {
+    let Some(judged) = lease::read(bucket)? else {
+        println!("{} is not locked", bucket.location());
+        return Ok(Exit::Success);
+    };
+    let holder = match &judged.object {
+        lease::LockObject::Held(holder) => holder,
+        lease::LockObject::Released { released, by } => {
             println!(
                 "{} is not locked (released {released}: {by})",
                 bucket.location()
             );
             return Ok(Exit::Success);
         }
-        None => {
-            println!("{} is not locked", bucket.location());
-            return Ok(Exit::Success);
-        }
     };
-    let (holder, etag) = read;
     let now = jiff::Timestamp::now();
-    let stale = staleness(&holder, now, None);
+    let stale = staleness(holder, now, None);
     println!(
         "{}: run {} by pid {} on {}, since {}, last heartbeat {}{}",
         bucket.location(),
@@ -645,11 +638,7 @@ fn unlock_lease(store: &Store, bucket: &Bucket, force: bool) -> Result<Exit, App
         );
         return Ok(Exit::Locked);
     }
-    crate::app::rollout::record_lock_broken(store, &holder, now).map_err(AppError::Journal)?;
-    let judged = lease::Read {
-        object: lease::LockObject::Held(holder.clone()),
-        etag,
-    };
+    crate::app::rollout::record_lock_broken(store, holder, now).map_err(AppError::Journal)?;
     let by = format!(
         "broken by `unlock --force` (pid {} on {})",
         std::process::id(),
