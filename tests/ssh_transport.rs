@@ -199,6 +199,7 @@ struct Agent {
 
 impl Agent {
     fn start(dir: &Path) -> Agent {
+        std::fs::create_dir_all(dir).unwrap();
         let socket = dir.join("agent.sock");
         let child = Command::new("ssh-agent")
             .arg("-D")
@@ -1248,5 +1249,106 @@ async fn an_expired_user_certificate_is_reported_with_its_expiry() {
             expired.display()
         )),
         "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_certificate_held_by_the_agent_logs_in_and_an_expired_one_is_named() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let ca = fixture.dir.path().join("user_ca");
+    keygen(&ca, "");
+    let sshd = sshd_trusting_user_ca(&fixture, "127.0.1.224", &ca);
+    fixture.trust(&[&sshd]);
+    let mut host = fixture.host_for(&sshd);
+    host.ssh.identity_files = Vec::new();
+
+    // `ssh-add KEY` also adds `KEY-cert.pub`: the agent lists the key and
+    // its certificate, and only the certificate is accepted.
+    let expired_agent = Agent::start(&fixture.dir.path().join("expired"));
+    let stale = fixture.dir.path().join("id_stale");
+    keygen(&stale, "");
+    sign(&ca, &stale, false, &current_user(), "20200101:20200102");
+    expired_agent.add(&stale, "");
+    let err = SshConnector::new(
+        SshOptions::default(),
+        fixture.dir.path(),
+        Some(expired_agent.socket.clone()),
+    )
+    .connect(&host)
+    .await
+    .unwrap_err();
+    let ShellError::Auth { reason, .. } = &err else {
+        panic!("expected an auth error, got {err:?}");
+    };
+    assert!(
+        reason.contains("ssh-agent's certificate \"fleetroll-test\"")
+            && reason.contains("expired at 2020-01-02"),
+        "{reason}"
+    );
+
+    let agent = Agent::start(&fixture.dir.path().join("valid"));
+    let fresh = fixture.dir.path().join("id_fresh");
+    keygen(&fresh, "");
+    sign(&ca, &fresh, false, &current_user(), "");
+    agent.add(&fresh, "");
+    let shell = SshConnector::new(
+        SshOptions::default(),
+        fixture.dir.path(),
+        Some(agent.socket.clone()),
+    )
+    .connect(&host)
+    .await
+    .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    assert!(
+        shell
+            .exec("true", EXEC_TIMEOUT)
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+    shell.close().await;
+    assert!(
+        sshd.log_text().contains("ED25519-CERT") && sshd.log_text().contains("CA ED25519"),
+        "{}",
+        sshd.log_text()
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_on_disk_goes_with_its_encrypted_key_held_by_the_agent() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let ca = fixture.dir.path().join("user_ca");
+    keygen(&ca, "");
+    let sshd = sshd_trusting_user_ca(&fixture, "127.0.1.225", &ca);
+    fixture.trust(&[&sshd]);
+    let encrypted = fixture.dir.path().join("id_encrypted");
+    keygen(&encrypted, "correct horse");
+    let agent = Agent::start(fixture.dir.path());
+    agent.add(&encrypted, "correct horse");
+    // Issued after `ssh-add`: the agent holds the plain key only.
+    sign(&ca, &encrypted, false, &current_user(), "");
+
+    let mut host = fixture.host_for(&sshd);
+    host.ssh.identity_files = vec![encrypted];
+    let shell = SshConnector::new(
+        SshOptions::default(),
+        fixture.dir.path(),
+        Some(agent.socket.clone()),
+    )
+    .connect(&host)
+    .await
+    .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    shell.close().await;
+    assert!(
+        sshd.log_text().contains("ED25519-CERT") && sshd.log_text().contains("CA ED25519"),
+        "{}",
+        sshd.log_text()
     );
 }

@@ -19,19 +19,22 @@ pub struct OpenSsh {
     config: SshConfig,
     home: PathBuf,
     local_user: String,
+    local_uid: u32,
     local_host: String,
 }
 
-/// The local identity `%u`, `%d` and `%l` expand to.
+/// The local identity `%u`, `%i`, `%d`, `%l` and `%L` expand to.
 #[derive(Debug, Clone)]
 pub struct LocalUser {
     pub home: PathBuf,
     pub name: String,
+    pub uid: u32,
     pub host: String,
 }
 
 impl LocalUser {
-    /// From `$HOME`, `$USER` (or `$LOGNAME`) and the kernel's host name.
+    /// From `$HOME`, `$USER` (or `$LOGNAME`), the process's user id and the
+    /// kernel's host name.
     pub fn from_env(home: &Path) -> Self {
         let name = ["USER", "LOGNAME"]
             .iter()
@@ -40,6 +43,7 @@ impl LocalUser {
         Self {
             home: home.to_owned(),
             name,
+            uid: rustix::process::getuid().as_raw(),
             host: crate::lock::this_host(),
         }
     }
@@ -69,6 +73,7 @@ impl OpenSsh {
             config,
             home: local.home,
             local_user: local.name,
+            local_uid: local.uid,
             local_host: local.host,
         }
     }
@@ -127,6 +132,7 @@ impl OpenSsh {
             port: ssh.port,
             remote_user: &remote_user,
             local_user: &self.local_user,
+            local_uid: self.local_uid,
             home: &self.home,
             local_host: &self.local_host,
         };
@@ -240,6 +246,7 @@ impl OpenSsh {
                     port: hop.port.unwrap_or(22),
                     remote_user: &user,
                     local_user: &self.local_user,
+                    local_uid: self.local_uid,
                     home: &self.home,
                     local_host: &self.local_host,
                 };

@@ -198,24 +198,33 @@ pub struct Tokens<'a> {
     pub remote_user: &'a str,
     /// `%u`: the local user.
     pub local_user: &'a str,
+    /// `%i`: the local user's numeric id.
+    pub local_uid: u32,
     /// `%d`, and `~` at the start: the local home directory.
     pub home: &'a Path,
-    /// `%l`: the local host name.
+    /// `%l`: the local host name; `%L` its first component.
     pub local_host: &'a str,
 }
 
 /// Expands a leading `~` (or `~/`) to the home directory and the tokens `%%`,
-/// `%d`, `%h`, `%l`, `%n`, `%p`, `%r` and `%u`, as ssh does for paths.
+/// `%d`, `%h`, `%i`, `%l`, `%L`, `%n`, `%p`, `%r` and `%u`, as ssh does for
+/// paths. (`%C`, `%j`, `%k` and `%T` name connection details fleetroll
+/// does not have at this point; they are refused by name.)
 /// Unknown tokens are an error naming them.
 pub fn expand_tokens(text: &str, tokens: &Tokens<'_>) -> Result<String, String> {
     let (home, rest) = split_tilde(text, tokens.home)?;
     let port = tokens.port.to_string();
+    let uid = tokens.local_uid.to_string();
     let home_dir = tokens.home.to_string_lossy();
-    let expanded = percent_expand(rest, "%%, %d, %h, %l, %n, %p, %r and %u", |token| {
+    let short_host = tokens.local_host.split('.').next().unwrap_or_default();
+    let known = "%%, %d, %h, %i, %l, %L, %n, %p, %r and %u";
+    let expanded = percent_expand(rest, known, |token| {
         Some(match token {
             'd' => &home_dir,
             'h' => tokens.host,
+            'i' => &uid,
             'l' => tokens.local_host,
+            'L' => short_host,
             'n' => tokens.alias,
             'p' => &port,
             'r' => tokens.remote_user,

@@ -614,8 +614,9 @@ fn tokens() -> Tokens<'static> {
         port: 2222,
         remote_user: "deploy",
         local_user: "me",
+        local_uid: 1000,
         home: Path::new(HOME),
-        local_host: "laptop",
+        local_host: "laptop.corp.example",
     }
 }
 
@@ -627,7 +628,11 @@ fn expand_tokens_replaces_every_token_and_the_home_prefix() {
     );
     assert_eq!(
         expand_tokens("%d/%u@%l:%p %n 100%%", &tokens()),
-        Ok("/home/tester/me@laptop:2222 web 100%".to_owned())
+        Ok("/home/tester/me@laptop.corp.example:2222 web 100%".to_owned())
+    );
+    assert_eq!(
+        expand_tokens("/run/user/%i/agent.%L", &tokens()),
+        Ok("/run/user/1000/agent.laptop".to_owned())
     );
     assert_eq!(expand_tokens("~", &tokens()), Ok(HOME.to_owned()));
     assert_eq!(expand_tokens("a~b", &tokens()), Ok("a~b".to_owned()));

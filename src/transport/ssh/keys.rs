@@ -119,7 +119,8 @@ pub async fn authenticate<H: client::Handler>(
         && let Some(socket) = &identities.agent
         && matches!(attempt.agent, AgentOutcome::NotAsked)
     {
-        if attempt.with_agent(socket).await? {
+        let certificates = identities.certificates_on_disk().await;
+        if attempt.with_agent(socket, &certificates).await? {
             return Ok(());
         }
         refusals.push(attempt.agent_note().trim_start_matches("; ").to_owned());
@@ -139,7 +140,11 @@ async fn with_file<H: client::Handler>(
         KeyFile::Ready(key) => {
             let key: Arc<PrivateKey> = Arc::from(key);
             let mut refusals = Vec::new();
-            for (cert_path, certificate) in certificates_for(path, &key, identities).await {
+            let certificates = read_certificates(identities.certificate_paths_for(path)).await;
+            for (cert_path, certificate) in certificates
+                .into_iter()
+                .filter(|(_, certificate)| certifies(certificate, key.public_key()))
+            {
                 let named = cert_path.display();
                 match usable_now(&certificate) {
                     Err(reason) => refusals.push(format!("the certificate {named} {reason}")),
@@ -170,7 +175,11 @@ async fn with_file<H: client::Handler>(
                     path.display()
                 )));
             };
-            if matches!(attempt.agent, AgentOutcome::NotAsked) && attempt.with_agent(socket).await?
+            // The key itself is in the agent; its certificate may be on
+            // disk only (one issued after `ssh-add`, as Vault issues them).
+            let certificates = identities.certificates_on_disk().await;
+            if matches!(attempt.agent, AgentOutcome::NotAsked)
+                && attempt.with_agent(socket, &certificates).await?
             {
                 return Ok(None);
             }
@@ -185,36 +194,48 @@ async fn with_file<H: client::Handler>(
     })
 }
 
-/// The user certificates that certify `key`: the configured ones, then
-/// `PATH-cert.pub`. A configured certificate that cannot be read, or that
-/// certifies another key, is not offered with this one.
-async fn certificates_for(
-    path: &Path,
-    key: &PrivateKey,
-    identities: &Identities,
-) -> Vec<(PathBuf, Certificate)> {
-    let mut beside = path.as_os_str().to_owned();
-    beside.push("-cert.pub");
-    let mut found = Vec::new();
-    for cert_path in identities
-        .certificates
-        .iter()
-        .cloned()
-        .chain([PathBuf::from(beside)])
-    {
+impl Identities {
+    /// Where a certificate for the key in `path` may be: the configured
+    /// certificates, then `PATH-cert.pub`, as OpenSSH looks.
+    fn certificate_paths_for(&self, path: &Path) -> Vec<PathBuf> {
+        let mut beside = path.as_os_str().to_owned();
+        beside.push("-cert.pub");
+        let mut paths = self.certificates.clone();
+        paths.push(PathBuf::from(beside));
+        paths
+    }
+
+    /// Every certificate on disk that may go with an identity file's key.
+    async fn certificates_on_disk(&self) -> Vec<(PathBuf, Certificate)> {
+        let paths = self
+            .files
+            .iter()
+            .flat_map(|path| self.certificate_paths_for(path))
+            .collect();
+        read_certificates(paths).await
+    }
+}
+
+/// The user certificates among `paths`, each read once. One that cannot be
+/// read or parsed is not offered (a missing `-cert.pub` is the usual case).
+async fn read_certificates(paths: Vec<PathBuf>) -> Vec<(PathBuf, Certificate)> {
+    let mut found: Vec<(PathBuf, Certificate)> = Vec::new();
+    for cert_path in paths {
         if found.iter().any(|(seen, _)| seen == &cert_path) {
             continue;
         }
         let Ok(text) = tokio::fs::read_to_string(&cert_path).await else {
             continue;
         };
-        if let Ok(certificate) = Certificate::from_openssh(text.trim())
-            && certificate.public_key() == key.public_key().key_data()
-        {
+        if let Ok(certificate) = Certificate::from_openssh(text.trim()) {
             found.push((cert_path, certificate));
         }
     }
     found
+}
+
+fn certifies(certificate: &Certificate, key: &PublicKey) -> bool {
+    certificate.public_key() == key.key_data()
 }
 
 /// Whether a user certificate may be offered now; why not, otherwise
@@ -246,7 +267,7 @@ async fn with_defaults<H: client::Handler>(
     sources: &KeySources,
 ) -> Result<(), AuthError> {
     if let Some(socket) = agent
-        && attempt.with_agent(socket).await?
+        && attempt.with_agent(socket, &[]).await?
     {
         return Ok(());
     }
@@ -300,6 +321,8 @@ struct Attempt<'a, H: client::Handler> {
     /// Asked once: the server's preferred RSA signature hash.
     rsa_hash: Option<Option<HashAlg>>,
     agent: AgentOutcome,
+    /// Certificates not offered or refused while asking the agent, and why.
+    agent_refusals: Vec<String>,
 }
 
 enum AgentOutcome {
@@ -315,6 +338,7 @@ impl<'a, H: client::Handler> Attempt<'a, H> {
             user,
             rsa_hash: None,
             agent: AgentOutcome::NotAsked,
+            agent_refusals: Vec::new(),
         }
     }
 
@@ -365,9 +389,15 @@ impl<'a, H: client::Handler> Attempt<'a, H> {
         Ok(matches!(result, AuthResult::Success))
     }
 
-    /// Offers every plain-key identity the agent holds; `Ok(true)` on the
+    /// Offers every identity the agent holds, in its order: a key (after
+    /// any certificate in `on_disk` for it, signed by the agent with the
+    /// key) or a certificate the agent holds itself; `Ok(true)` on the
     /// first one accepted. An unreachable agent is noted, not fatal.
-    async fn with_agent(&mut self, socket: &Path) -> Result<bool, AuthError> {
+    async fn with_agent(
+        &mut self,
+        socket: &Path,
+        on_disk: &[(PathBuf, Certificate)],
+    ) -> Result<bool, AuthError> {
         let mut agent = match AgentClient::connect_uds(socket).await {
             Ok(agent) => agent,
             Err(err) => {
@@ -388,21 +418,78 @@ impl<'a, H: client::Handler> Attempt<'a, H> {
                 return Ok(false);
             }
         };
-        let keys: Vec<PublicKey> = identities
-            .into_iter()
-            .filter_map(|identity| match identity {
-                AgentIdentity::PublicKey { key, .. } => Some(key),
-                // Host and user certificates are out of scope.
-                AgentIdentity::Certificate { .. } => None,
-            })
-            .collect();
-        self.agent = AgentOutcome::Offered(keys.len());
-        for key in keys {
-            if self.offer_agent_key(&mut agent, key).await? {
+        self.agent = AgentOutcome::Offered(identities.len());
+        for identity in identities {
+            let accepted = match identity {
+                AgentIdentity::PublicKey { key, .. } => {
+                    for (path, certificate) in on_disk
+                        .iter()
+                        .filter(|(_, certificate)| certifies(certificate, &key))
+                    {
+                        let named = format!("the certificate {}", path.display());
+                        let mut signer = PlainKeySigner(&mut agent);
+                        if self
+                            .offer_agent_certificate(&mut signer, certificate, &named)
+                            .await?
+                        {
+                            return Ok(true);
+                        }
+                    }
+                    self.offer_agent_key(&mut agent, key).await?
+                }
+                AgentIdentity::Certificate {
+                    certificate,
+                    comment,
+                } => {
+                    let named = format!(
+                        "ssh-agent's certificate {:?} ({})",
+                        certificate.key_id(),
+                        if comment.is_empty() {
+                            "no comment"
+                        } else {
+                            &comment
+                        }
+                    );
+                    self.offer_agent_certificate(&mut agent, &certificate, &named)
+                        .await?
+                }
+            };
+            if accepted {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// Offers `certificate` signed through `signer`, unless it is expired
+    /// or not yet valid; notes why it was not accepted.
+    async fn offer_agent_certificate<S: russh::Signer<Error = russh::AgentAuthError>>(
+        &mut self,
+        signer: &mut S,
+        certificate: &Certificate,
+        named: &str,
+    ) -> Result<bool, AuthError> {
+        if let Err(reason) = usable_now(certificate) {
+            self.agent_refusals.push(format!("{named} {reason}"));
+            return Ok(false);
+        }
+        let key = PublicKey::from(certificate.public_key().clone());
+        let hash = self.hash_for(&key).await;
+        match self
+            .handle
+            .authenticate_certificate_with(self.user, certificate.clone(), hash, signer)
+            .await
+        {
+            Ok(AuthResult::Success) => Ok(true),
+            Ok(AuthResult::Failure { .. }) | Err(russh::AgentAuthError::Key(_)) => {
+                self.agent_refusals
+                    .push(format!("the server refused {named}"));
+                Ok(false)
+            }
+            Err(err) => Err(AuthError::ConnectionLost(format!(
+                "authentication broke off: {err}"
+            ))),
+        }
     }
 
     async fn offer_agent_key(
@@ -428,14 +515,44 @@ impl<'a, H: client::Handler> Attempt<'a, H> {
     }
 
     fn agent_note(&self) -> String {
-        match &self.agent {
+        let mut note = match &self.agent {
             AgentOutcome::NotAsked => String::new(),
             AgentOutcome::Unreachable(reason) => format!("; {reason}"),
             AgentOutcome::Offered(0) => "; ssh-agent holds no keys".to_owned(),
             AgentOutcome::Offered(count) => {
-                format!("; ssh-agent offered {count} key(s), none accepted")
+                format!("; ssh-agent offered {count} identities, none accepted")
             }
+        };
+        for refusal in &self.agent_refusals {
+            note.push_str("; ");
+            note.push_str(refusal);
         }
+        note
+    }
+}
+
+/// Has the agent sign with a certificate's plain key: the agent holds the
+/// key, while the certificate was read from disk (OpenSSH's client does
+/// the same, as an agent only signs for a certificate it was given).
+struct PlainKeySigner<'a>(&'a mut AgentClient<UnixStream>);
+
+impl russh::Signer for PlainKeySigner<'_> {
+    type Error = russh::AgentAuthError;
+
+    async fn auth_sign(
+        &mut self,
+        key: &AgentIdentity,
+        hash_alg: Option<HashAlg>,
+        to_sign: Vec<u8>,
+    ) -> Result<Vec<u8>, Self::Error> {
+        let plain = match key {
+            AgentIdentity::Certificate { certificate, .. } => AgentIdentity::PublicKey {
+                key: PublicKey::from(certificate.public_key().clone()),
+                comment: String::new(),
+            },
+            identity => identity.clone(),
+        };
+        self.0.auth_sign(&plain, hash_alg, to_sign).await
     }
 }
 
