@@ -481,6 +481,11 @@ impl HostTask {
                 }
             }
         }
+        // Behind no balancer nothing was drained: no request is in flight
+        // because of a drain, so there is nothing to settle.
+        if self.host.balancers.is_empty() {
+            return Ok(());
+        }
         self.pause(policy.settle).await
     }
 
