@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -134,7 +135,10 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let metadata = event.metadata();
+        // A `log` record (russh logs through `log`) carries its real target
+        // in fields; name it, not "log".
+        let normalized = event.normalized_metadata();
+        let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
         match *metadata.level() {
             Level::ERROR => write!(writer, "fleetroll: error: ")?,
             Level::WARN => write!(writer, "fleetroll: warning: ")?,

@@ -278,6 +278,15 @@ impl Fixture {
         )
     }
 
+    /// A connector whose only agent is `agent`.
+    fn agent_connector(&self, agent: &Agent) -> SshConnector {
+        SshConnector::new(
+            SshOptions::default(),
+            self.dir.path(),
+            Some(agent.socket.clone()),
+        )
+    }
+
     fn host(&self, address: &str, port: u16) -> Host {
         Host {
             name: format!("test-{address}"),
@@ -684,12 +693,8 @@ async fn an_encrypted_key_loaded_in_the_agent_is_used() {
 
     let mut host = fixture.host_for(&sshd);
     host.ssh.identity_files = vec![encrypted];
-    let connector = SshConnector::new(
-        SshOptions::default(),
-        fixture.dir.path(),
-        Some(agent.socket.clone()),
-    );
-    let shell = connector
+    let shell = fixture
+        .agent_connector(&agent)
         .connect(&host)
         .await
         .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
@@ -741,12 +746,8 @@ async fn rsa_keys_sign_with_sha2_from_a_file_and_from_the_agent() {
     let agent = Agent::start(fixture.dir.path());
     agent.add(&rsa, "");
     host.ssh.identity_files = Vec::new();
-    let connector = SshConnector::new(
-        SshOptions::default(),
-        fixture.dir.path(),
-        Some(agent.socket.clone()),
-    );
-    let shell = connector
+    let shell = fixture
+        .agent_connector(&agent)
         .connect(&host)
         .await
         .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
@@ -1267,19 +1268,20 @@ async fn a_user_certificate_held_by_the_agent_logs_in_and_an_expired_one_is_name
 
     // `ssh-add KEY` also adds `KEY-cert.pub`: the agent lists the key and
     // its certificate, and only the certificate is accepted.
-    let expired_agent = Agent::start(&fixture.dir.path().join("expired"));
-    let stale = fixture.dir.path().join("id_stale");
-    keygen(&stale, "");
-    sign(&ca, &stale, false, &current_user(), "20200101:20200102");
-    expired_agent.add(&stale, "");
-    let err = SshConnector::new(
-        SshOptions::default(),
-        fixture.dir.path(),
-        Some(expired_agent.socket.clone()),
-    )
-    .connect(&host)
-    .await
-    .unwrap_err();
+    let certified_agent = |name: &str, validity: &str| {
+        let key = fixture.dir.path().join(format!("id_{name}"));
+        keygen(&key, "");
+        sign(&ca, &key, false, &current_user(), validity);
+        let agent = Agent::start(&fixture.dir.path().join(name));
+        agent.add(&key, "");
+        agent
+    };
+    let expired = certified_agent("stale", "20200101:20200102");
+    let err = fixture
+        .agent_connector(&expired)
+        .connect(&host)
+        .await
+        .unwrap_err();
     let ShellError::Auth { reason, .. } = &err else {
         panic!("expected an auth error, got {err:?}");
     };
@@ -1289,19 +1291,12 @@ async fn a_user_certificate_held_by_the_agent_logs_in_and_an_expired_one_is_name
         "{reason}"
     );
 
-    let agent = Agent::start(&fixture.dir.path().join("valid"));
-    let fresh = fixture.dir.path().join("id_fresh");
-    keygen(&fresh, "");
-    sign(&ca, &fresh, false, &current_user(), "");
-    agent.add(&fresh, "");
-    let shell = SshConnector::new(
-        SshOptions::default(),
-        fixture.dir.path(),
-        Some(agent.socket.clone()),
-    )
-    .connect(&host)
-    .await
-    .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    let valid = certified_agent("fresh", "");
+    let shell = fixture
+        .agent_connector(&valid)
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
     assert!(
         shell
             .exec("true", EXEC_TIMEOUT)
@@ -1337,14 +1332,11 @@ async fn a_certificate_on_disk_goes_with_its_encrypted_key_held_by_the_agent() {
 
     let mut host = fixture.host_for(&sshd);
     host.ssh.identity_files = vec![encrypted];
-    let shell = SshConnector::new(
-        SshOptions::default(),
-        fixture.dir.path(),
-        Some(agent.socket.clone()),
-    )
-    .connect(&host)
-    .await
-    .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
+    let shell = fixture
+        .agent_connector(&agent)
+        .connect(&host)
+        .await
+        .unwrap_or_else(|err| panic!("connect: {err}\n{}", sshd.log_text()));
     shell.close().await;
     assert!(
         sshd.log_text().contains("ED25519-CERT") && sshd.log_text().contains("CA ED25519"),

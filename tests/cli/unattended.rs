@@ -430,4 +430,23 @@ fn a_log_file_keeps_every_run_and_its_warnings_and_v_adds_debug_lines() {
     assert_eq!(text.matches("done (updated)").count(), 2, "{text}");
     assert!(text.matches("skip_if: already done").count() >= 2, "{text}");
     assert!(!text.contains("secret-token"), "{text}");
+
+    // RUST_LOG reaches the SSH library's own diagnostics too (russh logs
+    // through `log`, forwarded to the same subscriber).
+    let mut dry = work.command(&[
+        "run",
+        "--dry-run",
+        "-i",
+        "inventory.toml",
+        "-p",
+        "playbook.toml",
+    ]);
+    dry.env("RUST_LOG", "fleetroll=debug,russh=debug");
+    let dry = output(dry);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("web-01: connecting to root@") && dry.stderr.contains("debug: russh::"),
+        "{}",
+        dry.stderr
+    );
 }
