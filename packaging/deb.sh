@@ -46,7 +46,6 @@ if $install; then
     /usr/bin/fleetroll --version
     dpkg -L fleetroll
     test -s /usr/share/man/man1/fleetroll.1.gz
-    man -w fleetroll 2>/dev/null || true
     test -s /usr/share/bash-completion/completions/fleetroll
     test -s /usr/share/zsh/vendor-completions/_fleetroll
     test -s /usr/share/fish/vendor_completions.d/fleetroll.fish
