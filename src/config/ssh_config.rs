@@ -208,9 +208,8 @@ pub struct Tokens<'a> {
 
 /// Expands a leading `~` (or `~/`) to the home directory and the tokens `%%`,
 /// `%d`, `%h`, `%i`, `%l`, `%L`, `%n`, `%p`, `%r` and `%u`, as ssh does for
-/// paths. (`%C`, `%j`, `%k` and `%T` name connection details fleetroll
-/// does not have at this point; they are refused by name.)
-/// Unknown tokens are an error naming them.
+/// paths. Any other token (`%C`, `%j`, `%k`, `%T`: connection details
+/// fleetroll does not have at this point) is an error naming it.
 pub fn expand_tokens(text: &str, tokens: &Tokens<'_>) -> Result<String, String> {
     let (home, rest) = split_tilde(text, tokens.home)?;
     let port = tokens.port.to_string();
