@@ -76,6 +76,8 @@ use indexmap::{IndexMap, IndexSet};
 use saphyr::{MarkedYaml, Scalar, ScalarStyle, ScanError, Tag, YamlData, YamlLoader};
 use saphyr_parser::Parser;
 
+use super::toml_text;
+
 // ------------------------------------------------------------------ API
 
 /// Where each host's zone comes from.
@@ -2854,16 +2856,16 @@ fn render(
 
     let mut defaults_lines = Vec::new();
     if let Some(user) = &defaults.user {
-        defaults_lines.push(format!("user = {}", toml_string(user)));
+        defaults_lines.push(format!("user = {}", toml_text::string(user)));
     }
     if let Some(port) = defaults.port {
         defaults_lines.push(format!("port = {port}"));
     }
     if let Some(key) = &defaults.identity_file {
-        defaults_lines.push(format!("identity_file = {}", toml_string(key)));
+        defaults_lines.push(format!("identity_file = {}", toml_text::string(key)));
     }
     if let Some(jump) = &defaults.jump {
-        defaults_lines.push(format!("jump = {}", toml_string(jump)));
+        defaults_lines.push(format!("jump = {}", toml_text::string(jump)));
     }
     if defaults.sudo {
         defaults_lines.push("sudo = true".to_owned());
@@ -2878,7 +2880,7 @@ fn render(
     if !inventory_vars.is_empty() {
         out.push_str("\n[vars]\n");
         for (name, value) in inventory_vars {
-            let _ = writeln!(out, "{} = {}", toml_key(name), toml_value(value));
+            let _ = writeln!(out, "{} = {}", toml_text::key(name), toml_value(value));
         }
     }
 
@@ -2888,7 +2890,7 @@ fn render(
     }
     let unzoned = zones.remove("unzoned");
     for (zone, members) in zones.into_iter().chain(unzoned.map(|m| ("unzoned", m))) {
-        let _ = writeln!(out, "\n[zones.{}]\nhosts = [", toml_key(zone));
+        let _ = writeln!(out, "\n[zones.{}]\nhosts = [", toml_text::key(zone));
         for host in members {
             let groups = if host.groups.is_empty() {
                 "none".to_owned()
@@ -2913,25 +2915,25 @@ fn render(
 }
 
 fn host_table(host: &OutHost, defaults: &Defaults) -> String {
-    let mut fields = vec![format!("name = {}", toml_string(&host.name))];
+    let mut fields = vec![format!("name = {}", toml_text::string(&host.name))];
     if let Some(address) = &host.address {
-        fields.push(format!("address = {}", toml_string(address)));
+        fields.push(format!("address = {}", toml_text::string(address)));
     }
     if let Some(port) = host.port.filter(|_| defaults.port.is_none()) {
         fields.push(format!("port = {port}"));
     }
     if let Some(user) = host.user.as_ref().filter(|_| defaults.user.is_none()) {
-        fields.push(format!("user = {}", toml_string(user)));
+        fields.push(format!("user = {}", toml_text::string(user)));
     }
     if let Some(key) = host
         .identity_file
         .as_ref()
         .filter(|_| defaults.identity_file.is_none())
     {
-        fields.push(format!("identity_file = {}", toml_string(key)));
+        fields.push(format!("identity_file = {}", toml_text::string(key)));
     }
     if let Some(jump) = host.jump.as_ref().filter(|_| defaults.jump.is_none()) {
-        fields.push(format!("jump = {}", toml_string(jump)));
+        fields.push(format!("jump = {}", toml_text::string(jump)));
     }
     if host.sudo && !defaults.sudo {
         fields.push("sudo = true".to_owned());
@@ -2940,7 +2942,7 @@ fn host_table(host: &OutHost, defaults: &Defaults) -> String {
         let vars: Vec<String> = host
             .vars
             .iter()
-            .map(|(name, value)| format!("{} = {}", toml_key(name), toml_value(value)))
+            .map(|(name, value)| format!("{} = {}", toml_text::key(name), toml_value(value)))
             .collect();
         fields.push(format!("vars = {{ {} }}", vars.join(", ")));
     }
@@ -2954,41 +2956,9 @@ fn comment_text(text: &str) -> String {
         .collect()
 }
 
-fn toml_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn toml_key(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        key.to_owned()
-    } else {
-        toml_string(key)
-    }
-}
-
 fn toml_value(value: &Value) -> String {
     match value {
-        Value::Str(text) => toml_string(text),
+        Value::Str(text) => toml_text::string(text),
         Value::Int(number) => number.to_string(),
         Value::Float(number) if number.is_nan() => "nan".to_owned(),
         Value::Float(number) if number.is_infinite() => {
