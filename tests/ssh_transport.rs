@@ -1152,15 +1152,18 @@ async fn an_expired_host_certificate_is_refused_saying_when_it_expired() {
     assert_eq!(*line, 1);
 }
 
-/// Starts sshd trusting user certificates signed by `ca` and no
-/// authorized key: only a certificate logs in.
-fn sshd_trusting_user_ca(fixture: &Fixture, ip: &str, ca: &Path) -> Sshd {
+/// A new user CA, and sshd on `ip` trusting the certificates it signs and
+/// no authorized key (only a certificate logs in), its host key in the
+/// fixture's known_hosts; returns the server and the CA's private key.
+fn sshd_trusting_a_new_user_ca(fixture: &Fixture, ip: &str) -> (Sshd, PathBuf) {
+    let ca = fixture.dir.path().join("user_ca");
+    keygen(&ca, "");
     let nobody = fixture
         .dir
         .path()
         .join(format!("no_key_{}", ip.replace('.', "_")));
     keygen(&nobody, "");
-    Sshd::start(
+    let sshd = Sshd::start(
         fixture.dir.path(),
         ip,
         &nobody,
@@ -1168,7 +1171,9 @@ fn sshd_trusting_user_ca(fixture: &Fixture, ip: &str, ca: &Path) -> Sshd {
             "LogLevel VERBOSE\nTrustedUserCAKeys {}",
             ca.with_extension("pub").display()
         ),
-    )
+    );
+    fixture.trust(&[&sshd]);
+    (sshd, ca)
 }
 
 #[tokio::test]
@@ -1177,10 +1182,7 @@ async fn a_user_certificate_logs_in_where_only_its_ca_is_trusted() {
         return;
     }
     let fixture = Fixture::new();
-    let ca = fixture.dir.path().join("user_ca");
-    keygen(&ca, "");
-    let sshd = sshd_trusting_user_ca(&fixture, "127.0.1.222", &ca);
-    fixture.trust(&[&sshd]);
+    let (sshd, ca) = sshd_trusting_a_new_user_ca(&fixture, "127.0.1.222");
     let mut host = fixture.host_for(&sshd);
 
     // The plain key alone is refused: it is not in authorized_keys.
@@ -1227,10 +1229,7 @@ async fn an_expired_user_certificate_is_reported_with_its_expiry() {
         return;
     }
     let fixture = Fixture::new();
-    let ca = fixture.dir.path().join("user_ca");
-    keygen(&ca, "");
-    let sshd = sshd_trusting_user_ca(&fixture, "127.0.1.223", &ca);
-    fixture.trust(&[&sshd]);
+    let (sshd, ca) = sshd_trusting_a_new_user_ca(&fixture, "127.0.1.223");
     let mut host = fixture.host_for(&sshd);
     let expired = sign(
         &ca,
@@ -1259,10 +1258,7 @@ async fn a_user_certificate_held_by_the_agent_logs_in_and_an_expired_one_is_name
         return;
     }
     let fixture = Fixture::new();
-    let ca = fixture.dir.path().join("user_ca");
-    keygen(&ca, "");
-    let sshd = sshd_trusting_user_ca(&fixture, "127.0.1.224", &ca);
-    fixture.trust(&[&sshd]);
+    let (sshd, ca) = sshd_trusting_a_new_user_ca(&fixture, "127.0.1.224");
     let mut host = fixture.host_for(&sshd);
     host.ssh.identity_files = Vec::new();
 
@@ -1319,10 +1315,7 @@ async fn a_certificate_on_disk_goes_with_its_encrypted_key_held_by_the_agent() {
         return;
     }
     let fixture = Fixture::new();
-    let ca = fixture.dir.path().join("user_ca");
-    keygen(&ca, "");
-    let sshd = sshd_trusting_user_ca(&fixture, "127.0.1.225", &ca);
-    fixture.trust(&[&sshd]);
+    let (sshd, ca) = sshd_trusting_a_new_user_ca(&fixture, "127.0.1.225");
     let encrypted = fixture.dir.path().join("id_encrypted");
     keygen(&encrypted, "correct horse");
     let agent = Agent::start(fixture.dir.path());
