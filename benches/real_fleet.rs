@@ -9,6 +9,7 @@
 //! alternating which goes first; `FLEETROLL_BENCH_PER_ZONE=N` (a multiple
 //! of 5, 30 by default) sizes the zones.
 
+mod common;
 #[path = "../tests/fixture/mod.rs"]
 #[expect(
     dead_code,
@@ -108,43 +109,9 @@ fn hosts_in_batch_order(fleet: &Fleet, per_zone: usize) -> String {
     lines
 }
 
-fn playbook(version: &str) -> String {
-    format!(
-        r#"name = "deploy"
-
-[vars]
-version = "{version}"
-
-[strategy]
-batch = [{BATCH}]
-max_unavailable = {BATCH}
-zones = "spread"
-max_failed = 0
-skip_if = "test \"$({{vars.appctl}} {{vars.dir}} version)\" = {{vars.version}}"
-
-[drain]
-timeout = "10s"
-settle = "100ms"
-
-[[steps]]
-name = "deploy"
-run = "{{vars.appctl}} {{vars.dir}} deploy {{vars.version}} 200"
-timeout = "60s"
-
-[health]
-interval = "200ms"
-healthy_after = 3
-timeout = "60s"
-
-[[probes]]
-http = "http://{{address}}:{{vars.app_port}}/healthz"
-expect_body = "{{vars.version}}"
-"#
-    )
-}
-
 fn run_fleetroll(fleet: &Fleet, dir: &Path, version: &str) -> Duration {
-    std::fs::write(dir.join("playbook.toml"), playbook(version)).expect("write playbook.toml");
+    std::fs::write(dir.join("playbook.toml"), common::playbook(version, BATCH))
+        .expect("write playbook.toml");
     let mut command = Command::new(env!("CARGO_BIN_EXE_fleetroll"));
     command
         .args([

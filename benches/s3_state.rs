@@ -7,6 +7,7 @@
 //! `cargo bench --bench s3_state` (as root, after `bash tests/setup.sh`).
 //! `FLEETROLL_BENCH_ROUNDS=N` runs N rounds (2 by default).
 
+mod common;
 #[path = "../tests/fixture/mod.rs"]
 #[expect(
     dead_code,
@@ -126,43 +127,9 @@ fn main() {
     );
 }
 
-fn playbook(version: &str) -> String {
-    format!(
-        r#"name = "deploy"
-
-[vars]
-version = "{version}"
-
-[strategy]
-batch = [5]
-max_unavailable = 5
-zones = "spread"
-max_failed = 0
-skip_if = "test \"$({{vars.appctl}} {{vars.dir}} version)\" = {{vars.version}}"
-
-[drain]
-timeout = "10s"
-settle = "100ms"
-
-[[steps]]
-name = "deploy"
-run = "{{vars.appctl}} {{vars.dir}} deploy {{vars.version}} 200"
-timeout = "60s"
-
-[health]
-interval = "200ms"
-healthy_after = 3
-timeout = "60s"
-
-[[probes]]
-http = "http://{{address}}:{{vars.app_port}}/healthz"
-expect_body = "{{vars.version}}"
-"#
-    )
-}
-
 fn run(fleet: &Fleet, dir: &Path, version: &str) -> Duration {
-    std::fs::write(dir.join("playbook.toml"), playbook(version)).expect("write playbook.toml");
+    std::fs::write(dir.join("playbook.toml"), common::playbook(version, 5))
+        .expect("write playbook.toml");
     let mut command = Command::new(env!("CARGO_BIN_EXE_fleetroll"));
     command
         .args([
