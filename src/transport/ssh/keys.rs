@@ -177,11 +177,11 @@ async fn with_file<H: client::Handler>(
             };
             // The key itself is in the agent; its certificate may be on
             // disk only (one issued after `ssh-add`, as Vault issues them).
-            let certificates = identities.certificates_on_disk().await;
-            if matches!(attempt.agent, AgentOutcome::NotAsked)
-                && attempt.with_agent(socket, &certificates).await?
-            {
-                return Ok(None);
+            if matches!(attempt.agent, AgentOutcome::NotAsked) {
+                let certificates = identities.certificates_on_disk().await;
+                if attempt.with_agent(socket, &certificates).await? {
+                    return Ok(None);
+                }
             }
             Some(format!(
                 "identity file {} is encrypted and no ssh-agent identity was accepted: \
