@@ -182,9 +182,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         window_closes_at: Option<String>,
     },
-    /// `resume` took over an interrupted or halted run.
+    /// `resume` or `rollback` took over an interrupted or halted run.
     RunResumed {
         pending: usize,
+        /// `fleetroll rollback`: from here on the run only undoes, and
+        /// `resume` refuses it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rollback: bool,
     },
     BatchStarted {
         index: usize,

@@ -88,7 +88,10 @@ fn every_event() -> Vec<Event> {
             max_unavailable: Some(1),
             window_closes_at: Some("2026-11-29T05:00:00Z".into()),
         },
-        Event::RunResumed { pending: 1 },
+        Event::RunResumed {
+            pending: 1,
+            rollback: true,
+        },
         Event::BatchStarted {
             index: 0,
             zones: zones(),

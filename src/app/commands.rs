@@ -136,6 +136,22 @@ pub fn resume(
             "run {run_id} has no start record; there is nothing to resume"
         )));
     };
+    if record.rolled_back_by_command || record.outcome == RunOutcome::RolledBack {
+        let how = if record.rolled_back_by_command {
+            "`fleetroll rollback` undid it"
+        } else {
+            "`on_failure = \"rollback\"` undid its failed batch"
+        };
+        return Err(invalid(format!(
+            "run {run_id} was rolled back ({how}): a rolled-back run is finished and is not resumed. \
+             Start a new run with `fleetroll run`{}",
+            if record.rolled_back_by_command && record.outcome != RunOutcome::RolledBack {
+                format!(", or finish the interrupted rollback with `fleetroll rollback {run_id}`")
+            } else {
+                String::new()
+            }
+        )));
+    }
     if record.outcome == RunOutcome::Succeeded && record.hosts.values().all(|h| h.is_settled()) {
         if !quiet {
             tracing::info!("run {run_id} already finished: {}", record.outcome.label());

@@ -542,14 +542,24 @@ impl Rollout<'_> {
         .with_sinks(self.sinks())
         .with_window(window);
         let batches = RunBatch::from_plan(plan, &hosts);
-        let event = if resuming {
+        let event = if rolling_back {
+            // Recorded before any host is touched: from here on the run
+            // only undoes, and `resume` refuses it.
+            Event::RunResumed {
+                pending: plan.batches.iter().map(|b| b.hosts.len()).sum(),
+                rollback: true,
+            }
+        } else if resuming {
             let pending = dispatcher
                 .record()
                 .hosts
                 .values()
                 .filter(|h| !h.is_settled())
                 .count();
-            Event::RunResumed { pending }
+            Event::RunResumed {
+                pending,
+                rollback: false,
+            }
         } else {
             Event::RunStarted {
                 playbook: self.config.playbook.name.clone(),
@@ -716,9 +726,12 @@ fn exit_for(finish: &Finish, record: &RunRecord, rolling_back: bool) -> Exit {
         RunOutcome::WindowClosed => Exit::WindowClosed,
         RunOutcome::Halted | RunOutcome::RolledBack => Exit::Halted,
         RunOutcome::Succeeded | RunOutcome::Running => {
-            if record
-                .hosts
-                .values()
+            // Only the hosts this run selected: one an earlier run left
+            // out, which this run only returned (or kept out), is reported
+            // apart and does not make this run's result.
+            let selected = record.plan.iter().flat_map(|batch| &batch.hosts);
+            if selected
+                .filter_map(|name| record.hosts.get(name))
                 .any(|h| h.outcome.is_failure() || h.outcome == Outcome::Pending)
             {
                 Exit::Halted

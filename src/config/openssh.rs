@@ -429,6 +429,12 @@ pub fn provenance(host: &Host) -> Vec<(&'static str, String, String)> {
             ),
         ),
         ("sudo", if ssh.sudo { "yes" } else { "no" }.to_owned()),
+        (
+            "step_lock",
+            ssh.step_lock
+                .clone()
+                .unwrap_or_else(|| "off: steps are not serialised".to_owned()),
+        ),
     ];
     rows.into_iter()
         .map(|(key, value)| {

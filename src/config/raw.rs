@@ -58,6 +58,7 @@ pub struct RawDefaults {
     pub known_hosts: Option<S<String>>,
     pub jump: Option<S<String>>,
     pub sudo: Option<S<bool>>,
+    pub step_lock: Option<S<PathOrOff>>,
     pub balancer: Option<S<OneOrMany>>,
     pub ssh_config: Option<S<PathOrOff>>,
 }
@@ -80,6 +81,7 @@ pub struct RawHost {
     pub known_hosts: Option<S<String>>,
     pub jump: Option<S<String>>,
     pub sudo: Option<S<bool>>,
+    pub step_lock: Option<S<PathOrOff>>,
     pub balancer: Option<S<OneOrMany>>,
     pub lb_server: Option<S<String>>,
     pub target_id: Option<S<String>>,
@@ -127,6 +129,7 @@ pub struct RawSource {
     pub known_hosts: Option<S<String>>,
     pub jump: Option<S<String>>,
     pub sudo: Option<S<bool>>,
+    pub step_lock: Option<S<PathOrOff>>,
     pub balancer: Option<S<OneOrMany>>,
     pub vars: Option<RawVars>,
 }

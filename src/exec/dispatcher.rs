@@ -236,6 +236,8 @@ pub struct Dispatcher {
     /// Hosts whose task runs, with their route.
     in_flight: HashMap<String, Route>,
     tasks: JoinSet<HostReport>,
+    /// Which host each task drives, to name the host of a task that panics.
+    task_hosts: HashMap<tokio::task::Id, String>,
     tx: mpsc::UnboundedSender<HostMessage>,
     rx: mpsc::UnboundedReceiver<HostMessage>,
     cancel: CancellationToken,
@@ -298,6 +300,7 @@ impl Dispatcher {
             occupancy: Occupancy::default(),
             in_flight: HashMap::new(),
             tasks: JoinSet::new(),
+            task_hosts: HashMap::new(),
             tx,
             rx,
             cancel: CancellationToken::new(),
@@ -469,10 +472,13 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 Some(first) = self.rx.recv() => self.commit_waiting(Some(first)),
-                Some(joined) = self.tasks.join_next() => {
+                Some(joined) = self.tasks.join_next_with_id() => {
                     // Everything the task sent is already queued; take it first.
                     self.commit_waiting(None);
-                    return Woke::Ended(joined);
+                    if let Ok((id, _)) = &joined {
+                        self.task_hosts.remove(id);
+                    }
+                    return Woke::Ended(joined.map(|(_, report)| report));
                 }
                 Some(signal) = self.signals.recv() => {
                     self.on_signal(signal);
@@ -1211,13 +1217,15 @@ impl Dispatcher {
         };
         self.occupancy.hold(&host.name, &host.zone);
         self.in_flight.insert(host.name.clone(), route);
-        self.tasks.spawn(drive(
+        let host_name = host.name.clone();
+        let handle = self.tasks.spawn(drive(
             Arc::clone(&self.env),
             host,
             start,
             Reporter::new(self.tx.clone()),
             self.cancel.child_token(),
         ));
+        self.task_hosts.insert(handle.id(), host_name);
     }
 
     /// A host that could not start (the healthy floor never allowed it).
@@ -1237,8 +1245,31 @@ impl Dispatcher {
             Ok(report) => report,
             Err(error) => {
                 // A panicking task is a bug; halt rather than guess. Its
-                // host stays counted out until the journal says otherwise.
-                self.halted = Some(format!("a host task failed: {error}"));
+                // host is no longer in flight (the batch must end), but it
+                // stays counted out while the journal says it is drained,
+                // and it is reported failed, so the next run finishes it.
+                let host = self.task_hosts.remove(&error.id());
+                self.halted = Some(format!(
+                    "the task of host {} failed (a bug in fleetroll): {error}",
+                    host.as_deref().unwrap_or("?")
+                ));
+                if let Some(host) = host {
+                    self.in_flight.remove(&host);
+                    if self
+                        .record
+                        .hosts
+                        .get(&host)
+                        .is_none_or(|r| r.drained.is_empty())
+                    {
+                        self.occupancy.release(&host);
+                    }
+                    let _ = self.emit(Event::HostPhase {
+                        host,
+                        phase: Phase::Failed,
+                        outcome: Some(Outcome::Failed),
+                        detail: Some(format!("fleetroll's task for this host failed: {error}")),
+                    });
+                }
                 return false;
             }
         };

@@ -106,6 +106,9 @@ pub enum Observation {
     Failed(Outcome, String),
     /// A second signal cut the action short.
     Cancelled,
+    /// The return found the host disabled by an operator in a balancer:
+    /// fleetroll's drain is released, the host left as the operator set it.
+    Released(String),
 }
 
 /// How the host ends.
@@ -149,6 +152,7 @@ pub fn next(start: &Start, state: &State, observation: Observation) -> (State, A
         Observation::Cancelled => return cancelled(start, state),
         Observation::Started | Observation::Done | Observation::Skip(_) => {}
         Observation::NotHealthy(detail) => return not_healthy(start, state, detail),
+        Observation::Released(note) => return released(start, state, note),
     }
     match (state, observation) {
         (State::Begin, _) => begin(start),
@@ -231,12 +235,12 @@ fn returned(start: &Start) -> Ending {
         Route::Return if start.steps_done >= start.steps_total => Ending::new(
             Outcome::Updated,
             Phase::Done,
-            Some("left drained by an interrupted run; healthy, returned to service".to_owned()),
+            Some("left out of service by an earlier run; healthy, returned to service".to_owned()),
         ),
         Route::Return => Ending::new(
             Outcome::Pending,
             Phase::Pending,
-            Some("left drained by an interrupted run; healthy, returned to service".to_owned()),
+            Some("left out of service by an earlier run; healthy, returned to service".to_owned()),
         ),
     }
 }
@@ -252,7 +256,7 @@ fn fail(start: &Start, outcome: Outcome, detail: String) -> (State, Action) {
         return end(Ending::new(
             Outcome::Pending,
             Phase::Pending,
-            Some(format!("left drained by an interrupted run: {detail}")),
+            Some(format!("left out of service by an earlier run: {detail}")),
         ));
     }
     end(Ending::new(outcome, Phase::Failed, Some(detail)))
@@ -264,7 +268,7 @@ fn not_healthy(start: &Start, state: &State, detail: String) -> (State, Action) 
             Outcome::Pending,
             Phase::Pending,
             Some(format!(
-                "left drained by an interrupted run and not healthy ({detail}); kept out of service"
+                "left out of service by an earlier run and not healthy ({detail}); kept out of service"
             )),
         )),
         (_, State::Interrupted) => end(Ending::new(
@@ -277,6 +281,26 @@ fn not_healthy(start: &Start, state: &State, detail: String) -> (State, Action) 
         // Verify reports a failure as Failed(Unhealthy); a stray round
         // result elsewhere means the host is not fit to return.
         _ => fail(start, Outcome::Unhealthy, detail),
+    }
+}
+
+/// The return is over, but an operator holds the host out: the ending
+/// says so instead of "returned to service".
+fn released(start: &Start, state: &State, note: String) -> (State, Action) {
+    match state {
+        State::Undraining { then } => {
+            let mut ending = then.clone();
+            ending.detail = Some(match ending.detail.as_deref() {
+                Some(detail) => format!(
+                    "{}; {note}",
+                    detail.replace("; healthy, returned to service", "; healthy")
+                ),
+                None => note,
+            });
+            end(ending)
+        }
+        // Only a return releases a drain; anywhere else it changes nothing.
+        _ => next(start, state, Observation::Done),
     }
 }
 

@@ -26,6 +26,7 @@ use crate::model::playbook::{Probe, ProbeKind, Step, StepAction};
 use crate::model::template::Quoting;
 use crate::transport::balancer::{AdminState, LoadBalancer, Target};
 use crate::transport::shell::{RemoteShell, ShellError};
+use crate::transport::step_guard::{StepGuard, Verdict, run_guarded};
 
 /// Where a host starts, from the journal.
 #[derive(Debug, Clone)]
@@ -85,6 +86,9 @@ struct HostTask {
     standby: Option<asg::Standby>,
     /// A replacement begun before an interruption, from the journal.
     replacing: Option<crate::journal::replay::Replacing>,
+    /// A step of an earlier process may still run on the host (a resumed
+    /// host, or one being rolled back): look before the first step.
+    may_find_step: bool,
 }
 
 /// Drives one host through the host machine; never panics on the outside
@@ -114,6 +118,7 @@ pub async fn drive(
     let mut task = HostTask::new(env, host, start.drained, reporter, cancel, rollback);
     task.restore_memory(&start.memory);
     task.replacing = start.replacing;
+    task.may_find_step = start.resumed || rollback;
     if start.standby {
         // Put there by this run before an interruption: it must come back.
         task.standby = task.standby_group().await;
@@ -193,6 +198,7 @@ impl HostTask {
             rollback,
             standby: None,
             replacing: None,
+            may_find_step: false,
         }
     }
 
@@ -342,8 +348,10 @@ impl HostTask {
             }
             Action::Undrain => {
                 self.set_standby(false).await?;
-                self.undrain_all().await?;
-                Ok(Observation::Done)
+                Ok(match self.undrain_all().await? {
+                    Some(note) => Observation::Released(note),
+                    None => Observation::Done,
+                })
             }
             Action::End(_) => Ok(Observation::Done),
         }
@@ -521,26 +529,45 @@ impl HostTask {
             .with_jitter()
             .with_max_times(step.retries as usize)
             .build();
+        let guard = self
+            .host
+            .ssh
+            .step_lock
+            .as_deref()
+            .map(|lock| StepGuard::new(lock, step.timeout));
+        if let Some(guard) = &guard
+            && std::mem::take(&mut self.may_find_step)
+        {
+            self.say_if_a_step_still_runs(guard, step).await;
+        }
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             self.step_started(index, step, attempt).await?;
             let started = Instant::now();
-            let result = self.exec(&command, step.timeout).await;
+            let result = match &guard {
+                Some(guard) => {
+                    let shell = self
+                        .shell()
+                        .map_err(|_| Stop::Outcome(Outcome::Unreachable, "not connected".into()))?;
+                    run_guarded(shell.as_ref(), guard, &command, &self.cancel).await
+                }
+                None => self
+                    .exec(&command, step.timeout)
+                    .await
+                    .map(|output| (output, Verdict::Ran)),
+            };
             if self.cancel.is_cancelled() {
                 // Cut short by a second signal: not a failure of the host.
                 return Err(Stop::Cancelled);
             }
             let duration = started.elapsed();
             let (ok, exit_code, output_tail, failure) = match &result {
-                Ok(output) => (
+                Ok((output, verdict)) => (
                     output.status.success(),
                     Some(output.status.code()),
                     tail(&output.stdout_tail, &output.stderr_tail),
-                    (
-                        Outcome::Failed,
-                        format!("{}: exit {}", step.name, output.status.code()),
-                    ),
+                    guarded_failure(&step.name, output, *verdict, guard.as_ref()),
                 ),
                 Err(error) => (
                     false,
@@ -554,16 +581,45 @@ impl HostTask {
             if ok {
                 return Ok(());
             }
-            if matches!(
-                result,
-                Err(ShellError::Disconnected { .. } | ShellError::Unreachable { .. })
-            ) {
+            let never_started = matches!(result, Ok((_, Verdict::Busy | Verdict::NoFlock)));
+            if never_started
+                || matches!(
+                    result,
+                    Err(ShellError::Disconnected { .. } | ShellError::Unreachable { .. })
+                )
+            {
                 return Err(Stop::Outcome(failure.0, failure.1));
             }
             match backoff.next() {
                 Some(delay) => self.pause(delay).await?,
                 None => return Err(Stop::Outcome(failure.0, failure.1)),
             }
+        }
+    }
+
+    /// Says so, before the first step on a host an earlier process may
+    /// have left a step running on (a kill does not stop a remote command):
+    /// the step will wait for it, bounded, rather than start beside it.
+    async fn say_if_a_step_still_runs(&self, guard: &StepGuard, step: &Step) {
+        let Ok(output) = self
+            .exec(&guard.busy_check(), Duration::from_secs(30))
+            .await
+        else {
+            // Unknown: the guarded step still waits if it must.
+            return;
+        };
+        if output.status.code() == 1 {
+            self.reporter.note(Event::Warning {
+                host: Some(self.name()),
+                message: format!(
+                    "an earlier instance of a step (left by an interrupted run, or another \
+                     controller's) still runs on {}; `{}` waits for it, at most {}s, and does \
+                     not start beside it",
+                    self.host.name,
+                    step.name,
+                    guard.wait.as_secs()
+                ),
+            });
         }
     }
 
@@ -642,10 +698,37 @@ impl HostTask {
     }
 
     /// Returns the host to every balancer it was drained from and waits
-    /// until each reports it up.
-    async fn undrain_all(&mut self) -> Result<(), Stop> {
+    /// until each reports it up; a balancer where an operator disabled the
+    /// host meanwhile keeps it as they set it, and the note says so.
+    async fn undrain_all(&mut self) -> Result<Option<String>, Stop> {
+        let mut released = Vec::new();
         for balancer in self.balancers() {
             if !self.drained.iter().any(|b| b == balancer.name()) {
+                continue;
+            }
+            let operator = retry::balancer(|| balancer.disabled_by_operator(self.target()))
+                .await
+                .map_err(balancer_failure)?;
+            if let Some(state) = operator {
+                // The operator's disable replaced fleetroll's drain: the
+                // host is theirs now, and stays as they left it.
+                self.drained.retain(|b| b != balancer.name());
+                self.reporter
+                    .record(Event::Undrained {
+                        host: self.name(),
+                        balancer: balancer.name().to_owned(),
+                    })
+                    .await?;
+                let note = format!(
+                    "an operator put it in {state} in balancer {} while fleetroll had it drained: \
+                     left in {state}, fleetroll's drain released",
+                    balancer.name()
+                );
+                self.reporter.note(Event::Warning {
+                    host: Some(self.name()),
+                    message: note.clone(),
+                });
+                released.push(note);
                 continue;
             }
             retry::balancer(|| balancer.undrain(self.target()))
@@ -680,7 +763,7 @@ impl HostTask {
                 })
                 .await?;
         }
-        Ok(())
+        Ok((!released.is_empty()).then(|| released.join("; ")))
     }
 
     async fn exec(
@@ -712,6 +795,39 @@ impl HostTask {
             () = tokio::time::sleep(duration) => Ok(()),
             () = self.cancel.cancelled() => Err(Stop::Cancelled),
         }
+    }
+}
+
+/// How a step that exited (or never started) failed, in the guard's words.
+fn guarded_failure(
+    name: &str,
+    output: &crate::transport::shell::ExecOutput,
+    verdict: Verdict,
+    guard: Option<&StepGuard>,
+) -> (Outcome, String) {
+    let code = output.status.code();
+    match (verdict, guard) {
+        (Verdict::TimedOut, Some(guard)) => (
+            Outcome::TimedOut,
+            format!(
+                "{name}: timed out after {:?}; stopped on the host",
+                guard.limit
+            ),
+        ),
+        (Verdict::Busy, Some(guard)) => (
+            Outcome::Failed,
+            format!(
+                "{name}: an earlier instance still ran on the host after {}s; not started beside it",
+                guard.wait.as_secs()
+            ),
+        ),
+        (Verdict::NoFlock, _) => (
+            Outcome::Failed,
+            format!(
+                "{name}: the host has no flock (util-linux); install it, or set step_lock = false for the host"
+            ),
+        ),
+        _ => (Outcome::Failed, format!("{name}: exit {code}")),
     }
 }
 

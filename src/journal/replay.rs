@@ -27,6 +27,9 @@ pub struct HostRecord {
     pub replacing: Option<Replacing>,
     /// In Standby in its Auto Scaling group (`asg_standby`).
     pub standby: bool,
+    /// A forward step was started on it (it may have changed the host even
+    /// if the run was killed before the step's end was recorded).
+    pub step_started: bool,
     drained_at: Option<jiff::Timestamp>,
 }
 
@@ -60,14 +63,23 @@ impl HostRecord {
             drain_memory: Vec::new(),
             replacing: None,
             standby: false,
+            step_started: false,
             drained_at: None,
         }
     }
 
-    /// Whether this run changed the host: updated, or a step ran on it.
+    /// Whether this run may have changed the host: updated, or a forward
+    /// step started on it, whether it ended, failed or was cut short by a
+    /// kill (`rollback` undoes the interrupted host too).
     pub fn was_changed(&self) -> bool {
         self.outcome == Outcome::Updated
-            || (self.outcome.is_failure() && (self.steps_done > 0 || self.failed_step.is_some()))
+            || (self.outcome != Outcome::Skipped
+                && self.outcome != Outcome::RolledBack
+                && (self.step_started
+                    || self.steps_done > 0
+                    || self.failed_step.is_some()
+                    || self.replaced_by.is_some()
+                    || self.replacing.is_some()))
     }
 
     /// Finished, one way or another; `resume` leaves it alone.
@@ -100,6 +112,9 @@ pub struct RunRecord {
     /// A `[[rollback]]` step was started: the journal holds rollback step
     /// positions, which a changed list of rollback steps would shift.
     pub rollback_steps_started: bool,
+    /// `fleetroll rollback` took the run over: it is finished as far as
+    /// `resume` goes, whether or not the rollback completed.
+    pub rolled_back_by_command: bool,
 }
 
 /// The gates that passed after a batch since the last one failed there.
@@ -138,6 +153,7 @@ impl RunRecord {
             rollback: Vec::new(),
             fingerprint: None,
             rollback_steps_started: false,
+            rolled_back_by_command: false,
         }
     }
 
@@ -170,7 +186,8 @@ impl RunRecord {
                     self.host_mut(host);
                 }
             }
-            Event::RunResumed { .. } => {
+            Event::RunResumed { rollback, .. } => {
+                self.rolled_back_by_command |= *rollback;
                 self.outcome = RunOutcome::Running;
                 self.reason = None;
                 self.finished = None;
@@ -307,8 +324,11 @@ impl RunRecord {
             Event::Standby { host, standby } => {
                 self.host_mut(host).standby = *standby;
             }
-            Event::StepStarted { rollback, .. } => {
+            Event::StepStarted { host, rollback, .. } => {
                 self.rollback_steps_started |= *rollback;
+                if !*rollback {
+                    self.host_mut(host).step_started = true;
+                }
             }
             Event::BatchStarted { .. }
             | Event::Probe { .. }

@@ -14,6 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader};
 use std::io::{Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -233,10 +234,12 @@ pub(crate) fn create_durably(
         }
         sync_dir(non_empty(dir.parent()))?;
     }
+    // Owner only: a journal holds the tails of step output.
     let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
+        .mode(0o600)
         .open(path)?;
     sync_dir(parent)?;
     Ok(file)

@@ -94,6 +94,21 @@ fn records_carry_the_format_version() {
     assert_eq!(messages(&read_run(dir.path(), "r1").unwrap()), ["one"]);
 }
 
+/// A journal holds the tails of step output: readable by its owner only.
+#[test]
+fn a_journal_is_created_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = JournalWriter::open(dir.path(), "r1").unwrap();
+    writer.append(&warning("one")).unwrap();
+    writer.sync().unwrap();
+    let mode = std::fs::metadata(run_path(dir.path(), "r1"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+}
+
 #[test]
 fn a_journal_without_versions_reads_as_version_1() {
     let dir = journal_with(&format!("{}{}", line("one"), line("two")));

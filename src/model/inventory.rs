@@ -157,12 +157,20 @@ pub struct SshSettings {
     /// connector's own.
     pub keepalive: Option<(Duration, usize)>,
     pub sudo: bool,
+    /// The lock file on the host that keeps two instances of a step from
+    /// running at once (util-linux `flock`); `None`: steps are not
+    /// serialised (`step_lock = false`).
+    pub step_lock: Option<String>,
     /// Where each setting came from, by inventory key (`user`, `port`,
     /// `address`, …): `inventory.toml:12:5` or `~/.ssh/config:4`; a
     /// setting not listed is fleetroll's default.
     /// Shared between the clones of a host (one per batch, task, record).
     pub origins: std::sync::Arc<Origins>,
 }
+
+/// Where steps take their lock on a host unless the inventory says
+/// otherwise (`step_lock`).
+pub const DEFAULT_STEP_LOCK: &str = "/tmp/fleetroll-step.lock";
 
 impl Default for SshSettings {
     fn default() -> Self {
@@ -179,6 +187,7 @@ impl Default for SshSettings {
             connect_timeout: None,
             keepalive: None,
             sudo: false,
+            step_lock: Some(DEFAULT_STEP_LOCK.to_owned()),
             origins: std::sync::Arc::default(),
         }
     }

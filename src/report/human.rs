@@ -141,8 +141,20 @@ impl EventSink for HumanSink {
                     envelope.run_id
                 ),
             ),
-            Event::RunResumed { pending } => {
+            Event::RunResumed {
+                pending,
+                rollback: false,
+            } => {
                 self.headline(ts, &format!("run {} resumed: {pending} hosts to go", envelope.run_id));
+            }
+            Event::RunResumed {
+                pending,
+                rollback: true,
+            } => {
+                self.headline(
+                    ts,
+                    &format!("run {}: rolling back {pending} hosts", envelope.run_id),
+                );
             }
             Event::BatchStarted { index, zones, hosts } => {
                 let text = format!(

@@ -40,6 +40,8 @@ struct Inner {
     /// How long the app answers 503 after `deploy` restarts it.
     warmup: Duration,
     state: Mutex<State>,
+    /// The host's step lock (`step_lock`): held while a guarded step runs.
+    step_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -69,6 +71,7 @@ impl SimHost {
                     version: version.to_owned(),
                     app: AppState::Serving,
                 }),
+                step_lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -117,6 +120,31 @@ impl SimHost {
     /// with `&&`, each split into words like a POSIX shell would (quotes
     /// included, since fleetroll shell-quotes substituted values).
     pub async fn exec(&self, command: &str) -> ExecResult {
+        use crate::transport::step_guard::{self, BUSY_EXIT, Query};
+        if let Some(query) = step_guard::parse_query(command) {
+            let busy = self.inner.step_lock.try_lock().is_err();
+            return match query {
+                Query::Busy { .. } => (u32::from(busy), String::new(), String::new()),
+                // Simulated steps are not cut short from outside.
+                Query::Stop { .. } => (0, String::new(), String::new()),
+            };
+        }
+        if let Some(guarded) = step_guard::parse(command) {
+            // As `flock -w` and `timeout` would: wait for the lock, bounded,
+            // and stop the step when its limit is up.
+            let Ok(_held) = tokio::time::timeout(guarded.wait, self.inner.step_lock.lock()).await
+            else {
+                return (BUSY_EXIT, String::new(), "sim: step lock busy\n".to_owned());
+            };
+            return match tokio::time::timeout(guarded.limit, self.run_line(&guarded.step)).await {
+                Ok(result) => result,
+                Err(_) => (124, String::new(), String::new()),
+            };
+        }
+        self.run_line(command).await
+    }
+
+    async fn run_line(&self, command: &str) -> ExecResult {
         let mut stdout = String::new();
         let mut stderr = String::new();
         let mut status = 0;

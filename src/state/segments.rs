@@ -204,8 +204,19 @@ fn keep_copy(path: &Path, body: &[u8]) {
     let Some(dir) = path.parent() else { return };
     // Not `NAME.ETAG`: a temporary file is never taken for a copy.
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    // Owner only: a segment holds the tails of step output.
     let kept = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&tmp, body))
+        .and_then(|()| {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
+                .write_all(body)
+        })
         .and_then(|()| std::fs::rename(&tmp, path));
     if kept.is_err() {
         let _ = std::fs::remove_file(&tmp);

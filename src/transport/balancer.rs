@@ -85,6 +85,18 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
     /// Sends traffic to the host again (once its health check passes).
     async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError>;
 
+    /// Whether an operator has disabled the server (maintenance), read
+    /// fresh right before fleetroll returns the host: HAProxy's `state
+    /// ready` would lift an operator's MAINT along with fleetroll's drain,
+    /// so a host an operator took over is left as it is. Returns how the
+    /// operator left it.
+    async fn disabled_by_operator(
+        &self,
+        target: Target<'_>,
+    ) -> Result<Option<&'static str>, BalancerError> {
+        Ok((self.status(target).await?.admin == AdminState::Maint).then_some("maintenance"))
+    }
+
     /// The pool's health, when the balancer can report it.
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError>;
 

@@ -108,18 +108,10 @@ impl CommandBalancer {
                 Err(error) => Err(self.failed(which, error.to_string())),
             };
         }
-        let child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&command)
-            .kill_on_drop(true)
-            .output();
-        match tokio::time::timeout(timeout, child).await {
+        match tokio::time::timeout(timeout, run_local(&command)).await {
             Err(_) => Err(self.failed(which, format!("timed out after {timeout:?}"))),
             Ok(Err(error)) => Err(self.failed(which, error.to_string())),
-            Ok(Ok(output)) => Ok(Ended {
-                code: output.status.code().map(i64::from),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }),
+            Ok(Ok(ended)) => Ok(ended),
         }
     }
 
@@ -193,6 +185,43 @@ impl LoadBalancer for CommandBalancer {
     fn needs_host_session(&self) -> bool {
         self.over_ssh
     }
+}
+
+/// The most of a local command's stderr that is kept (its end).
+const STDERR_TAIL: usize = 4096;
+
+/// Runs `command` with `sh -c` on this machine: its stdout is not read
+/// (only the exit code answers), its stderr only as far as its last
+/// [`STDERR_TAIL`] bytes, so a chatty command cannot fill memory. Killed
+/// if the caller stops waiting.
+async fn run_local(command: &str) -> std::io::Result<Ended> {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = stderr.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buffer[..read]);
+        if tail.len() > STDERR_TAIL {
+            tail.drain(..tail.len() - STDERR_TAIL);
+        }
+    }
+    let status = child.wait().await?;
+    Ok(Ended {
+        code: status.code().map(i64::from),
+        stderr: String::from_utf8_lossy(&tail).into_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use super::balancer::{AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target};
 use super::shell::{Connector, ExecOutput, ExitStatus, RemoteShell, ShellError};
+use super::step_guard;
 use crate::model::inventory::Host;
 
 /// How one fake host behaves.
@@ -129,6 +130,19 @@ impl RemoteShell for FakeShell {
     async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ShellError> {
         let started = Instant::now();
         let behaviour = self.fleet.behaviour(&self.host);
+        // A fake host runs one step at a time anyway: the guard's queries
+        // find nothing, and a guarded step is its step, stopped on the
+        // host (exit 124) when its own limit is up.
+        if step_guard::parse_query(command).is_some() {
+            return Ok(ExecOutput {
+                status: ExitStatus::Code(0),
+                stdout_tail: String::new(),
+                stderr_tail: String::new(),
+                duration: Duration::ZERO,
+            });
+        }
+        let guarded = step_guard::parse(command);
+        let command = guarded.as_ref().map_or(command, |g| g.step.as_str());
         let code = if command.starts_with("deploy") {
             *self
                 .fleet
@@ -136,17 +150,23 @@ impl RemoteShell for FakeShell {
                 .deploys
                 .entry(self.host.clone())
                 .or_default() += 1;
-            if behaviour.step_time > timeout {
+            if let Some(guarded) = &guarded
+                && behaviour.step_time > guarded.limit
+            {
+                tokio::time::sleep(guarded.limit).await;
+                124
+            } else if behaviour.step_time > timeout {
                 tokio::time::sleep(timeout).await;
                 return Err(ShellError::Timeout {
                     host: self.host.clone(),
                     after: timeout,
                 });
+            } else {
+                tokio::time::sleep(behaviour.step_time).await;
+                let ready = Instant::now() + behaviour.warmup;
+                self.fleet.lock().ready_at.insert(self.host.clone(), ready);
+                u32::from(behaviour.fail_step)
             }
-            tokio::time::sleep(behaviour.step_time).await;
-            let ready = Instant::now() + behaviour.warmup;
-            self.fleet.lock().ready_at.insert(self.host.clone(), ready);
-            u32::from(behaviour.fail_step)
         } else if command == "healthy" {
             let ready = self
                 .fleet

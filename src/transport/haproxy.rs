@@ -455,6 +455,23 @@ impl LoadBalancer for Haproxy {
         Ok(Some(self.snapshot().await?.pool))
     }
 
+    /// A fresh `show servers state`, not the shared snapshot: an operator's
+    /// MAINT set a moment ago must be seen before `state ready` lifts it.
+    async fn disabled_by_operator(
+        &self,
+        target: Target<'_>,
+    ) -> Result<Option<&'static str>, BalancerError> {
+        let server = &target.host.lb_server;
+        let command = format!("show servers state {}", self.backend);
+        let reply = self.show(&command).await?;
+        let admin = parse_servers_state(&reply).ok_or_else(|| self.refused(&command, &reply))?;
+        match admin.get(server) {
+            Some(AdminState::Maint) => Ok(Some("maintenance")),
+            Some(_) => Ok(None),
+            None => Err(self.unknown_server(server)),
+        }
+    }
+
     /// One `show servers state` read, fresh rather than from the snapshot:
     /// every host of `drained` that HAProxy has back at Ready lost its
     /// drain (a reload starts with every server ready) and is drained

@@ -17,5 +17,6 @@ pub mod http_error;
 pub mod probe;
 pub mod shell;
 pub mod ssh;
+pub mod step_guard;
 
 pub use shell::{Connector, ExecOutput, ExitStatus, RemoteShell, ShellError};

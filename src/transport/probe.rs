@@ -70,7 +70,7 @@ impl Prober {
                     Err(error) => return fail(describe(error)),
                 };
                 let status = response.status().as_u16();
-                let body = match tokio::time::timeout(timeout, response.text()).await {
+                let body = match tokio::time::timeout(timeout, read_capped(response)).await {
                     Ok(Ok(body)) => body,
                     Ok(Err(error)) => {
                         return fail(format!("reading the body: {}", describe(error)));
@@ -144,6 +144,24 @@ fn last_line(stdout: &str, stderr: &str) -> String {
         stderr
     };
     text.trim().lines().last().unwrap_or_default().to_owned()
+}
+
+/// The most of a probe's answer that is read: a health page is small, and
+/// a probe pointed at a large download must not read all of it into memory.
+const BODY_CAP: usize = 1 << 20;
+
+/// The body's first [`BODY_CAP`] bytes, lossily decoded; the rest is left
+/// unread.
+async fn read_capped(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
+    let mut body = Vec::new();
+    while body.len() < BODY_CAP {
+        let Some(chunk) = response.chunk().await? else {
+            break;
+        };
+        let room = BODY_CAP - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod report;
 mod rollout;
 mod s3_state;
 mod scale;
+mod seams;
 mod secrets;
 mod state;
 mod support;

@@ -10,6 +10,7 @@ use super::vars::resolve_vars;
 use crate::config::checker::{Checker, span_of};
 use crate::config::raw::{RawBalancer, RawDefaults, RawHost, RawInventory, RawSource};
 use crate::config::values::{OneOrMany, PathOrOff};
+use crate::model::inventory::DEFAULT_STEP_LOCK;
 use crate::model::inventory::{
     AddressKind, Balancer, BalancerKind, HaproxyEndpoint, Host, Inventory, JumpHost, Source,
     SourceKind, SshConfigChoice, SshSettings, TargetGroups, Zone,
@@ -191,6 +192,7 @@ fn resolve_defaults(
         known_hosts,
         jump,
         sudo,
+        step_lock,
         balancer,
         ssh_config,
     } = raw;
@@ -217,6 +219,7 @@ fn resolve_defaults(
         known_hosts: known_hosts.as_ref(),
         jump: jump.as_ref(),
         sudo: sudo.as_ref(),
+        step_lock: step_lock.as_ref(),
     };
     Defaults {
         ssh_config,
@@ -237,6 +240,7 @@ struct SshOverrides<'r> {
     known_hosts: Option<&'r Spanned<String>>,
     jump: Option<&'r Spanned<String>>,
     sudo: Option<&'r Spanned<bool>>,
+    step_lock: Option<&'r Spanned<PathOrOff>>,
 }
 
 impl SshOverrides<'_> {
@@ -285,6 +289,24 @@ impl SshOverrides<'_> {
         if let Some(sudo) = self.sudo {
             ssh.sudo = *sudo.get_ref();
             origin(&mut ssh, checker, "sudo", self.sudo);
+        }
+        if let Some(lock) = self.step_lock {
+            match lock.get_ref() {
+                PathOrOff::Switch(false) => ssh.step_lock = None,
+                PathOrOff::Switch(true) => ssh.step_lock = Some(DEFAULT_STEP_LOCK.to_owned()),
+                PathOrOff::Path(path) if path.starts_with('/') && !path.contains('\0') => {
+                    ssh.step_lock = Some(path.clone());
+                }
+                PathOrOff::Path(path) => {
+                    checker.error(
+                        lock.span(),
+                        format!("`{path}` is not an absolute path"),
+                        "expected an absolute path on the host (the lock file steps are \
+                         serialised on), or false",
+                    );
+                }
+            }
+            origin(&mut ssh, checker, "step_lock", self.step_lock);
         }
         ssh
     }
@@ -364,6 +386,7 @@ fn resolve_host(
         known_hosts,
         jump,
         sudo,
+        step_lock,
         balancer,
         lb_server,
         target_id,
@@ -380,6 +403,7 @@ fn resolve_host(
         known_hosts: known_hosts.as_ref(),
         jump: jump.as_ref(),
         sudo: sudo.as_ref(),
+        step_lock: step_lock.as_ref(),
     }
     .apply(&defaults.ssh, checker, paths);
     let mut ssh = ssh;
@@ -645,6 +669,7 @@ fn resolve_source(
         known_hosts,
         jump,
         sudo,
+        step_lock,
         balancer,
         vars,
     } = raw.into_inner();
@@ -726,6 +751,7 @@ fn resolve_source(
         known_hosts: known_hosts.as_ref(),
         jump: jump.as_ref(),
         sudo: sudo.as_ref(),
+        step_lock: step_lock.as_ref(),
     }
     .apply(&defaults.ssh, checker, paths);
     let balancers = balancer.as_ref().map_or_else(

@@ -192,7 +192,10 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                 window_closes_at: None,
             }
         } else {
-            Event::RunResumed { pending: 0 }
+            Event::RunResumed {
+                pending: 0,
+                rollback: false,
+            }
         };
         dispatcher.emit(first).map_err(|e| e.to_string())?;
         let kill = schedule(&world, faults, run, signal_tx);

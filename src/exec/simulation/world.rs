@@ -22,6 +22,7 @@ use crate::transport::balancer::{
     AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target,
 };
 use crate::transport::shell::{Connector, ExecOutput, ExitStatus, RemoteShell, ShellError};
+use crate::transport::step_guard;
 
 /// How one simulated host misbehaves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -419,6 +420,11 @@ fn output(code: u32) -> ExecOutput {
 #[async_trait]
 impl RemoteShell for SimShell {
     async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ShellError> {
+        if step_guard::parse_query(command).is_some() {
+            return Ok(output(0));
+        }
+        let guarded = step_guard::parse(command);
+        let command = guarded.as_ref().map_or(command, |g| g.step.as_str());
         let faults = {
             let mut state = self.world.lock();
             World::operation(&mut state);
@@ -438,6 +444,13 @@ impl RemoteShell for SimShell {
             faults
         };
         if command.starts_with("deploy") {
+            if let Some(guarded) = &guarded
+                && (faults.hanging_step || self.step_time > guarded.limit)
+            {
+                // The host's `timeout` stops the step.
+                tokio::time::sleep(guarded.limit).await;
+                return Ok(output(124));
+            }
             if faults.hanging_step || self.step_time > timeout {
                 tokio::time::sleep(timeout).await;
                 return Err(ShellError::Timeout {

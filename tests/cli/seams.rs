@@ -1,0 +1,323 @@
+//! Promises across commands, kills and operators (issue 17), each checked
+//! against what the real hosts and the real HAProxy saw: a resumed or
+//! retried step never runs beside an earlier instance, `rollback` after a
+//! kill undoes the interrupted host, a rolled-back run is not resumed, an
+//! operator's MAINT is never lifted, and the exit code agrees with the
+//! final words.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::fixture::{Fleet, FleetSpec, InventoryOptions};
+use crate::promises::{EVENT_WITHIN, Live, RUN_JSON, poll};
+use crate::rollout::{Workdir, assert_all_in_service, status_json};
+use crate::unattended::rollback_playbook;
+
+/// A playbook whose one step logs its start and end on the host, around
+/// `body`, with its output kept on the host: a step orphaned by a kill of
+/// fleetroll then runs to its end, as a real one does.
+fn logged_step_playbook(body: &str, step_extra: &str, strategy: &str) -> String {
+    format!(
+        r#"name = "deploy"
+
+[vars]
+version = "2.0"
+previous = "1.0"
+
+[strategy]
+{strategy}
+
+[drain]
+settle = "100ms"
+
+[[steps]]
+name = "deploy"
+run = "exec >>{{vars.dir}}/step.out 2>&1; echo start >>{{vars.dir}}/steps.log; {body}; echo end >>{{vars.dir}}/steps.log"
+{step_extra}
+
+[[rollback]]
+name = "deploy previous"
+run = "{{vars.appctl}} {{vars.dir}} deploy {{vars.previous}} 200"
+
+[health]
+interval = "100ms"
+healthy_after = 2
+timeout = "8s"
+
+[[probes]]
+http = "http://{{address}}:{{vars.app_port}}/healthz"
+"#
+    )
+}
+
+fn steps_log(fleet: &Fleet, host: &str) -> String {
+    std::fs::read_to_string(fleet.host(host).dir.join("steps.log")).unwrap_or_default()
+}
+
+/// HAProxy's admin state of `host` (`show servers state`): "drain",
+/// "maint" or "ready". `show stat` says DOWN for a drained server whose
+/// health check fails, so the admin bits are read instead.
+fn admin_state(fleet: &Fleet, host: &str) -> &'static str {
+    let table = fleet.haproxy_command("show servers state app");
+    let bits: u32 = table
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.get(3) == Some(&host))
+        .and_then(|fields| fields.get(6)?.parse().ok())
+        .unwrap_or_else(|| panic!("no server {host} in:\n{table}"));
+    match bits {
+        0 => "ready",
+        bits if bits & 0x01 != 0 => "maint",
+        bits if bits & 0x08 != 0 => "drain",
+        bits => panic!("admin state {bits:#x} of {host}"),
+    }
+}
+
+fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Issue 17, 1: the remote command of a killed run keeps running (a
+/// non-PTY exec is not hung up when the client dies). `resume` must wait
+/// for it and say so, never start the same step beside it.
+#[test]
+fn a_resumed_step_waits_for_the_one_a_kill_left_running_on_the_host() {
+    let fleet = Fleet::start(FleetSpec::new(1, 2));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &logged_step_playbook(
+            "sleep 3; {vars.appctl} {vars.dir} deploy {vars.version} 200",
+            "timeout = \"30s\"",
+            "batch = [1]",
+        ),
+    );
+    let mut run = Live::start(work.command(RUN_JSON), work.path().join("run.stderr"));
+    run.until("step_started on web-01", EVENT_WITHIN, |e| {
+        e["event"] == "step_started" && e["host"] == "web-01"
+    });
+    let started = poll(EVENT_WITHIN, || {
+        (steps_log(&fleet, "web-01") == "start\n").then_some(())
+    });
+    assert!(started.is_some(), "web-01's step never started");
+    run.kill_9();
+
+    let resume = work.fleetroll(&["resume"]);
+    assert_eq!(resume.code, 0, "{}", resume.stderr);
+    assert_eq!(
+        steps_log(&fleet, "web-01"),
+        "start\nend\nstart\nend\n",
+        "the resumed step started beside the one the kill left running"
+    );
+    assert!(
+        resume.stderr.contains("still runs on web-01"),
+        "resume must say that it waits for the earlier step:\n{}",
+        resume.stderr
+    );
+    assert_eq!(steps_log(&fleet, "web-02"), "start\nend\n");
+    for host in ["web-01", "web-02"] {
+        assert_eq!(fleet.host(host).version(), "2.0", "{host}");
+    }
+    assert_all_in_service(&fleet, &[]);
+}
+
+/// Issue 17, 1: a step that times out is stopped on the host, not just
+/// abandoned: `retries = 1` never starts its second attempt beside the
+/// first, and nothing of the step is left running after the run.
+#[test]
+fn a_step_past_its_timeout_is_stopped_on_the_host_before_its_retry() {
+    let fleet = Fleet::start(FleetSpec::new(1, 1));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &logged_step_playbook("sleep 30", "timeout = \"1s\"\nretries = 1", "batch = [1]"),
+    );
+    let run = work.run(&[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let status = status_json(&work);
+    assert_eq!(status["hosts"]["web-01"]["outcome"], "timed_out");
+    assert!(
+        run.stderr.contains("stopped on the host"),
+        "the failure must say the step was stopped on the host:\n{}",
+        run.stderr
+    );
+    // Every process of the step (its shell, its sleep) names the log.
+    let marker = fleet.host("web-01").dir.join("steps.log");
+    let marker = marker.to_string_lossy();
+    let gone = poll(Duration::from_secs(10), || {
+        let found = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .expect("run pgrep");
+        (!found.status.success()).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the timed-out step still runs on the host after the run ended"
+    );
+    assert_eq!(
+        steps_log(&fleet, "web-01"),
+        "start\nstart\n",
+        "each attempt ran alone and none ran to its end"
+    );
+}
+
+/// Issue 17, 2: the operator chose to revert; a rolled-back run is
+/// finished. `resume` refuses it with exit 2 and says so, and deploys
+/// nothing.
+#[test]
+fn resume_refuses_a_run_that_rollback_undid() {
+    let fleet = Fleet::start(FleetSpec::new(1, 3));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &rollback_playbook("batch = [1]\nmax_failed = 0"),
+    );
+    let run = work.run(&[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run_id = status_json(&work)["run_id"]
+        .as_str()
+        .expect("a run id")
+        .to_owned();
+    let rollback = work.fleetroll(&["rollback", &run_id]);
+    assert_eq!(rollback.code, 0, "{}", rollback.stderr);
+
+    for args in [vec!["resume", run_id.as_str()], vec!["resume"]] {
+        let resume = work.fleetroll(&args);
+        assert_eq!(resume.code, 2, "{args:?}:\n{}", resume.stderr);
+        assert!(
+            resume.stderr.contains("was rolled back"),
+            "{args:?} must say why:\n{}",
+            resume.stderr
+        );
+    }
+    assert!(
+        fleet.host("web-03").deploys().is_empty(),
+        "resume deployed to web-03 after the rollback"
+    );
+    for host in ["web-01", "web-02"] {
+        assert_eq!(fleet.host(host).version(), "1.0", "{host}");
+    }
+    assert_eq!(status_json(&work)["outcome"], "rolled_back");
+    assert_all_in_service(&fleet, &[]);
+}
+
+/// Issue 17, 3: after a kill during web-02's step, `rollback` undoes every
+/// host whose steps started, the interrupted one first and in the slot it
+/// already holds (`max_unavailable = 1`), and leaves none drained.
+#[test]
+fn rollback_after_a_kill_undoes_the_interrupted_host_first_and_leaves_none_drained() {
+    let fleet = Fleet::start(FleetSpec::new(1, 4));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &logged_step_playbook(
+            "{vars.appctl} {vars.dir} deploy {vars.version} 200; if [ {host} = web-02 ]; then sleep 3; fi",
+            "timeout = \"30s\"",
+            "batch = [1]\nmax_unavailable = 1",
+        ),
+    );
+    let mut run = Live::start(work.command(RUN_JSON), work.path().join("run.stderr"));
+    run.until("step_started on web-02", EVENT_WITHIN, |e| {
+        e["event"] == "step_started" && e["host"] == "web-02"
+    });
+    let deployed = poll(EVENT_WITHIN, || {
+        (fleet.host("web-02").deploys() == ["deploy 2.0"]).then_some(())
+    });
+    assert!(deployed.is_some(), "web-02's deploy never ran");
+    run.kill_9();
+    assert_eq!(admin_state(&fleet, "web-02"), "drain");
+    let run_id = status_json(&work)["run_id"]
+        .as_str()
+        .expect("a run id")
+        .to_owned();
+
+    let rollback = work.fleetroll(&["rollback", &run_id, "--json"]);
+    assert_eq!(rollback.code, 0, "{}", rollback.stderr);
+    assert!(
+        !rollback.stderr.contains("failed hosts stay out"),
+        "no host failed:\n{}",
+        rollback.stderr
+    );
+    let rolled: Vec<String> = events(&rollback.stdout)
+        .into_iter()
+        .filter(|e| e["event"] == "host_phase" && e["phase"] == "rolled_back")
+        .filter_map(|e| e["host"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(rolled, ["web-02", "web-01"], "the interrupted host first");
+    for host in ["web-01", "web-02"] {
+        assert_eq!(fleet.host(host).version(), "1.0", "{host}");
+        assert_eq!(
+            fleet.host(host).deploys().last().map(String::as_str),
+            Some("deploy 1.0"),
+            "{host}"
+        );
+    }
+    for host in ["web-03", "web-04"] {
+        assert!(fleet.host(host).deploys().is_empty(), "{host} untouched");
+    }
+    assert_all_in_service(&fleet, &[]);
+    let status = status_json(&work);
+    assert_eq!(status["outcome"], "rolled_back");
+    for host in ["web-01", "web-02"] {
+        assert_eq!(status["hosts"][host]["outcome"], "rolled_back", "{host}");
+        assert_eq!(status["hosts"][host]["drained_from"], json!([]), "{host}");
+    }
+}
+
+/// Issue 17, 4 and 5: web-02's step failed after its new version was in
+/// place, so the run kept it drained; an operator then put it in MAINT.
+/// The next `run --limit web-03` leaves web-02 in MAINT (HAProxy's `state
+/// ready` would lift it), updates web-03, and its exit code (0), final line
+/// and `status` agree.
+#[test]
+fn an_operators_maint_on_a_host_fleetroll_left_drained_is_never_lifted() {
+    let fleet = Fleet::start(FleetSpec::new(1, 3));
+    std::fs::write(fleet.host("web-02").dir.join("FAULT"), "").expect("plant the fault");
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &logged_step_playbook(
+            "{vars.appctl} {vars.dir} deploy {vars.version} 200 && if [ -e {vars.dir}/FAULT ]; then exit 7; fi",
+            "timeout = \"30s\"",
+            "batch = [1]\nmax_failed = 0",
+        ),
+    );
+    let first = work.run(&[]);
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    assert_eq!(status_json(&work)["hosts"]["web-02"]["outcome"], "failed");
+    assert_eq!(admin_state(&fleet, "web-02"), "drain");
+
+    fleet.haproxy_command("set server app/web-02 state maint");
+    let second = work.run(&["--limit", "web-03"]);
+    assert_eq!(
+        admin_state(&fleet, "web-02"),
+        "maint",
+        "the operator's MAINT was lifted:\n{}",
+        second.stderr
+    );
+    assert_eq!(second.code, 0, "web-03 was updated:\n{}", second.stderr);
+    assert!(
+        second.stderr.contains("succeeded"),
+        "the final words must agree with exit 0:\n{}",
+        second.stderr
+    );
+    assert_eq!(fleet.host("web-03").version(), "2.0");
+    let status = status_json(&work);
+    assert_eq!(status["outcome"], "succeeded");
+    assert_eq!(status["hosts"]["web-03"]["outcome"], "updated");
+    assert_eq!(
+        status["hosts"]["web-02"]["drained_from"],
+        json!([]),
+        "fleetroll's drain of web-02 is released to the operator"
+    );
+    // A later run does not take the operator's host for fleetroll's.
+    let third = work.run(&["--limit", "web-03"]);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert_eq!(admin_state(&fleet, "web-02"), "maint");
+}
