@@ -328,6 +328,7 @@ impl HostTask {
                 Ok(Observation::Done)
             }
             Action::RunStep { index } => {
+                self.still_out().await?;
                 let steps = if self.rollback {
                     &self.env.playbook.rollback
                 } else {
@@ -437,6 +438,20 @@ impl HostTask {
         let policy = self.env.playbook.drain;
         for balancer in self.balancers() {
             if self.drained.iter().any(|b| b == balancer.name()) {
+                // The journal says drained, but the balancer decides: a
+                // kill while the host was being returned, or a balancer
+                // that forgot (a reload), leaves it in service. Make it so
+                // again before any step runs on it.
+                self.confirm_drained(&balancer).await?;
+                continue;
+            }
+            // An operator's maintenance is out of service already, and
+            // theirs: a drain would replace it (HAProxy keeps one admin
+            // state), and a later return would lift it. Not ours to take.
+            let status = retry::balancer(|| balancer.status(self.target()))
+                .await
+                .map_err(balancer_failure)?;
+            if status.admin == AdminState::Maint {
                 continue;
             }
             self.reporter
@@ -495,6 +510,42 @@ impl HostTask {
             return Ok(());
         }
         self.pause(policy.settle).await
+    }
+
+    /// Right before a step: every balancer the host was drained from must
+    /// still have it out. One that forgot (a HAProxy reload since the
+    /// drain) gets the drain again; the balancers' watch would repair it
+    /// too, but seconds after the step began.
+    async fn still_out(&self) -> Result<(), Stop> {
+        for balancer in self.balancers() {
+            if !self.drained.iter().any(|b| b == balancer.name()) {
+                continue;
+            }
+            let status = retry::balancer(|| balancer.status(self.target()))
+                .await
+                .map_err(balancer_failure)?;
+            if status.admin == AdminState::Ready {
+                retry::balancer(|| balancer.drain(self.target()))
+                    .await
+                    .map_err(balancer_failure)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-applies a drain the journal records but the balancer does not
+    /// show (or cannot show: a command balancer without `status`). A
+    /// server an operator put in maintenance is out already and stays so.
+    async fn confirm_drained(&self, balancer: &Arc<dyn LoadBalancer>) -> Result<(), Stop> {
+        let status = retry::balancer(|| balancer.status(self.target()))
+            .await
+            .map_err(balancer_failure)?;
+        if matches!(status.admin, AdminState::Drain | AdminState::Maint) {
+            return Ok(());
+        }
+        retry::balancer(|| balancer.drain(self.target()))
+            .await
+            .map_err(balancer_failure)
     }
 
     async fn run_step(&mut self, index: usize, step: &Step) -> Result<(), Stop> {

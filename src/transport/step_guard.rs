@@ -11,7 +11,9 @@
 //!   for the step's whole life (`-o`: a daemon the step starts does not
 //!   inherit the lock). A second instance waits for the first, at most
 //!   [`StepGuard::wait`], and then gives up with [`BUSY_EXIT`] rather than
-//!   start beside it;
+//!   start beside it. One that waited says so on stderr when it gets the
+//!   lock: if its controller died meanwhile, sshd has closed that pipe, the
+//!   write kills it (SIGPIPE) and the step does not start after all;
 //! - `timeout`, which stops the step on the host when its own timeout is
 //!   up: TERM to the step's process group, KILL [`GRACE`] later.
 //!
@@ -46,9 +48,11 @@ const NAME: &str = "fleetroll-step";
 /// Runs `$5` under the lock `$1` (waiting at most `$2` seconds for it),
 /// stopped after `$3` seconds (KILL `$4` seconds after TERM).
 const SCRIPT: &str = r#"command -v flock >/dev/null 2>&1 || { echo "fleetroll: this host has no flock (util-linux), which keeps two instances of a step from running at once; install util-linux, or set step_lock = false for it in the inventory" >&2; exit 196; }
-flock -o -E 197 -w "$2" "$1" sh -c 'echo $$ >"$1" && exec timeout -k "$2" "$3" sh -c "$4"' fleetroll-step "$1" "$4" "$3" "$5"
+waited=
+if ! flock -n "$1" true 2>/dev/null; then echo "fleetroll: an earlier instance of a step (left by an interrupted run, or started by another controller) still runs on this host; waiting for it, at most $2 s" >&2; waited=1; fi
+flock -o -E 197 -w "$2" "$1" sh -c 'if [ -n "$5" ]; then echo "fleetroll: the earlier instance ended; starting" >&2 || exit 141; fi; echo $$ >"$1" && exec timeout -k "$2" "$3" sh -c "$4"' fleetroll-step "$1" "$4" "$3" "$5" "$waited"
 rc=$?
-if [ "$rc" -eq 197 ]; then echo "fleetroll: an earlier instance of a step (left by an interrupted run, or started by another controller) still runs on this host after $2 s; this one was not started beside it" >&2; fi
+if [ "$rc" -eq 197 ]; then echo "fleetroll: the earlier instance still runs after $2 s; this one was not started beside it" >&2; fi
 exit "$rc""#;
 
 /// Exits 0 if nothing holds the lock `$1`, 1 if a step holds it.

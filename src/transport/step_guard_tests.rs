@@ -101,6 +101,44 @@ fn a_step_that_finds_the_lock_held_past_its_wait_is_not_started() {
     assert!(!status.success(), "the stopped step exited {status}");
 }
 
+/// A waiter whose controller died (sshd closed its output pipes) must not
+/// start the step once the earlier instance ends: nobody would wait for it
+/// and its host may be back in service by then.
+#[test]
+fn a_waiting_step_whose_controller_is_gone_never_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = guard(dir.path(), Duration::from_secs(30));
+    let marker = dir.path().join("ran");
+    let first = Command::new("sh")
+        .arg("-c")
+        .arg(guard.wrap("sleep 1"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run(&guard.busy_check()).status.code() != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the first step never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut waiter = Command::new("sh")
+        .arg("-c")
+        .arg(guard.wrap(&format!("touch {}", marker.display())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The controller is gone: nothing reads the waiter's stderr any more.
+    drop(waiter.stderr.take());
+    let mut first = first;
+    assert!(first.wait().unwrap().success());
+    let status = waiter.wait().unwrap();
+    assert!(!status.success(), "the waiter exited {status}");
+    assert!(!marker.exists(), "the waiter started the step for nobody");
+    assert_eq!(run(&guard.busy_check()).status.code(), Some(0));
+}
+
 #[test]
 fn a_step_past_its_timeout_is_stopped_on_the_host_with_its_children() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 //! dispatcher and host machines over an in-memory world with paused time,
 //! thousands of random scenarios, the promises checked after every
 //! operation. `FLEETROLL_SIM_SEEDS=N` runs N seeds (default 2000), spread
-//! over the cores; `FLEETROLL_SIM_SEED=S` runs one.
+//! over the cores; `FLEETROLL_SIM_SEED=S` runs one;
+//! `FLEETROLL_SIM_UNGUARDED=1` runs steps without the host's step lock.
 
 mod run;
 mod scenario;
@@ -50,7 +51,19 @@ fn every_promise_holds_under_random_faults() {
         }
     };
     let started = std::time::Instant::now();
-    if let Some((seed, failure)) = first_failure(&seeds) {
+    let failures = failures(&seeds);
+    if let Some((seed, failure)) = failures.first().cloned() {
+        let some: Vec<String> = failures
+            .iter()
+            .take(20)
+            .map(|(s, _)| s.to_string())
+            .collect();
+        eprintln!(
+            "simulation: {} of {} seeds broke a promise (first: {})",
+            failures.len(),
+            seeds.len(),
+            some.join(", ")
+        );
         let scenario = Scenario::generate(seed);
         let (faults, shrunk) = shrink(&scenario);
         panic!(
@@ -70,8 +83,9 @@ fn every_promise_holds_under_random_faults() {
 
 /// Simulates every seed, on as many threads as there are cores (each
 /// scenario has its own runtime, paused clock and scratch directory, so
-/// they share nothing); the lowest seed that broke a promise, and how.
-fn first_failure(seeds: &[u64]) -> Option<(u64, String)> {
+/// they share nothing); the seeds that broke a promise, lowest first, and
+/// how.
+fn failures(seeds: &[u64]) -> Vec<(u64, String)> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -87,9 +101,7 @@ fn first_failure(seeds: &[u64]) -> Option<(u64, String)> {
             });
         }
     });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort_by_key(|(seed, _)| *seed);
     failures
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .min_by_key(|(seed, _)| *seed)
 }

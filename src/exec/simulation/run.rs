@@ -290,6 +290,20 @@ fn schedule(
                     }
                 });
             }
+            Fault::OperatorDisables {
+                run: r,
+                at,
+                ref host,
+            } if r == run => {
+                world.at_operation(base + at, trigger);
+                let world = world.clone();
+                let host = host.clone();
+                tokio::spawn(async move {
+                    if fired.recv().await.is_some() {
+                        world.operator_disables(&host);
+                    }
+                });
+            }
             Fault::Kill { run: r, at } if r == run => {
                 killing = true;
                 world.at_operation(base + at, kill_tx.clone());
@@ -314,6 +328,13 @@ fn schedule(
 fn check_end(world: &World, record: &RunRecord, outcome: RunOutcome) -> Result<(), String> {
     let mut problems = Vec::new();
     let drained = world.drained();
+    // A step a kill left running ends by itself (the host's `timeout`),
+    // but only while its host is out of service.
+    for host in world.steps_running() {
+        if !drained.contains(&host) && !world.operator_holds(&host) {
+            problems.push(format!("a step still runs on {host}, which is in service"));
+        }
+    }
     for (name, host) in &record.hosts {
         let faults = world.faults(name);
         let kept_out = host.outcome.is_failure() && !host.drained.is_empty();

@@ -57,6 +57,12 @@ pub enum Fault {
         run: usize,
         at: u64,
     },
+    /// An operator puts this host in maintenance at this operation.
+    OperatorDisables {
+        run: usize,
+        at: u64,
+        host: String,
+    },
     /// kill -9 at this operation.
     Kill {
         run: usize,
@@ -193,6 +199,14 @@ impl Scenario {
                     });
                 }
             }
+            if rng.chance(15) {
+                let host = hosts[rng.range(0, hosts.len() as u64 - 1) as usize].clone();
+                faults.push(Fault::OperatorDisables {
+                    run,
+                    at: rng.range(1, span),
+                    host,
+                });
+            }
             if window && run > 0 && rng.chance(30) {
                 faults.push(Fault::OutsideWindow { run });
             }
@@ -216,8 +230,15 @@ impl Scenario {
     }
 
     pub fn inventory(&self) -> String {
-        let mut text = String::from(
-            "[defaults]\nbalancer = \"lb\"\n[balancers.lb]\nkind = \"command\"\ndrain = \"true\"\nundrain = \"true\"\n",
+        // FLEETROLL_SIM_UNGUARDED=1: steps run bare, as before the step
+        // lock, to see what the invariants catch without it.
+        let guard = if std::env::var_os("FLEETROLL_SIM_UNGUARDED").is_some() {
+            "step_lock = false\n"
+        } else {
+            ""
+        };
+        let mut text = format!(
+            "[defaults]\nbalancer = \"lb\"\n{guard}[balancers.lb]\nkind = \"command\"\ndrain = \"true\"\nundrain = \"true\"\n",
         );
         for (zone, n) in &self.zones {
             let _ = writeln!(text, "[zones.{zone}]\nhosts = [");

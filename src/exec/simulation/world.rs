@@ -64,6 +64,19 @@ struct State {
     caps: Caps,
     journal: JournalTail,
     violations: Vec<String>,
+    /// Disabled by an operator during the run (MAINT), and the operation
+    /// at which they did it.
+    operator: HashMap<String, u64>,
+    /// The operation of fleetroll's latest look at each host's admin state.
+    looked: HashMap<String, u64>,
+    /// Drains the balancer forgot (a reload), and the operation it did.
+    lost: HashMap<String, u64>,
+    /// Step processes running on each host, as its process table shows
+    /// them: a kill of fleetroll does not end them.
+    running: HashMap<String, usize>,
+    /// The process holding each host's step lock, and how to stop it.
+    lock_holder: HashMap<String, (u64, tokio::task::AbortHandle)>,
+    next_pid: u64,
 }
 
 /// The world, shared by the fakes.
@@ -132,6 +145,12 @@ impl World {
                 record: RunRecord::new(run_id),
             },
             violations: Vec::new(),
+            operator: HashMap::new(),
+            looked: HashMap::new(),
+            lost: HashMap::new(),
+            running: HashMap::new(),
+            lock_holder: HashMap::new(),
+            next_pid: 0,
         };
         Self {
             state: Arc::new(Mutex::new(state)),
@@ -165,7 +184,43 @@ impl World {
 
     /// The balancer forgets every runtime state (a HAProxy reload).
     pub fn balancer_reload(&self) {
-        self.lock().drained.clear();
+        let mut state = self.lock();
+        let now = state.operations;
+        let forgotten = std::mem::take(&mut state.drained);
+        for host in forgotten {
+            state.lost.insert(host, now);
+        }
+    }
+
+    /// An operator puts `host` in maintenance now.
+    pub fn operator_disables(&self, host: &str) {
+        let mut state = self.lock();
+        let now = state.operations;
+        state.operator.entry(host.to_owned()).or_insert(now);
+        // As HAProxy's `set server … state maint`: MAINT replaces DRAIN.
+        state.drained.remove(host);
+    }
+
+    /// Whether an operator disabled `host`, before the run or during it.
+    fn disabled(state: &State, host: &str) -> bool {
+        state.operator.contains_key(host)
+            || state.faults.get(host).is_some_and(|f| f.operator_disabled)
+    }
+
+    /// Hosts with step processes still running (orphans of a kill).
+    pub fn steps_running(&self) -> Vec<String> {
+        let state = self.lock();
+        state
+            .running
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(host, _)| host.clone())
+            .collect()
+    }
+
+    /// Whether an operator holds `host` out of service now.
+    pub fn operator_holds(&self, host: &str) -> bool {
+        Self::disabled(&self.lock(), host)
     }
 
     pub fn violations(&self) -> Vec<String> {
@@ -238,6 +293,156 @@ impl World {
     }
 }
 
+/// A step running on a simulated host, as its process table would show it.
+struct StepProcess {
+    world: World,
+    host: String,
+    guard: Option<step_guard::Guarded>,
+    /// How long it runs; `None`: it hangs until something stops it.
+    run_for: Option<Duration>,
+    fails: bool,
+    warmup: Duration,
+}
+
+/// Undoes a process's marks on the host when it ends, however it ends
+/// (an abort by [`step_guard::Query::Stop`] included).
+struct ProcessMarks {
+    world: World,
+    host: String,
+    pid: u64,
+    running: bool,
+}
+
+impl Drop for ProcessMarks {
+    fn drop(&mut self) {
+        let mut state = self.world.lock();
+        if self.running
+            && let Some(count) = state.running.get_mut(&self.host)
+        {
+            *count -= 1;
+        }
+        if state
+            .lock_holder
+            .get(&self.host)
+            .is_some_and(|(pid, _)| *pid == self.pid)
+        {
+            state.lock_holder.remove(&self.host);
+        }
+    }
+}
+
+impl World {
+    /// Starts `process` on its host; its exit code goes to `done`.
+    fn spawn_step(&self, process: StepProcess, done: tokio::sync::oneshot::Sender<u32>) -> u64 {
+        let pid = {
+            let mut state = self.lock();
+            state.next_pid += 1;
+            state.next_pid
+        };
+        let (abort_tx, abort_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let Ok(abort) = abort_rx.await else { return };
+            let code = process.run(pid, abort, &done).await;
+            let _ = done.send(code);
+        });
+        let _ = abort_tx.send(task.abort_handle());
+        pid
+    }
+}
+
+impl StepProcess {
+    async fn run(
+        self,
+        pid: u64,
+        abort: tokio::task::AbortHandle,
+        client: &tokio::sync::oneshot::Sender<u32>,
+    ) -> u32 {
+        let mut marks = ProcessMarks {
+            world: self.world.clone(),
+            host: self.host.clone(),
+            pid,
+            running: false,
+        };
+        if let Some(guard) = &self.guard {
+            // `flock -w`: wait for the lock, bounded.
+            let deadline = Instant::now() + guard.wait;
+            let mut waited = false;
+            loop {
+                {
+                    let mut state = self.world.lock();
+                    if !state.lock_holder.contains_key(&self.host) {
+                        state
+                            .lock_holder
+                            .insert(self.host.clone(), (pid, abort.clone()));
+                        break;
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return step_guard::BUSY_EXIT;
+                }
+                waited = true;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // The guard says it starts after a wait; with its controller
+            // gone, that write to a closed pipe ends it (SIGPIPE).
+            if waited && client.is_closed() {
+                return 141;
+            }
+        }
+        {
+            let mut state = self.world.lock();
+            let host = &self.host;
+            let count = state.running.entry(host.clone()).or_default();
+            *count += 1;
+            let count = *count;
+            marks.running = true;
+            if count > 1 {
+                World::violation(
+                    &mut state,
+                    format!("{host}: {count} instances of the step run at once"),
+                );
+            }
+            // In service: a violation unless the balancer forgot the drain
+            // after fleetroll's last look (a reload in the instant between
+            // that look and the step, which no balancer API can close).
+            let raced = state
+                .lost
+                .get(host)
+                .is_some_and(|lost| state.looked.get(host).is_none_or(|looked| lost >= looked));
+            if !state.drained.contains(host) && !World::disabled(&state, host) && !raced {
+                World::violation(
+                    &mut state,
+                    format!("{host}: a step started while the host was in service"),
+                );
+            }
+        }
+        let limit = self.guard.as_ref().map(|g| g.limit);
+        match (self.run_for, limit) {
+            // `timeout` stops it on the host.
+            (None, Some(limit)) => {
+                tokio::time::sleep(limit).await;
+                return 124;
+            }
+            (Some(run_for), Some(limit)) if run_for > limit => {
+                tokio::time::sleep(limit).await;
+                return 124;
+            }
+            (None, None) => std::future::pending::<()>().await,
+            (Some(run_for), _) => tokio::time::sleep(run_for).await,
+        }
+        if self.fails {
+            return 1;
+        }
+        let mut state = self.world.lock();
+        *state.version.entry(self.host.clone()).or_default() += 1;
+        let ready = Instant::now() + self.warmup;
+        state.ready_at.insert(self.host.clone(), ready);
+        drop(state);
+        drop(marks);
+        0
+    }
+}
+
 #[derive(Debug)]
 pub struct SimBalancer {
     pub world: World,
@@ -277,11 +482,10 @@ impl LoadBalancer for SimBalancer {
 
     async fn status(&self, target: Target<'_>) -> Result<ServerStatus, BalancerError> {
         self.call(target.host)?;
-        let state = self.world.lock();
-        let operator = state
-            .faults
-            .get(&target.host.name)
-            .is_some_and(|f| f.operator_disabled);
+        let mut state = self.world.lock();
+        let now = state.operations;
+        state.looked.insert(target.host.name.clone(), now);
+        let operator = World::disabled(&state, &target.host.name);
         let admin = if operator {
             AdminState::Maint
         } else if state.drained.contains(&target.host.name) {
@@ -318,6 +522,18 @@ impl LoadBalancer for SimBalancer {
                 format!("{host}, disabled by an operator, was drained"),
             );
         }
+        // HAProxy's `state drain` replaces MAINT. An operator's disable
+        // fleetroll could have seen must not be; one set since its last
+        // look is a race the balancer's API gives no way to close.
+        if let Some(at) = state.operator.remove(host)
+            && state.looked.get(host).is_some_and(|looked| at < *looked)
+        {
+            World::violation(
+                &mut state,
+                format!("{host}, disabled by an operator during the run, was drained"),
+            );
+        }
+        state.lost.remove(host);
         state.drained.insert(host.clone());
         World::check_caps(&mut state);
         Ok(())
@@ -327,12 +543,28 @@ impl LoadBalancer for SimBalancer {
         self.call(target.host)?;
         let mut state = self.world.lock();
         let host = &target.host.name;
-        if state.faults.get(host).is_some_and(|f| f.operator_disabled) {
+        // HAProxy's `state ready` lifts MAINT too. An operator's disable
+        // set after fleetroll's last look is a race no balancer API lets
+        // a client close; one it could have seen must never be lifted.
+        let seen = state.looked.get(host).copied();
+        let lifted = state.faults.get(host).is_some_and(|f| f.operator_disabled)
+            || state
+                .operator
+                .get(host)
+                .is_some_and(|at| seen.is_some_and(|looked| *at < looked));
+        if lifted {
             World::violation(
                 &mut state,
                 format!("{host}, disabled by an operator, was enabled"),
             );
         }
+        if state.running.get(host).is_some_and(|count| *count > 0) {
+            World::violation(
+                &mut state,
+                format!("{host} returned to service while a step still runs on it"),
+            );
+        }
+        state.operator.remove(host);
         state.drained.remove(host);
         Ok(())
     }
@@ -341,12 +573,11 @@ impl LoadBalancer for SimBalancer {
         let mut state = self.world.lock();
         World::operation(&mut state);
         let total = state.zone_of.len();
-        let out = state.drained.len()
-            + state
-                .faults
-                .values()
-                .filter(|f| f.operator_disabled)
-                .count();
+        let out = state
+            .zone_of
+            .keys()
+            .filter(|host| state.drained.contains(*host) || World::disabled(&state, host))
+            .count();
         Ok(Some(PoolStatus {
             healthy: total.saturating_sub(out),
             total,
@@ -357,7 +588,13 @@ impl LoadBalancer for SimBalancer {
         let mut state = self.world.lock();
         World::operation(&mut state);
         let mut lost = Vec::new();
+        // As HAProxy's: only a server back at Ready lost its drain; one in
+        // MAINT is the operator's.
         for host in drained {
+            if World::disabled(&state, &host.name) {
+                continue;
+            }
+            state.lost.remove(&host.name);
             if state.drained.insert(host.name.clone()) {
                 lost.push(host.name.clone());
             }
@@ -420,8 +657,20 @@ fn output(code: u32) -> ExecOutput {
 #[async_trait]
 impl RemoteShell for SimShell {
     async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ShellError> {
-        if step_guard::parse_query(command).is_some() {
-            return Ok(output(0));
+        if let Some(query) = step_guard::parse_query(command) {
+            let mut state = self.world.lock();
+            World::operation(&mut state);
+            return Ok(output(match query {
+                step_guard::Query::Busy { .. } => {
+                    u32::from(state.lock_holder.contains_key(&self.host))
+                }
+                step_guard::Query::Stop { .. } => {
+                    if let Some((_, process)) = state.lock_holder.get(&self.host) {
+                        process.abort();
+                    }
+                    0
+                }
+            }));
         }
         let guarded = step_guard::parse(command);
         let command = guarded.as_ref().map_or(command, |g| g.step.as_str());
@@ -444,29 +693,29 @@ impl RemoteShell for SimShell {
             faults
         };
         if command.starts_with("deploy") {
-            if let Some(guarded) = &guarded
-                && (faults.hanging_step || self.step_time > guarded.limit)
-            {
-                // The host's `timeout` stops the step.
-                tokio::time::sleep(guarded.limit).await;
-                return Ok(output(124));
-            }
-            if faults.hanging_step || self.step_time > timeout {
-                tokio::time::sleep(timeout).await;
-                return Err(ShellError::Timeout {
+            // The step is a process on the host: it outlives this call if
+            // fleetroll stops waiting (a kill, a client-side timeout).
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let process = StepProcess {
+                world: self.world.clone(),
+                host: self.host.clone(),
+                guard: guarded,
+                run_for: (!faults.hanging_step).then_some(self.step_time),
+                fails: faults.failing_step,
+                warmup: self.warmup,
+            };
+            let pid = self.world.spawn_step(process, done_tx);
+            return match tokio::time::timeout(timeout, done_rx).await {
+                Ok(Ok(code)) => Ok(output(code)),
+                Ok(Err(_)) => Err(ShellError::Disconnected {
+                    host: self.host.clone(),
+                    reason: format!("step process {pid} was stopped"),
+                }),
+                Err(_) => Err(ShellError::Timeout {
                     host: self.host.clone(),
                     after: timeout,
-                });
-            }
-            tokio::time::sleep(self.step_time).await;
-            let mut state = self.world.lock();
-            if faults.failing_step {
-                return Ok(output(1));
-            }
-            *state.version.entry(self.host.clone()).or_default() += 1;
-            let ready = Instant::now() + self.warmup;
-            state.ready_at.insert(self.host.clone(), ready);
-            return Ok(output(0));
+                }),
+            };
         }
         if command == "healthy" {
             let state = self.world.lock();
