@@ -340,11 +340,24 @@ impl Dispatcher {
     }
 
     /// Appends, fsyncs and reports one event the run itself produces.
+    /// Records one event of the run's own (not a host's). A journal that
+    /// cannot take it breaks the run, as a host's record would: callers
+    /// that go on regardless still stop starting anything new.
     pub fn emit(&mut self, event: Event) -> Result<(), JournalError> {
         let envelope = self.envelope(event);
         if self.journal_broken.is_none() {
-            self.journal.append(&envelope)?;
-            self.journal.sync()?;
+            let written = self
+                .journal
+                .append(&envelope)
+                .and_then(|()| self.journal.sync());
+            if let Err(error) = written {
+                let reported = JournalError::Write {
+                    path: self.journal.path().to_path_buf(),
+                    source: std::io::Error::other(error.to_string()),
+                };
+                self.break_journal(error);
+                return Err(reported);
+            }
         }
         self.deliver(&envelope);
         Ok(())
@@ -393,12 +406,17 @@ impl Dispatcher {
             }
         }
         let fenced = self.fenced();
+        let broken = self.journal_broken.is_some();
         for (envelope, ack) in envelopes.iter().zip(acks) {
             self.deliver(envelope);
             // A fenced run acts on nothing more: a host task waiting for
-            // its record finds the run closed and stops where it is.
+            // its record finds the run closed and stops where it is. With
+            // a broken journal, nothing is begun without its record (a
+            // drain, a step, a change to an Auto Scaling group); returns
+            // to service still go on.
             if let Some(ack) = ack
                 && !fenced
+                && !(broken && is_write_ahead(&envelope.event))
             {
                 let _ = ack.send(());
             }
@@ -1322,6 +1340,18 @@ impl Dispatcher {
         }
         None
     }
+}
+
+/// A record written before the action it names, which must not happen
+/// unless the record is durable.
+fn is_write_ahead(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Drain { .. }
+            | Event::StepStarted { .. }
+            | Event::Replacing { .. }
+            | Event::Standby { standby: true, .. }
+    )
 }
 
 #[cfg(test)]

@@ -314,3 +314,44 @@ async fn a_journal_that_cannot_be_written_stops_the_run_and_returns_hosts() {
     dispatcher.release();
     assert!(!lock_path.exists(), "the lock is released");
 }
+
+/// Issue 17: a journal write that fails takes the whole group with it, and
+/// no host may act on a record of that group: whatever the moment the disk
+/// fills, every host the balancer ever drained has its drain on disk.
+#[tokio::test(start_paused = true)]
+async fn no_host_is_drained_without_a_durable_record_whenever_the_disk_fills() {
+    for room in 0..40 {
+        let fleet = FakeFleet::new(FakeBehaviour {
+            step_time: Duration::from_secs(5),
+            ..FakeBehaviour::default()
+        });
+        let h = harness(&inventory(&["a"], 6), &playbook("batch = [3]"), &fleet);
+        let journal = JournalWriter::open(h._state.path(), "r3")
+            .unwrap()
+            .full_after(room);
+        let (_signals, receiver) = mpsc::unbounded_channel();
+        let mut dispatcher = Dispatcher::new(
+            Arc::clone(&h.dispatcher.env),
+            journal,
+            RunRecord::new("r3"),
+            h.dispatcher.lock,
+            h.dispatcher.limits.clone(),
+            receiver,
+        );
+        let _ = dispatcher.run(work(h.batches)).await;
+        dispatcher.release();
+        let on_disk = crate::journal::store::read_run(h._state.path(), "r3").unwrap();
+        let recorded = crate::journal::replay::replay("r3", &on_disk);
+        for host in fleet.ever_drained() {
+            let drain_on_disk = on_disk
+                .iter()
+                .any(|e| matches!(&e.event, Event::Drain { host: h, .. } if *h == host));
+            assert!(
+                drain_on_disk,
+                "room for {room} records: {host} was drained with no record on disk \
+                 (journal: {:?})",
+                recorded.hosts.get(&host)
+            );
+        }
+    }
+}

@@ -168,7 +168,7 @@ impl JournalWriter {
     pub fn sync(&mut self) -> Result<(), JournalError> {
         let mut pending = std::mem::take(&mut self.pending);
         let written = match &mut self.sink {
-            Sink::File(file) => file.write_all(&pending).and_then(|()| file.sync_data()),
+            Sink::File(file) => write_whole_lines(file, &pending),
             Sink::Segments(_) if pending.is_empty() => Ok(()),
             Sink::Segments(segments) => match segments.write(std::mem::take(&mut pending)) {
                 Ok(()) => Ok(()),
@@ -243,6 +243,19 @@ pub(crate) fn create_durably(
         .open(path)?;
     sync_dir(parent)?;
     Ok(file)
+}
+
+/// Appends `lines` and makes them durable, or leaves the file as it was:
+/// a write cut short (ENOSPC) is cut off again, so that a later write that
+/// succeeds does not leave a partial line in the middle of the journal,
+/// which every later read would refuse as corrupt.
+fn write_whole_lines(file: &mut File, lines: &[u8]) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    let written = file.write_all(lines).and_then(|()| file.sync_data());
+    if written.is_err() {
+        let _ = file.set_len(before).and_then(|()| file.sync_data());
+    }
+    written
 }
 
 /// `.` for the parent of a bare relative name.

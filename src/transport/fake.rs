@@ -32,6 +32,8 @@ struct State {
     behaviour: HashMap<String, FakeBehaviour>,
     ready_at: HashMap<String, Instant>,
     drained: HashSet<String>,
+    /// Every host drained at any time, as the balancer saw it.
+    ever_drained: HashSet<String>,
     max_drained: usize,
     deploys: HashMap<String, usize>,
 }
@@ -76,6 +78,13 @@ impl FakeFleet {
 
     pub fn drained(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self.lock().drained.iter().cloned().collect();
+        hosts.sort();
+        hosts
+    }
+
+    /// Every host the balancer drained at any time, sorted.
+    pub fn ever_drained(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self.lock().ever_drained.iter().cloned().collect();
         hosts.sort();
         hosts
     }
@@ -221,6 +230,7 @@ impl LoadBalancer for FakeBalancer {
     async fn drain(&self, target: Target<'_>) -> Result<(), BalancerError> {
         let mut state = self.fleet.lock();
         state.drained.insert(target.host.name.clone());
+        state.ever_drained.insert(target.host.name.clone());
         state.max_drained = state.max_drained.max(state.drained.len());
         Ok(())
     }
