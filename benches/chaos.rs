@@ -106,6 +106,7 @@ fn chaos_round(seed: u64, kills: u64) -> Result<String, String> {
     let report = traffic.stop();
     let elapsed = started.elapsed();
     let mut problems = Vec::new();
+    let mut step_runs = 0;
     if last.status.code() != Some(0) {
         problems.push(format!(
             "the last resume exited {:?}: {}",
@@ -118,6 +119,7 @@ fn chaos_round(seed: u64, kills: u64) -> Result<String, String> {
             problems.push(format!("{} is at {}", host.name, host.version()));
         }
         let log = std::fs::read_to_string(host.dir.join("steps.log")).unwrap_or_default();
+        step_runs += log.lines().filter(|l| *l == "start").count();
         if log
             .lines()
             .collect::<Vec<_>>()
@@ -146,7 +148,8 @@ fn chaos_round(seed: u64, kills: u64) -> Result<String, String> {
     }
     if problems.is_empty() {
         Ok(format!(
-            "{killed} kills in {attempts} starts, {} hosts updated, none out, {} requests, 0 failed, {:.1?}",
+            "{killed} kills in {attempts} starts, {step_runs} step runs, {} hosts updated, none out, \
+             {} requests, 0 failed, {:.1?}",
             fleet.hosts().len(),
             report.ok,
             elapsed
