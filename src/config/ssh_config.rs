@@ -1479,17 +1479,36 @@ fn wildcard_match(text: &str, pattern: &str) -> bool {
     wildcard_match_chars(&text, &pattern)
 }
 
+/// `*` (any run) and `?` (any one character), as OpenSSH's `match_pattern`,
+/// by the greedy two-index walk: on a mismatch only the latest `*` takes
+/// one more character, so `Host *a*a*a…` costs text × pattern steps at
+/// worst instead of the exponential time of trying every split.
 fn wildcard_match_chars(text: &[char], pattern: &[char]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some(('*', rest)) => {
-            let rest = &rest[rest.iter().take_while(|&&c| c == '*').count()..];
-            (0..=text.len()).any(|skip| wildcard_match_chars(&text[skip..], rest))
+    let (mut t, mut p) = (0, 0);
+    // After the latest `*`: where the pattern resumes, and the text
+    // position that `*` has swallowed up to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                p += 1;
+                star = Some((p, t));
+            }
+            Some(&expected) if expected == '?' || expected == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((resume, swallowed)) => {
+                    p = resume;
+                    t = swallowed + 1;
+                    star = Some((resume, t));
+                }
+                None => return false,
+            },
         }
-        Some((&expected, rest)) => text.split_first().is_some_and(|(&actual, text_rest)| {
-            (expected == '?' || expected == actual) && wildcard_match_chars(text_rest, rest)
-        }),
     }
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]

@@ -798,6 +798,38 @@ fn pattern_lists_follow_ssh_match_pattern_list() {
     assert!(!wildcard_match("abc", "a?"));
 }
 
+/// Issue 17: `Host *a*a*a…` took time exponential in its stars (every
+/// split of the text was tried); it must answer at once, and rightly.
+#[test]
+fn many_stars_match_in_polynomial_time() {
+    let text = "a".repeat(60);
+    let pattern = format!("{}b", "*a".repeat(25));
+    assert!(!wildcard_match(&text, &pattern));
+    assert!(wildcard_match(&format!("{text}b"), &pattern));
+    let table = [
+        ("", "", true),
+        ("", "*", true),
+        ("", "?", false),
+        ("a", "", false),
+        ("web-01", "web-??", true),
+        ("web-01", "web-?", false),
+        ("web-01.prod", "*.prod", true),
+        ("web-01.prod", "*.*.prod", false),
+        ("ab*c", "ab*c", true),
+        ("mississippi", "m*iss*ppi", true),
+        ("mississippi", "m*iss*pp", false),
+        ("abcabd", "*abd", true),
+        ("aaab", "a*a*b", true),
+    ];
+    for (text, pattern, expected) in table {
+        assert_eq!(
+            wildcard_match(text, pattern),
+            expected,
+            "{text:?} ~ {pattern:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The same answers as the real OpenSSH client
 

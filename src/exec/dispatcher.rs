@@ -24,7 +24,7 @@ use super::admission::{self, Blocked, Candidate, Caps, Occupancy, Pool};
 use super::env::RunEnv;
 use super::host_machine::Route;
 use super::host_task::{HostReport, HostStart, drive};
-use super::messages::{HostMessage, Reporter};
+use super::messages::{HostMessage, LeaseClock, Reporter};
 use super::retry;
 use crate::clock::Clock;
 use crate::events::{Envelope, Event, Outcome, Phase, RunOutcome};
@@ -236,6 +236,8 @@ pub struct Dispatcher {
     /// Hosts whose task runs, with their route.
     in_flight: HashMap<String, Route>,
     tasks: JoinSet<HostReport>,
+    /// How long host tasks may act without a fresh heartbeat.
+    lease: Arc<LeaseClock>,
     /// Which host each task drives, to name the host of a task that panics.
     task_hosts: HashMap<tokio::task::Id, String>,
     tx: mpsc::UnboundedSender<HostMessage>,
@@ -281,11 +283,16 @@ impl Dispatcher {
         signals: mpsc::UnboundedReceiver<&'static str>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut heartbeat = tokio::time::interval(lock.heartbeat_every());
+        let every = lock.heartbeat_every();
+        let lease = Arc::new(LeaseClock::new(
+            lock.info().lease().saturating_sub(every).max(every),
+        ));
+        let mut heartbeat = tokio::time::interval(every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watch = tokio::time::interval(BALANCER_WATCH_EVERY);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Self {
+            lease,
             env,
             run_id: record.run_id.clone(),
             journal,
@@ -340,27 +347,24 @@ impl Dispatcher {
     }
 
     /// Appends, fsyncs and reports one event the run itself produces.
-    /// Records one event of the run's own (not a host's). A journal that
-    /// cannot take it breaks the run, as a host's record would: callers
-    /// that go on regardless still stop starting anything new.
+    /// Records one event, durably, and hands it to the reporters.
     pub fn emit(&mut self, event: Event) -> Result<(), JournalError> {
         let envelope = self.envelope(event);
         if self.journal_broken.is_none() {
-            let written = self
-                .journal
-                .append(&envelope)
-                .and_then(|()| self.journal.sync());
-            if let Err(error) = written {
-                let reported = JournalError::Write {
-                    path: self.journal.path().to_path_buf(),
-                    source: std::io::Error::other(error.to_string()),
-                };
-                self.break_journal(error);
-                return Err(reported);
-            }
+            self.journal.append(&envelope)?;
+            self.journal.sync()?;
         }
         self.deliver(&envelope);
         Ok(())
+    }
+
+    /// Records an event of the run's own (not a host's); a journal that
+    /// cannot take it breaks the run, as a host's record would, so that
+    /// nothing new starts on a journal that no longer tells what happened.
+    fn note(&mut self, event: Event) {
+        if let Err(error) = self.emit(event) {
+            self.break_journal(error);
+        }
     }
 
     fn envelope(&self, event: Event) -> Envelope {
@@ -429,6 +433,12 @@ impl Dispatcher {
     }
 
     fn break_journal(&mut self, error: JournalError) {
+        // The first fault decides (a fenced journal stays fenced: a later
+        // write error must not turn "leave the hosts to the run that took
+        // over" into "return them").
+        if self.journal_broken.is_some() {
+            return;
+        }
         let warning = Envelope::now(
             &self.run_id,
             Event::Warning {
@@ -514,15 +524,20 @@ impl Dispatcher {
         // A journal that cannot take a warning will not take the next
         // record either: stop now rather than wait for it (each failed
         // write of a bucket's journal takes its retries' time).
-        if let Err(error) = self.emit(Event::Warning {
+        self.note(Event::Warning {
             host: None,
             message,
-        }) {
-            self.break_journal(error);
-        }
+        });
     }
 
     fn on_signal(&mut self, signal: &str) {
+        if signal == crate::exec::signals::SUSPEND {
+            self.warn(format!(
+                "{signal} ignored: a suspended fleetroll stops beating its lock's heartbeat while it \
+                 has hosts out; Ctrl-C stops it gracefully"
+            ));
+            return;
+        }
         match self.stopping {
             Stopping::No => {
                 self.stopping = Stopping::Graceful;
@@ -543,7 +558,7 @@ impl Dispatcher {
     /// Refreshes the lock; a lock that is no longer ours stops the run.
     fn beat(&mut self) {
         match self.lock.heartbeat(jiff::Timestamp::now()) {
-            Ok(()) => {}
+            Ok(()) => self.lease.renew(),
             Err(error @ LockError::Lost { .. }) => {
                 if self.lock_lost.is_none() {
                     self.lock_lost = Some(error.to_string());
@@ -722,13 +737,13 @@ impl Dispatcher {
         for mut adopted in adopted {
             let name = adopted.host.name.clone();
             for balancer in &adopted.drained {
-                let _ = self.emit(Event::Drain {
+                self.note(Event::Drain {
                     host: name.clone(),
                     balancer: balancer.clone(),
                 });
             }
             for (balancer, memory) in &adopted.memory {
-                let _ = self.emit(Event::DrainMemory {
+                self.note(Event::DrainMemory {
                     host: name.clone(),
                     balancer: balancer.clone(),
                     memory: memory.clone(),
@@ -879,7 +894,7 @@ impl Dispatcher {
 
     /// Bake time before the next batch; a signal cuts it short.
     async fn pause(&mut self, next_batch: usize) {
-        let _ = self.emit(Event::Pause {
+        self.note(Event::Pause {
             seconds: self.limits.pause.as_secs(),
             next_batch,
         });
@@ -967,7 +982,7 @@ impl Dispatcher {
             }
         };
         for (name, result) in results {
-            let _ = self.emit(Event::Gate {
+            self.note(Event::Gate {
                 name: name.clone(),
                 ok: result.ok,
                 detail: result.detail.clone(),
@@ -1001,7 +1016,7 @@ impl Dispatcher {
             "rolling back {} hosts of the failed batch",
             out.len()
         ));
-        let _ = self.emit(Event::RollbackStarted {
+        self.note(Event::RollbackStarted {
             batch: batch.index,
             hosts: out.iter().map(|h| h.name.clone()).collect(),
         });
@@ -1029,7 +1044,7 @@ impl Dispatcher {
         }
         let numbered = batch.index != usize::MAX;
         if numbered {
-            let _ = self.emit(Event::BatchStarted {
+            self.note(Event::BatchStarted {
                 index: batch.index,
                 zones: batch.zones.clone(),
                 hosts: queue.iter().map(|h| h.name.clone()).collect(),
@@ -1096,7 +1111,7 @@ impl Dispatcher {
             }
         }
         if numbered {
-            let _ = self.emit(Event::BatchFinished {
+            self.note(Event::BatchFinished {
                 index: batch.index,
                 ok: ok && queue.is_empty(),
             });
@@ -1225,9 +1240,10 @@ impl Dispatcher {
             route,
             memory: record.map(|r| r.drain_memory.clone()).unwrap_or_default(),
             steps_done,
-            returning: route == Route::Roll
-                && !drained.is_empty()
-                && record.is_some_and(|r| r.phase == Phase::Undraining),
+            // Its return had begun: finish it, whether or not every
+            // balancer's `undrained` was recorded before an interruption
+            // (one that was is back in service and is not drained again).
+            returning: route == Route::Roll && record.is_some_and(|r| r.phase == Phase::Undraining),
             resumed: !drained.is_empty() || steps_done > 0,
             replacing: record.and_then(|r| r.replacing.clone()),
             standby: record.is_some_and(|r| r.standby),
@@ -1240,7 +1256,7 @@ impl Dispatcher {
             Arc::clone(&self.env),
             host,
             start,
-            Reporter::new(self.tx.clone()),
+            Reporter::new(self.tx.clone(), Arc::clone(&self.lease)),
             self.cancel.child_token(),
         ));
         self.task_hosts.insert(handle.id(), host_name);
@@ -1248,7 +1264,7 @@ impl Dispatcher {
 
     /// A host that could not start (the healthy floor never allowed it).
     fn fail_unstarted(&mut self, host: &Host, outcome: Outcome, detail: String) {
-        let _ = self.emit(Event::HostPhase {
+        self.note(Event::HostPhase {
             host: host.name.clone(),
             phase: Phase::Failed,
             outcome: Some(outcome),
@@ -1281,7 +1297,7 @@ impl Dispatcher {
                     {
                         self.occupancy.release(&host);
                     }
-                    let _ = self.emit(Event::HostPhase {
+                    self.note(Event::HostPhase {
                         host,
                         phase: Phase::Failed,
                         outcome: Some(Outcome::Failed),

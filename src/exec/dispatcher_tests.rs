@@ -355,3 +355,101 @@ async fn no_host_is_drained_without_a_durable_record_whenever_the_disk_fills() {
         }
     }
 }
+
+/// Issue 17: a kill between a host's last `undrained` record and its end
+/// record. The host is updated and back in service; `resume` finishes it
+/// (a probe round) without draining it again.
+#[tokio::test(start_paused = true)]
+async fn a_host_killed_after_its_return_is_finished_without_a_new_drain() {
+    let fleet = FakeFleet::new(quick());
+    let h = harness(&inventory(&["a"], 2), &playbook("batch = [1]"), &fleet);
+    let mut record = RunRecord::new("r4");
+    let events = [
+        Event::HostPhase {
+            host: "a0".into(),
+            phase: Phase::Draining,
+            outcome: None,
+            detail: None,
+        },
+        Event::Drain {
+            host: "a0".into(),
+            balancer: "lb".into(),
+        },
+        Event::StepFinished {
+            host: "a0".into(),
+            step: "deploy".into(),
+            index: 0,
+            exit_code: Some(0),
+            duration_ms: 20,
+            ok: true,
+            output_tail: String::new(),
+            rollback: false,
+        },
+        Event::HostPhase {
+            host: "a0".into(),
+            phase: Phase::Undraining,
+            outcome: None,
+            detail: None,
+        },
+        Event::Undrained {
+            host: "a0".into(),
+            balancer: "lb".into(),
+        },
+    ];
+    for event in events {
+        record.apply(&Envelope::now("r4", event));
+    }
+    let (_signals, receiver) = mpsc::unbounded_channel();
+    let mut dispatcher = Dispatcher::new(
+        Arc::clone(&h.dispatcher.env),
+        JournalWriter::open(h._state.path(), "r4").unwrap(),
+        record,
+        h.dispatcher.lock,
+        h.dispatcher.limits.clone(),
+        receiver,
+    );
+    let mut resumed = work(h.batches);
+    resumed.resuming = true;
+    dispatcher.run(resumed).await.unwrap();
+    assert_eq!(
+        fleet.ever_drained(),
+        ["a1"],
+        "a0 was drained again although it was done and in service"
+    );
+    assert_eq!(fleet.deploys("a0"), 0);
+    assert_eq!(dispatcher.record().hosts["a0"].outcome, Outcome::Updated);
+    dispatcher.release();
+}
+
+/// Issue 17: Ctrl-Z (SIGTSTP) does not suspend or stop the run (a
+/// suspended holder's heartbeat would stop); SIGHUP stops it gracefully,
+/// as SIGTERM does: the hosts in flight finish, no new one starts.
+#[tokio::test(start_paused = true)]
+async fn sigtstp_is_refused_and_sighup_stops_gracefully() {
+    let fleet = FakeFleet::new(FakeBehaviour {
+        step_time: Duration::from_secs(5),
+        ..FakeBehaviour::default()
+    });
+    let mut h = harness(&inventory(&["a"], 4), &playbook("batch = [2]"), &fleet);
+    let signals = h.signals.clone();
+    let watcher = fleet.clone();
+    tokio::spawn(async move {
+        while watcher.drained().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        signals.send(crate::exec::signals::SUSPEND).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        signals.send("SIGHUP").unwrap();
+    });
+    let finish = h.dispatcher.run(work(h.batches)).await.unwrap();
+    assert_eq!(finish.outcome, RunOutcome::Interrupted);
+    for host in ["a0", "a1"] {
+        assert_eq!(
+            h.dispatcher.record().hosts[host].outcome,
+            Outcome::Updated,
+            "{host}: SIGTSTP cut it short"
+        );
+    }
+    assert_eq!(fleet.deploys("a2"), 0, "a host started after SIGHUP");
+    assert!(fleet.drained().is_empty(), "{:?}", fleet.drained());
+}

@@ -580,7 +580,7 @@ impl HostTask {
             .with_jitter()
             .with_max_times(step.retries as usize)
             .build();
-        let guard = self
+        let mut guard = self
             .host
             .ssh
             .step_lock
@@ -596,8 +596,15 @@ impl HostTask {
             attempt += 1;
             self.step_started(index, step, attempt).await?;
             let started = Instant::now();
-            let result = match &guard {
+            let result = match &mut guard {
                 Some(guard) => {
+                    // Sent now, the step must start within what is left of
+                    // the lease, by the host's clock.
+                    // (Whole seconds on the host: one more for the rounding.)
+                    let left = i64::try_from(self.reporter.lease_left().as_secs())
+                        .unwrap_or(i64::MAX)
+                        .saturating_add(1);
+                    guard.not_after = Some(jiff::Timestamp::now().as_second().saturating_add(left));
                     let shell = self
                         .shell()
                         .map_err(|_| Stop::Outcome(Outcome::Unreachable, "not connected".into()))?;
@@ -632,7 +639,10 @@ impl HostTask {
             if ok {
                 return Ok(());
             }
-            let never_started = matches!(result, Ok((_, Verdict::Busy | Verdict::NoFlock)));
+            let never_started = matches!(
+                result,
+                Ok((_, Verdict::Busy | Verdict::NoFlock | Verdict::Late))
+            );
             if never_started
                 || matches!(
                     result,
@@ -870,6 +880,13 @@ fn guarded_failure(
             format!(
                 "{name}: an earlier instance still ran on the host after {}s; not started beside it",
                 guard.wait.as_secs()
+            ),
+        ),
+        (Verdict::Late, _) => (
+            Outcome::Failed,
+            format!(
+                "{name}: reached the host after this fleetroll's lease on the inventory ended \
+                 (it was frozen, or the host's clock runs ahead by more than the lease); not started"
             ),
         ),
         (Verdict::NoFlock, _) => (

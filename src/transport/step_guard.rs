@@ -42,12 +42,17 @@ pub const BUSY_EXIT: u32 = 197;
 /// The exit code of a step that never started: the host has no `flock`.
 pub const NO_FLOCK_EXIT: u32 = 196;
 
+/// The exit code of a step that never started: it reached the host after
+/// its controller's lease ended ([`StepGuard::not_after`]).
+pub const LATE_EXIT: u32 = 198;
+
 /// The name `$0` takes in the guard's scripts (seen in `ps` on the host).
 const NAME: &str = "fleetroll-step";
 
 /// Runs `$5` under the lock `$1` (waiting at most `$2` seconds for it),
 /// stopped after `$3` seconds (KILL `$4` seconds after TERM).
 const SCRIPT: &str = r#"command -v flock >/dev/null 2>&1 || { echo "fleetroll: this host has no flock (util-linux), which keeps two instances of a step from running at once; install util-linux, or set step_lock = false for it in the inventory" >&2; exit 196; }
+if [ -n "$6" ] && [ "$(date +%s)" -gt "$6" ]; then echo "fleetroll: this step reached the host after its controller's lease on the inventory ended (the controller was frozen, or this host's clock is ahead of it by more than the lease); not started" >&2; exit 198; fi
 waited=
 if ! flock -n "$1" true 2>/dev/null; then echo "fleetroll: an earlier instance of a step (left by an interrupted run, or started by another controller) still runs on this host; waiting for it, at most $2 s" >&2; waited=1; fi
 flock -o -E 197 -w "$2" "$1" sh -c 'if [ -n "$5" ]; then echo "fleetroll: the earlier instance ended; starting" >&2 || exit 141; fi; echo $$ >"$1" && exec timeout -k "$2" "$3" sh -c "$4"' fleetroll-step "$1" "$4" "$3" "$5" "$waited"
@@ -78,6 +83,12 @@ pub struct StepGuard {
     /// How long the step waits for an earlier instance: one that started
     /// just before this one ends within its limit and grace.
     pub wait: Duration,
+    /// The host's clock (Unix seconds) after which the step must not
+    /// start: the end of its controller's lease when it sent the step. A
+    /// controller frozen (SIGSTOP) between deciding and sending may have
+    /// been taken over; its step must not start on a host another run
+    /// owns now.
+    pub not_after: Option<i64>,
 }
 
 /// What became of a guarded step, read from its exit.
@@ -91,6 +102,8 @@ pub enum Verdict {
     Busy,
     /// It never started: the host has no `flock`.
     NoFlock,
+    /// It never started: it reached the host after its controller's lease.
+    Late,
 }
 
 impl StepGuard {
@@ -99,19 +112,22 @@ impl StepGuard {
             lock: lock.to_owned(),
             limit,
             wait: limit + GRACE + Duration::from_secs(5),
+            not_after: None,
         }
     }
 
     /// The command that runs `step` under the guard.
     pub fn wrap(&self, step: &str) -> String {
         format!(
-            "sh -c {} {NAME} {} {} {} {} {}",
+            "sh -c {} {NAME} {} {} {} {} {} {}",
             shell_quote(SCRIPT),
             shell_quote(&self.lock),
             seconds(self.wait),
             seconds(self.limit),
             seconds(GRACE),
-            shell_quote(step)
+            shell_quote(step),
+            self.not_after
+                .map_or_else(|| "''".to_owned(), |at| at.to_string())
         )
     }
 
@@ -147,6 +163,7 @@ impl StepGuard {
         match code {
             Some(BUSY_EXIT) => Verdict::Busy,
             Some(NO_FLOCK_EXIT) => Verdict::NoFlock,
+            Some(LATE_EXIT) => Verdict::Late,
             Some(124 | 137) if ran_for >= self.limit => Verdict::TimedOut,
             _ => Verdict::Ran,
         }
@@ -204,16 +221,23 @@ pub struct Guarded {
 pub fn parse(command: &str) -> Option<Guarded> {
     let words = shlex::split(command)?;
     match words.as_slice() {
-        [sh, c, script, name, lock, wait, limit, _grace, step]
-            if sh == "sh" && c == "-c" && script == SCRIPT && name == NAME =>
-        {
-            Some(Guarded {
-                lock: lock.clone(),
-                wait: Duration::try_from_secs_f64(wait.parse().ok()?).ok()?,
-                limit: Duration::try_from_secs_f64(limit.parse().ok()?).ok()?,
-                step: step.clone(),
-            })
-        }
+        [
+            sh,
+            c,
+            script,
+            name,
+            lock,
+            wait,
+            limit,
+            _grace,
+            step,
+            _not_after,
+        ] if sh == "sh" && c == "-c" && script == SCRIPT && name == NAME => Some(Guarded {
+            lock: lock.clone(),
+            wait: Duration::try_from_secs_f64(wait.parse().ok()?).ok()?,
+            limit: Duration::try_from_secs_f64(limit.parse().ok()?).ok()?,
+            step: step.clone(),
+        }),
         _ => None,
     }
 }

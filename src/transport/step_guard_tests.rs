@@ -162,6 +162,28 @@ fn a_step_past_its_timeout_is_stopped_on_the_host_with_its_children() {
     assert_eq!(run(&guard.busy_check()).status.code(), Some(0));
 }
 
+/// A step that reaches the host after its controller's lease ended (the
+/// controller was frozen between deciding and sending) never starts.
+#[test]
+fn a_step_past_its_controllers_lease_is_not_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut guard = guard(dir.path(), Duration::from_secs(5));
+    let marker = dir.path().join("ran");
+    let now = jiff::Timestamp::now().as_second();
+    guard.not_after = Some(now - 5);
+    let late = run(&guard.wrap(&format!("touch {}", marker.display())));
+    assert_eq!(late.status.code(), Some(LATE_EXIT as i32), "{late:?}");
+    assert!(!marker.exists(), "the late step ran");
+    assert_eq!(
+        guard.verdict(Some(LATE_EXIT), Duration::ZERO),
+        Verdict::Late
+    );
+    guard.not_after = Some(now + 60);
+    let in_time = run(&guard.wrap(&format!("touch {}", marker.display())));
+    assert_eq!(in_time.status.code(), Some(0), "{in_time:?}");
+    assert!(marker.exists());
+}
+
 #[test]
 fn stop_does_nothing_when_no_step_holds_the_lock() {
     let dir = tempfile::tempdir().unwrap();
