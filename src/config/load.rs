@@ -1,5 +1,6 @@
 //! Reads both files, resolves them, and checks what spans the two.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,13 +41,19 @@ impl Config {
     /// same variable precedence as static hosts. A discovered host named
     /// like another host is refused: two hosts must never share a name.
     pub fn add_discovered(&mut self, hosts: Vec<Host>) -> Result<(), String> {
+        // Names and zones are looked up by hash, kept up to date as hosts
+        // are added (a discovered host may also clash with one found just
+        // before it): scanning the inventory for each host was O(n²) for
+        // a large Auto Scaling fleet.
+        let mut names: HashSet<String> = self.inventory.hosts().map(|h| h.name.clone()).collect();
+        let mut zones: HashMap<String, usize> = zone_indices(&self.inventory.zones);
         for mut host in hosts {
             if let Some(openssh) = &self.openssh {
                 let found = openssh.settle(&mut host)?;
                 let named = found.into_iter().map(|w| (host.name.clone(), w)).collect();
                 self.host_warnings.extend(group_warnings(named));
             }
-            if self.inventory.hosts().any(|h| h.name == host.name) {
+            if !names.insert(host.name.clone()) {
                 return Err(format!(
                     "discovered host {} has the name of a host already in the inventory",
                     host.name
@@ -57,21 +64,30 @@ impl Config {
             vars.extend(std::mem::take(&mut host.vars));
             vars.extend(self.overrides.clone());
             host.vars = vars;
-            match self
-                .inventory
-                .zones
-                .iter_mut()
-                .find(|z| z.name == host.zone)
-            {
-                Some(zone) => zone.hosts.push(host),
-                None => self.inventory.zones.push(Zone {
-                    name: host.zone.clone(),
-                    hosts: vec![host],
-                }),
+            let zone_list = &mut self.inventory.zones;
+            match zones.get(&host.zone) {
+                Some(&index) => zone_list[index].hosts.push(host),
+                None => {
+                    zones.insert(host.zone.clone(), zone_list.len());
+                    zone_list.push(Zone {
+                        name: host.zone.clone(),
+                        hosts: vec![host],
+                    });
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Each zone's position in `zones`, by name (the first, should two share
+/// one, as a search from the front would find).
+fn zone_indices(zones: &[Zone]) -> HashMap<String, usize> {
+    let mut indices = HashMap::with_capacity(zones.len());
+    for (index, zone) in zones.iter().enumerate() {
+        indices.entry(zone.name.clone()).or_insert(index);
+    }
+    indices
 }
 
 /// What loading needs from the environment, passed in so loading stays pure.
@@ -407,6 +423,66 @@ hosts = [{ name = "web-01", address = "10.0.0.1" }]
                 read_ssh_config: false,
             },
         )
+    }
+
+    /// The small inventory with a playbook of one step.
+    fn one_step_config() -> Config {
+        load_playbook("name = \"p\"\n[[steps]]\nrun = \"true\"\n", &[]).expect("valid")
+    }
+
+    /// The inventory's one host renamed and moved, as a discovered host.
+    fn discovered(config: &Config, name: &str, zone: &str) -> Host {
+        let mut host = config.inventory.hosts().next().expect("a host").clone();
+        host.name = name.to_owned();
+        host.zone = zone.to_owned();
+        host
+    }
+
+    #[test]
+    fn discovered_hosts_join_their_zone_or_a_new_one_in_order() {
+        let mut config = one_step_config();
+        let hosts = ["i-1", "i-2", "i-3", "i-4"]
+            .iter()
+            .zip(["b", "a", "c", "b"])
+            .map(|(name, zone)| discovered(&config, name, zone))
+            .collect();
+        config.add_discovered(hosts).expect("no clash");
+        let zones: Vec<(&str, Vec<&str>)> = config
+            .inventory
+            .zones
+            .iter()
+            .map(|z| {
+                (
+                    z.name.as_str(),
+                    z.hosts.iter().map(|h| h.name.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            zones,
+            [
+                ("a", vec!["web-01", "i-2"]),
+                ("b", vec!["i-1", "i-4"]),
+                ("c", vec!["i-3"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_discovered_host_may_not_take_a_name_already_used() {
+        let message = "has the name of a host already in the inventory";
+        let mut config = one_step_config();
+        let static_clash = vec![discovered(&config, "web-01", "b")];
+        let error = config.add_discovered(static_clash).expect_err("clash");
+        assert_eq!(error, format!("discovered host web-01 {message}"));
+
+        let mut config = one_step_config();
+        let twice = vec![
+            discovered(&config, "i-1", "b"),
+            discovered(&config, "i-1", "c"),
+        ];
+        let error = config.add_discovered(twice).expect_err("clash");
+        assert_eq!(error, format!("discovered host i-1 {message}"));
     }
 
     #[test]
