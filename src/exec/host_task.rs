@@ -437,21 +437,18 @@ impl HostTask {
     async fn drain_all(&mut self) -> Result<(), Stop> {
         let policy = self.env.playbook.drain;
         for balancer in self.balancers() {
-            if self.drained.iter().any(|b| b == balancer.name()) {
+            if self.drained_from(&balancer) {
                 // The journal says drained, but the balancer decides: a
                 // kill while the host was being returned, or a balancer
                 // that forgot (a reload), leaves it in service. Make it so
                 // again before any step runs on it.
-                self.confirm_drained(&balancer).await?;
+                self.ensure_out(&balancer, true).await?;
                 continue;
             }
             // An operator's maintenance is out of service already, and
             // theirs: a drain would replace it (HAProxy keeps one admin
             // state), and a later return would lift it. Not ours to take.
-            let status = retry::balancer(|| balancer.status(self.target()))
-                .await
-                .map_err(balancer_failure)?;
-            if status.admin == AdminState::Maint {
+            if self.admin(&balancer).await? == AdminState::Maint {
                 continue;
             }
             self.reporter
@@ -518,34 +515,38 @@ impl HostTask {
     /// too, but seconds after the step began.
     async fn still_out(&self) -> Result<(), Stop> {
         for balancer in self.balancers() {
-            if !self.drained.iter().any(|b| b == balancer.name()) {
-                continue;
-            }
-            let status = retry::balancer(|| balancer.status(self.target()))
-                .await
-                .map_err(balancer_failure)?;
-            if status.admin == AdminState::Ready {
-                retry::balancer(|| balancer.drain(self.target()))
-                    .await
-                    .map_err(balancer_failure)?;
+            if self.drained_from(&balancer) {
+                self.ensure_out(&balancer, false).await?;
             }
         }
         Ok(())
     }
 
-    /// Re-applies a drain the journal records but the balancer does not
-    /// show (or cannot show: a command balancer without `status`). A
+    /// Drains again where the journal says the host is out but the
+    /// balancer shows it in service. With `doubt`, a balancer that cannot
+    /// tell (a command balancer without `status`) is drained again too. A
     /// server an operator put in maintenance is out already and stays so.
-    async fn confirm_drained(&self, balancer: &Arc<dyn LoadBalancer>) -> Result<(), Stop> {
-        let status = retry::balancer(|| balancer.status(self.target()))
-            .await
-            .map_err(balancer_failure)?;
-        if matches!(status.admin, AdminState::Drain | AdminState::Maint) {
-            return Ok(());
+    async fn ensure_out(&self, balancer: &Arc<dyn LoadBalancer>, doubt: bool) -> Result<(), Stop> {
+        let admin = self.admin(balancer).await?;
+        if admin == AdminState::Ready || (doubt && admin == AdminState::Unknown) {
+            retry::balancer(|| balancer.drain(self.target()))
+                .await
+                .map_err(balancer_failure)?;
         }
-        retry::balancer(|| balancer.drain(self.target()))
+        Ok(())
+    }
+
+    /// The host's admin state in `balancer`, read with retries.
+    async fn admin(&self, balancer: &Arc<dyn LoadBalancer>) -> Result<AdminState, Stop> {
+        retry::balancer(|| balancer.status(self.target()))
             .await
+            .map(|status| status.admin)
             .map_err(balancer_failure)
+    }
+
+    /// Whether fleetroll has the host out of `balancer` (the journal says).
+    fn drained_from(&self, balancer: &Arc<dyn LoadBalancer>) -> bool {
+        self.drained.iter().any(|b| b == balancer.name())
     }
 
     async fn run_step(&mut self, index: usize, step: &Step) -> Result<(), Stop> {
@@ -764,7 +765,7 @@ impl HostTask {
     async fn undrain_all(&mut self) -> Result<Option<String>, Stop> {
         let mut released = Vec::new();
         for balancer in self.balancers() {
-            if !self.drained.iter().any(|b| b == balancer.name()) {
+            if !self.drained_from(&balancer) {
                 continue;
             }
             let operator = retry::balancer(|| balancer.disabled_by_operator(self.target()))

@@ -18,6 +18,18 @@ fn guard(dir: &std::path::Path, limit: Duration) -> StepGuard {
     StepGuard::new(dir.join("step.lock").to_str().unwrap(), limit)
 }
 
+/// Synchronises on the lock, not on a sleep: returns once a step holds it.
+fn wait_until_held(guard: &StepGuard) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run(&guard.busy_check()).status.code() != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the first step never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_guarded_step_runs_with_its_own_exit_code_and_output() {
     let dir = tempfile::tempdir().unwrap();
@@ -44,14 +56,7 @@ fn a_second_instance_waits_for_the_first_and_never_overlaps_it() {
         .spawn()
         .unwrap();
     // Synchronise on the first instance holding the lock, not on a sleep.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while run(&guard.busy_check()).status.code() != Some(1) {
-        assert!(
-            Instant::now() < deadline,
-            "the first step never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_held(&guard);
     let second = run(&guard.wrap(&step));
     assert_eq!(second.status.code(), Some(0));
     let mut first = first;
@@ -74,14 +79,7 @@ fn a_step_that_finds_the_lock_held_past_its_wait_is_not_started() {
         .arg(holder.wrap("sleep 5"))
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while run(&holder.busy_check()).status.code() != Some(1) {
-        assert!(
-            Instant::now() < deadline,
-            "the first step never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_held(&holder);
     holder.wait = Duration::from_millis(200);
     let output = run(&holder.wrap(&format!("touch {}", marker.display())));
     assert_eq!(output.status.code(), Some(BUSY_EXIT as i32));
@@ -114,14 +112,7 @@ fn a_waiting_step_whose_controller_is_gone_never_starts() {
         .arg(guard.wrap("sleep 1"))
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while run(&guard.busy_check()).status.code() != Some(1) {
-        assert!(
-            Instant::now() < deadline,
-            "the first step never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_held(&guard);
     let mut waiter = Command::new("sh")
         .arg("-c")
         .arg(guard.wrap(&format!("touch {}", marker.display())))
