@@ -673,6 +673,57 @@ async fn a_jump_host_carries_the_connection() {
     shell.close().await;
 }
 
+/// Issue 18: a bastion keeps OpenSSH's defaults (`MaxStartups 10:30:100`,
+/// `MaxSessions 10`). Twelve hosts behind it, connected at once, all get
+/// through, over one authenticated connection to it: `direct-tcpip`
+/// tunnels are channels of that connection, not logins of their own.
+#[tokio::test]
+async fn hosts_behind_one_bastion_share_one_connection_to_it() {
+    if sshd_missing() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let bastion = fixture.sshd("127.0.1.226");
+    let targets: Vec<Sshd> = (227..239)
+        .map(|n| fixture.sshd(&format!("127.0.1.{n}")))
+        .collect();
+    let mut trusted: Vec<&Sshd> = targets.iter().collect();
+    trusted.push(&bastion);
+    fixture.trust(&trusted);
+    let connector = fixture.connector(false);
+    let hosts: Vec<Host> = targets
+        .iter()
+        .enumerate()
+        .map(|(n, target)| {
+            let mut host = fixture.host_for(target);
+            host.name = format!("web-{n:02}");
+            host.ssh.jump = vec![JumpHost {
+                user: None,
+                host: bastion.ip.clone(),
+                port: Some(bastion.port),
+                identity_files: Vec::new(),
+            }];
+            host
+        })
+        .collect();
+    let shells =
+        futures_util::future::join_all(hosts.iter().map(|host| connector.connect(host))).await;
+    for (host, shell) in hosts.iter().zip(&shells) {
+        let shell = shell
+            .as_ref()
+            .unwrap_or_else(|err| panic!("{}: {err}\n{}", host.name, bastion.log_text()));
+        let output = shell.exec("echo through", EXEC_TIMEOUT).await.unwrap();
+        assert_eq!(output.stdout_tail, "through\n", "{}", host.name);
+    }
+    let log = bastion.log_text();
+    let logins = log.matches("Accepted publickey").count();
+    assert_eq!(logins, 1, "the bastion accepted {logins} logins:\n{log}");
+    assert!(!log.contains("MaxStartups"), "{log}");
+    for shell in shells.into_iter().flatten() {
+        shell.close().await;
+    }
+}
+
 #[tokio::test]
 async fn an_encrypted_key_loaded_in_the_agent_is_used() {
     if sshd_missing() {

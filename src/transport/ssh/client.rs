@@ -1,6 +1,7 @@
 //! The SSH connector and shell: russh sessions with a deadline on every stage,
 //! OpenSSH-style host key checks, jump hosts, and bounded command output.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -62,6 +63,32 @@ pub struct SshConnector {
     /// Serialises read-check-append on known_hosts files, so that parallel
     /// connections to one new host record its key once.
     known_hosts_lock: Arc<Mutex<()>>,
+    /// One authenticated connection per chain of jump hosts, shared by
+    /// every host behind it: a bastion sees one login for the whole run,
+    /// not one per host (its sshd's `MaxStartups` and `MaxSessions` are
+    /// OpenSSH's defaults more often than not). `direct-tcpip` channels are
+    /// not sessions: one connection carries every tunnel.
+    chains: tokio::sync::Mutex<HashMap<ChainKey, Arc<tokio::sync::Mutex<Option<Arc<Chain>>>>>>,
+    /// SSH handshakes in flight at once, over every destination: below
+    /// OpenSSH's default `MaxStartups` (10), so that a batch of hundreds
+    /// does not open hundreds of handshakes in the same millisecond.
+    handshakes: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many SSH handshakes one fleetroll runs at once.
+pub const MAX_HANDSHAKES: usize = 8;
+
+/// The jump hosts' connections, outermost first: each carried by the one
+/// before it.
+type Chain = Vec<Session>;
+
+/// What makes two hosts' jump chains the same connections: each hop's
+/// address, port, user and keys, and the known_hosts files its key is
+/// checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChainKey {
+    hops: Vec<(String, u16, String, Vec<PathBuf>)>,
+    known_hosts: Vec<PathBuf>,
 }
 
 impl SshConnector {
@@ -79,6 +106,8 @@ impl SshConnector {
                 agent_socket,
             },
             known_hosts_lock: Arc::new(Mutex::new(())),
+            chains: tokio::sync::Mutex::default(),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
         }
     }
 
@@ -183,6 +212,12 @@ impl SshConnector {
             check,
             lost: Arc::clone(&lost),
         };
+        // Bounded, with the authentication below: until it is logged in,
+        // a connection counts against the server's `MaxStartups`.
+        let _permit = Arc::clone(&self.handshakes)
+            .acquire_owned()
+            .await
+            .map_err(|_| ShellError::Other("the connector is closed".to_owned()))?;
         let handshake = client::connect_stream(config, stream, handler);
         let mut handle = match timeout(endpoint.connect_timeout, handshake).await {
             Err(_) => {
@@ -294,9 +329,99 @@ impl Connector for SshConnector {
                 .map(|hop| &hop.host)
                 .collect::<Vec<_>>()
         );
-        // Each hop is reached through the one before it; the target through
-        // the last. Every session stays open as long as the target's.
-        let mut hops: Vec<Session> = Vec::new();
+        // The jump hosts' chain is shared by every host behind it (see
+        // `chains`); the target is reached through its last hop.
+        let hops = if host.ssh.jump.is_empty() {
+            None
+        } else {
+            Some(
+                self.chain(host, &identities, &options, &known_hosts, connect_timeout)
+                    .await?,
+            )
+        };
+        let session = match hops.as_deref().and_then(|chain| chain.last()) {
+            None => {
+                let stream = self.tcp_connect(&target).await?;
+                self.establish(stream, &target, &options, &known_hosts)
+                    .await?
+            }
+            Some(last) => {
+                let chain = hops.as_deref().map_or(&[][..], Vec::as_slice);
+                let tunnel = self
+                    .tunnel(last, &previous_label(chain, host), &target)
+                    .await?;
+                self.establish(tunnel, &target, &options, &known_hosts)
+                    .await?
+            }
+        };
+        Ok(Arc::new(SshShell {
+            label: target.label,
+            sudo: host.ssh.sudo,
+            session,
+            jump: hops,
+        }))
+    }
+}
+
+impl SshConnector {
+    /// The connections to `host`'s jump hosts: the shared ones if they are
+    /// still up, else opened now (once for everyone waiting on the same
+    /// chain) and kept for the next host behind them.
+    async fn chain(
+        &self,
+        host: &Host,
+        identities: &Identities,
+        options: &SshOptions,
+        known_hosts: &KnownHostsFiles,
+        connect_timeout: Duration,
+    ) -> Result<Arc<Chain>, ShellError> {
+        let key = ChainKey {
+            hops: host
+                .ssh
+                .jump
+                .iter()
+                .map(|jump| {
+                    (
+                        jump.host.clone(),
+                        jump.port.unwrap_or(22),
+                        jump.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
+                        if jump.identity_files.is_empty() {
+                            host.ssh.identity_files.clone()
+                        } else {
+                            jump.identity_files.clone()
+                        },
+                    )
+                })
+                .collect(),
+            known_hosts: known_hosts.search.clone(),
+        };
+        let slot = Arc::clone(self.chains.lock().await.entry(key).or_default());
+        let mut slot = slot.lock().await;
+        if let Some(chain) = slot.as_ref()
+            && chain.iter().all(|session| !session.handle.is_closed())
+        {
+            return Ok(Arc::clone(chain));
+        }
+        // None yet, or it dropped: (re)open it; a host whose chain cannot be
+        // opened fails alone, and the next host tries again.
+        let chain = Arc::new(
+            self.open_chain(host, identities, options, known_hosts, connect_timeout)
+                .await?,
+        );
+        *slot = Some(Arc::clone(&chain));
+        Ok(chain)
+    }
+
+    /// Each hop is reached through the one before it.
+    async fn open_chain(
+        &self,
+        host: &Host,
+        identities: &Identities,
+        options: &SshOptions,
+        known_hosts: &KnownHostsFiles,
+        connect_timeout: Duration,
+    ) -> Result<Chain, ShellError> {
+        let mut hops: Chain = Vec::new();
         for jump in &host.ssh.jump {
             let port = jump.port.unwrap_or(22);
             let jump_label = format!("jump host {} for {}", jump.host, host.name);
@@ -320,37 +445,18 @@ impl Connector for SshConnector {
             let session = match hops.last() {
                 None => {
                     let stream = self.tcp_connect(&hop).await?;
-                    self.establish(stream, &hop, &options, &known_hosts).await?
+                    self.establish(stream, &hop, options, known_hosts).await?
                 }
                 Some(previous) => {
                     let tunnel = self
                         .tunnel(previous, &previous_label(&hops, host), &hop)
                         .await?;
-                    self.establish(tunnel, &hop, &options, &known_hosts).await?
+                    self.establish(tunnel, &hop, options, known_hosts).await?
                 }
             };
             hops.push(session);
         }
-        let session = match hops.last() {
-            None => {
-                let stream = self.tcp_connect(&target).await?;
-                self.establish(stream, &target, &options, &known_hosts)
-                    .await?
-            }
-            Some(last) => {
-                let tunnel = self
-                    .tunnel(last, &previous_label(&hops, host), &target)
-                    .await?;
-                self.establish(tunnel, &target, &options, &known_hosts)
-                    .await?
-            }
-        };
-        Ok(Arc::new(SshShell {
-            label: target.label,
-            sudo: host.ssh.sudo,
-            session,
-            jump: hops,
-        }))
+        Ok(hops)
     }
 }
 
@@ -824,9 +930,11 @@ pub struct SshShell {
     label: String,
     sudo: bool,
     session: Session,
-    /// The jump hosts' connections carrying `session`, outermost first.
-    /// Declared after `session` so that they are dropped (closed) after it.
-    jump: Vec<Session>,
+    /// The jump hosts' connections carrying `session`, outermost first,
+    /// shared with every other host behind them. Declared after `session`
+    /// so that they are dropped after it (the last host's shell, or the
+    /// connector, drops them).
+    jump: Option<Arc<Chain>>,
 }
 
 impl fmt::Debug for SshShell {
@@ -844,10 +952,14 @@ impl SshShell {
     fn disconnected(&self, fallback: impl FnOnce() -> String) -> ShellError {
         let reason = lost_reason(&self.session.lost)
             .or_else(|| {
-                self.jump.iter().rev().find_map(|jump| {
-                    lost_reason(&jump.lost)
-                        .map(|reason| format!("jump host connection lost: {reason}"))
-                })
+                self.jump
+                    .iter()
+                    .flat_map(|chain| chain.iter())
+                    .rev()
+                    .find_map(|jump| {
+                        lost_reason(&jump.lost)
+                            .map(|reason| format!("jump host connection lost: {reason}"))
+                    })
             })
             .unwrap_or_else(fallback);
         ShellError::Disconnected {
@@ -907,10 +1019,9 @@ impl RemoteShell for SshShell {
     }
 
     async fn close(&self) {
+        // The jump hosts' connections are shared: they close when the last
+        // shell through them and the connector let go of them.
         self.session.close().await;
-        for jump in self.jump.iter().rev() {
-            jump.close().await;
-        }
     }
 }
 
