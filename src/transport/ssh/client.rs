@@ -68,7 +68,7 @@ pub struct SshConnector {
     /// not one per host (its sshd's `MaxStartups` and `MaxSessions` are
     /// OpenSSH's defaults more often than not). `direct-tcpip` channels are
     /// not sessions: one connection carries every tunnel.
-    chains: tokio::sync::Mutex<HashMap<ChainKey, Arc<tokio::sync::Mutex<Option<Arc<Chain>>>>>>,
+    chains: tokio::sync::Mutex<HashMap<ChainKey, Arc<ChainSlot>>>,
     /// SSH handshakes in flight at once, over every destination: below
     /// OpenSSH's default `MaxStartups` (10), so that a batch of hundreds
     /// does not open hundreds of handshakes in the same millisecond.
@@ -81,6 +81,10 @@ pub const MAX_HANDSHAKES: usize = 8;
 /// The jump hosts' connections, outermost first: each carried by the one
 /// before it.
 type Chain = Vec<Session>;
+
+/// One chain's place: empty until it is first opened; locked while it is
+/// (re)opened, so that the hosts behind it wait for one handshake.
+type ChainSlot = tokio::sync::Mutex<Option<Arc<Chain>>>;
 
 /// What makes two hosts' jump chains the same connections: each hop's
 /// address, port, user and keys, and the known_hosts files its key is
