@@ -722,6 +722,27 @@ async fn hosts_behind_one_bastion_share_one_connection_to_it() {
     for shell in shells.into_iter().flatten() {
         shell.close().await;
     }
+    // At the end of the run, the shared connection is closed politely.
+    connector.close().await;
+    let closed = poll_log(&bastion, "fleetroll done").await;
+    assert!(
+        closed,
+        "the bastion never saw the goodbye:\n{}",
+        bastion.log_text()
+    );
+}
+
+/// Whether `text` shows up in `sshd`'s log within 10 s (waiting without
+/// blocking the runtime, whose session tasks still have to send).
+async fn poll_log(sshd: &Sshd, text: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if sshd.log_text().contains(text) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 #[tokio::test]

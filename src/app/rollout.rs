@@ -627,7 +627,10 @@ impl Rollout<'_> {
             adopted,
             resuming: resuming && !rolling_back,
         };
-        let finish = match dispatcher.run(work).await {
+        let finished = dispatcher.run(work).await;
+        // Every host task has ended: the connections they shared go too.
+        self.connector.close().await;
+        let finish = match finished {
             Ok(finish) => finish,
             Err(error) => {
                 let released = dispatcher.release();

@@ -159,4 +159,8 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// Connects and authenticates, verifying the host key; every stage has
     /// its own timeout.
     async fn connect(&self, host: &Host) -> Result<Arc<dyn RemoteShell>, ShellError>;
+
+    /// At the end of a run: closes what the connector keeps open for
+    /// every host (the jump hosts' shared connections), politely.
+    async fn close(&self) {}
 }

@@ -302,6 +302,25 @@ impl SshConnector {
 
 #[async_trait]
 impl Connector for SshConnector {
+    /// The jump hosts' shared connections, innermost hop first; a shell
+    /// still using one loses it.
+    async fn close(&self) {
+        let slots: Vec<Arc<ChainSlot>> = self
+            .chains
+            .lock()
+            .await
+            .drain()
+            .map(|(_, slot)| slot)
+            .collect();
+        for slot in slots {
+            if let Some(chain) = slot.lock().await.take() {
+                for session in chain.iter().rev() {
+                    session.close().await;
+                }
+            }
+        }
+    }
+
     async fn connect(&self, host: &Host) -> Result<Arc<dyn RemoteShell>, ShellError> {
         let known_hosts = self.known_hosts_files(host);
         let options = self.options_for(host);
