@@ -1288,15 +1288,7 @@ impl Dispatcher {
                     host.as_deref().unwrap_or("?")
                 ));
                 if let Some(host) = host {
-                    self.in_flight.remove(&host);
-                    if self
-                        .record
-                        .hosts
-                        .get(&host)
-                        .is_none_or(|r| r.drained.is_empty())
-                    {
-                        self.occupancy.release(&host);
-                    }
+                    self.task_over(&host);
                     self.note(Event::HostPhase {
                         host,
                         phase: Phase::Failed,
@@ -1307,20 +1299,26 @@ impl Dispatcher {
                 return false;
             }
         };
-        self.in_flight.remove(&report.host);
-        let out = self
-            .record
-            .hosts
-            .get(&report.host)
-            .is_some_and(|r| !r.drained.is_empty());
-        if !out {
-            self.occupancy.release(&report.host);
-        }
+        self.task_over(&report.host);
         if report.outcome.is_failure() {
             self.after_failure(route);
             return false;
         }
         true
+    }
+
+    /// `host`'s task ended: it is no longer in flight, and no longer out
+    /// unless the journal says it is still drained somewhere.
+    fn task_over(&mut self, host: &str) {
+        self.in_flight.remove(host);
+        let out = self
+            .record
+            .hosts
+            .get(host)
+            .is_some_and(|r| !r.drained.is_empty());
+        if !out {
+            self.occupancy.release(host);
+        }
     }
 
     fn after_failure(&mut self, route: Route) {

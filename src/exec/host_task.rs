@@ -774,13 +774,7 @@ impl HostTask {
             if let Some(state) = operator {
                 // The operator's disable replaced fleetroll's drain: the
                 // host is theirs now, and stays as they left it.
-                self.drained.retain(|b| b != balancer.name());
-                self.reporter
-                    .record(Event::Undrained {
-                        host: self.name(),
-                        balancer: balancer.name().to_owned(),
-                    })
-                    .await?;
+                self.drain_ended(&balancer).await?;
                 let note = format!(
                     "an operator put it in {state} in balancer {} while fleetroll had it drained: \
                      left in {state}, fleetroll's drain released",
@@ -817,15 +811,22 @@ impl HostTask {
                 // Not cancellable: a host is never left half-returned.
                 tokio::time::sleep(self.env.cadence.balancer_poll).await;
             }
-            self.drained.retain(|b| b != balancer.name());
-            self.reporter
-                .record(Event::Undrained {
-                    host: self.name(),
-                    balancer: balancer.name().to_owned(),
-                })
-                .await?;
+            self.drain_ended(&balancer).await?;
         }
         Ok((!released.is_empty()).then(|| released.join("; ")))
+    }
+
+    /// Fleetroll holds no drain of the host in `balancer` any more (it
+    /// returned it, or an operator took it over): said so in the journal.
+    async fn drain_ended(&mut self, balancer: &Arc<dyn LoadBalancer>) -> Result<(), Stop> {
+        self.drained.retain(|b| b != balancer.name());
+        self.reporter
+            .record(Event::Undrained {
+                host: self.name(),
+                balancer: balancer.name().to_owned(),
+            })
+            .await?;
+        Ok(())
     }
 
     async fn exec(

@@ -20,7 +20,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use super::keys::{self, AuthError, Identities, KeySources};
 use super::known_hosts::{self, CertVerdict, Verdict};
-use crate::model::inventory::{Host, IdentityAgent};
+use crate::model::inventory::{Host, IdentityAgent, JumpHost};
 use crate::model::template::shell_quote;
 use crate::transport::shell::{
     Connector, ExecOutput, ExitStatus, OUTPUT_TAIL_BYTES, RemoteShell, ShellError,
@@ -406,13 +406,9 @@ impl SshConnector {
                 .map(|jump| {
                     (
                         jump.host.clone(),
-                        jump.port.unwrap_or(22),
-                        jump.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
-                        if jump.identity_files.is_empty() {
-                            host.ssh.identity_files.clone()
-                        } else {
-                            jump.identity_files.clone()
-                        },
+                        hop_port(jump),
+                        hop_user(host, jump).to_owned(),
+                        hop_identity_files(host, jump).to_vec(),
                     )
                 })
                 .collect(),
@@ -446,7 +442,7 @@ impl SshConnector {
     ) -> Result<Chain, ShellError> {
         let mut hops: Chain = Vec::new();
         for jump in &host.ssh.jump {
-            let port = jump.port.unwrap_or(22);
+            let port = hop_port(jump);
             let jump_label = format!("jump host {} for {}", jump.host, host.name);
             let hop = Endpoint {
                 label: jump_label.clone(),
@@ -457,11 +453,11 @@ impl SshConnector {
                 ),
                 address: &jump.host,
                 port,
-                user: jump.user.as_deref().unwrap_or(&host.ssh.user),
+                user: hop_user(host, jump),
                 identities: if jump.identity_files.is_empty() {
                     identities.clone()
                 } else {
-                    Identities::of(host, &jump.identity_files, &self.sources)
+                    Identities::of(host, hop_identity_files(host, jump), &self.sources)
                 },
                 connect_timeout,
             };
@@ -480,6 +476,25 @@ impl SshConnector {
             hops.push(session);
         }
         Ok(hops)
+    }
+}
+
+/// A jump host's port: its own, else SSH's.
+fn hop_port(jump: &JumpHost) -> u16 {
+    jump.port.unwrap_or(22)
+}
+
+/// Who logs in to a jump host: its own user, else the host's.
+fn hop_user<'a>(host: &'a Host, jump: &'a JumpHost) -> &'a str {
+    jump.user.as_deref().unwrap_or(&host.ssh.user)
+}
+
+/// The keys offered to a jump host: its own, else the host's.
+fn hop_identity_files<'a>(host: &'a Host, jump: &'a JumpHost) -> &'a [PathBuf] {
+    if jump.identity_files.is_empty() {
+        &host.ssh.identity_files
+    } else {
+        &jump.identity_files
     }
 }
 
