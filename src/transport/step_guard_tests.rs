@@ -107,9 +107,15 @@ fn a_waiting_step_whose_controller_is_gone_never_starts() {
     let dir = tempfile::tempdir().unwrap();
     let guard = guard(dir.path(), Duration::from_secs(30));
     let marker = dir.path().join("ran");
+    // The first step holds the lock until the test lets it go: whatever
+    // the machine's load, the second one finds it held and waits.
+    let release = dir.path().join("release");
     let first = Command::new("sh")
         .arg("-c")
-        .arg(guard.wrap("sleep 1"))
+        .arg(guard.wrap(&format!(
+            "while [ ! -e {} ]; do sleep 0.05; done",
+            release.display()
+        )))
         .spawn()
         .unwrap();
     wait_until_held(&guard);
@@ -120,8 +126,23 @@ fn a_waiting_step_whose_controller_is_gone_never_starts() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Synchronise on the waiter blocking in `flock -w` (its "waiting"
+    // line went into the pipe, which is still open).
+    let waiting = format!("flock -o -E 197 -w .* touch {}", marker.display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Command::new("pgrep")
+        .args(["-f", &waiting])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the second step never waited");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // The controller is gone: nothing reads the waiter's stderr any more.
     drop(waiter.stderr.take());
+    std::fs::write(&release, "").unwrap();
     let mut first = first;
     assert!(first.wait().unwrap().success());
     let status = waiter.wait().unwrap();
