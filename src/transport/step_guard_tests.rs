@@ -18,16 +18,25 @@ fn guard(dir: &std::path::Path, limit: Duration) -> StepGuard {
     StepGuard::new(dir.join("step.lock").to_str().unwrap(), limit)
 }
 
-/// Synchronises on the lock, not on a sleep: returns once a step holds it.
-fn wait_until_held(guard: &StepGuard) {
+/// Starts `step` under `guard` and returns once it runs, that is once it
+/// holds the lock: synchronised on the step itself, not on a sleep, nor on
+/// probing the lock (the guard's own `flock -n` probe holds it for an
+/// instant before the step has it).
+fn start_holding(guard: &StepGuard, step: &str) -> std::process::Child {
+    let running = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&running).unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(guard.wrap(&format!("touch {}; {step}", running.display())))
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while run(&guard.busy_check()).status.code() != Some(1) {
-        assert!(
-            Instant::now() < deadline,
-            "the first step never took the lock"
-        );
+    while !running.exists() {
+        assert!(Instant::now() < deadline, "the first step never started");
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert_eq!(run(&guard.busy_check()).status.code(), Some(1));
+    child
 }
 
 #[test]
@@ -50,13 +59,7 @@ fn a_second_instance_waits_for_the_first_and_never_overlaps_it() {
         "echo start >>{log}; sleep 1; echo end >>{log}",
         log = log.display()
     );
-    let first = Command::new("sh")
-        .arg("-c")
-        .arg(guard.wrap(&step))
-        .spawn()
-        .unwrap();
-    // Synchronise on the first instance holding the lock, not on a sleep.
-    wait_until_held(&guard);
+    let first = start_holding(&guard, &step);
     let second = run(&guard.wrap(&step));
     assert_eq!(second.status.code(), Some(0));
     let mut first = first;
@@ -74,12 +77,7 @@ fn a_step_that_finds_the_lock_held_past_its_wait_is_not_started() {
     let dir = tempfile::tempdir().unwrap();
     let mut holder = guard(dir.path(), Duration::from_secs(30));
     let marker = dir.path().join("ran");
-    let held = Command::new("sh")
-        .arg("-c")
-        .arg(holder.wrap("sleep 5"))
-        .spawn()
-        .unwrap();
-    wait_until_held(&holder);
+    let held = start_holding(&holder, "sleep 5");
     holder.wait = Duration::from_millis(200);
     let output = run(&holder.wrap(&format!("touch {}", marker.display())));
     assert_eq!(output.status.code(), Some(BUSY_EXIT as i32));
@@ -110,15 +108,10 @@ fn a_waiting_step_whose_controller_is_gone_never_starts() {
     // The first step holds the lock until the test lets it go: whatever
     // the machine's load, the second one finds it held and waits.
     let release = dir.path().join("release");
-    let first = Command::new("sh")
-        .arg("-c")
-        .arg(guard.wrap(&format!(
-            "while [ ! -e {} ]; do sleep 0.05; done",
-            release.display()
-        )))
-        .spawn()
-        .unwrap();
-    wait_until_held(&guard);
+    let first = start_holding(
+        &guard,
+        &format!("while [ ! -e {} ]; do sleep 0.05; done", release.display()),
+    );
     let mut waiter = Command::new("sh")
         .arg("-c")
         .arg(guard.wrap(&format!("touch {}", marker.display())))
@@ -126,22 +119,18 @@ fn a_waiting_step_whose_controller_is_gone_never_starts() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Synchronise on the waiter blocking in `flock -w` (its "waiting"
-    // line went into the pipe, which is still open).
-    let waiting = format!("flock -o -E 197 -w .* touch {}", marker.display());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !Command::new("pgrep")
-        .args(["-f", &waiting])
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "the second step never waited");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Synchronise on the waiter's own word that it found the lock held and
+    // waits (a process list would also match the waiter's outer shell,
+    // whose arguments hold the same words, before it looked at the lock).
+    let mut stderr = std::io::BufReader::new(waiter.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(
+        line.contains("still runs on this host; waiting for it"),
+        "the second step never waited: {line:?}"
+    );
     // The controller is gone: nothing reads the waiter's stderr any more.
-    drop(waiter.stderr.take());
+    drop(stderr);
     std::fs::write(&release, "").unwrap();
     let mut first = first;
     assert!(first.wait().unwrap().success());
