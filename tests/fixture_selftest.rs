@@ -6,14 +6,14 @@
 mod fixture;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use fixture::{
-    BalancerAccess, Fleet, FleetSpec, Host, HttpResponse, InventoryOptions, ServerState, Traffic,
-    TrafficReport, http_get, pid_alive,
+    BalancerAccess, Bastion, BastionCounts, Fleet, FleetSpec, Host, HttpResponse, InventoryOptions,
+    LatencyProxy, ServerState, Traffic, TrafficReport, http_get, pid_alive,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -408,4 +408,280 @@ fn fleets_started_at_once_get_their_own_addresses() {
             assert_eq!(answer.body, "1.0");
         }
     }
+}
+
+/// A server that echoes every chunk back, then half-closes at the end of
+/// its input; it serves `connections` connections, each in a thread.
+fn echo_server(connections: usize) -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the echo server");
+    let address = listener.local_addr().expect("the echo server's address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buffer = [0_u8; 16 * 1024];
+                loop {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buffer[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = stream.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    address
+}
+
+/// Writes `message` and reads as many bytes back; returns how long it took.
+fn round_trip(stream: &mut TcpStream, message: &[u8]) -> Duration {
+    let started = Instant::now();
+    stream.write_all(message).expect("send through the proxy");
+    let mut answer = vec![0_u8; message.len()];
+    stream
+        .read_exact(&mut answer)
+        .expect("read the echo through the proxy");
+    let took = started.elapsed();
+    assert_eq!(answer, message);
+    took
+}
+
+#[test]
+fn latency_proxy_delays_each_way_without_limiting_throughput_and_stops_when_dropped() {
+    let delay = Duration::from_millis(40);
+    let echo = echo_server(2);
+    let proxy = LatencyProxy::start(Ipv4Addr::LOCALHOST, echo, delay);
+    assert_eq!((proxy.target(), proxy.delay()), (echo, delay));
+    assert_eq!(proxy.address().ip(), Ipv4Addr::LOCALHOST);
+    assert_ne!(proxy.address(), echo);
+
+    let mut stream = TcpStream::connect(proxy.address()).expect("connect to the proxy");
+    stream.set_read_timeout(Some(10 * SECOND)).expect("timeout");
+    // The first message waits for the upstream connection too.
+    let rtts = [
+        round_trip(&mut stream, b"ping\n"),
+        round_trip(&mut stream, b"pong\n"),
+        round_trip(&mut stream, b"x"),
+    ];
+    for rtt in rtts {
+        assert!(
+            rtt >= 2 * delay && rtt < 2 * delay + 2 * SECOND,
+            "round trips {rtts:?} with {delay:?} each way"
+        );
+    }
+
+    // 8 MiB through and back, then end of stream both ways: were each
+    // chunk held back its delay in turn, it would take 128 chunks of
+    // 64 KiB x 80 ms = 10 s.
+    let bulk: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let started = Instant::now();
+    let writer = {
+        let (mut stream, bulk) = (stream.try_clone().expect("clone"), bulk.clone());
+        std::thread::spawn(move || {
+            stream.write_all(&bulk).expect("send the bulk");
+            stream.shutdown(Shutdown::Write).expect("half-close");
+        })
+    };
+    let mut back = Vec::new();
+    stream
+        .read_to_end(&mut back)
+        .expect("read the bulk back, to the end");
+    let took = started.elapsed();
+    writer.join().expect("the writer");
+    assert!(back == bulk, "{} bytes back of {}", back.len(), bulk.len());
+    assert!(
+        took >= 2 * delay && took < 3 * SECOND,
+        "8 MiB there and back took {took:?}"
+    );
+    assert_eq!(proxy.accepted(), 1);
+
+    // A connection still open when the proxy is dropped is ended, and
+    // nothing listens on its port any more.
+    let mut open = TcpStream::connect(proxy.address()).expect("connect to the proxy");
+    open.set_read_timeout(Some(10 * SECOND)).expect("timeout");
+    round_trip(&mut open, b"still here");
+    let address = proxy.address();
+    drop(proxy);
+    let mut rest = Vec::new();
+    let ended = open.read_to_end(&mut rest);
+    assert!(
+        matches!(ended, Ok(0)) || ended.is_err(),
+        "{ended:?}, {rest:?}"
+    );
+    let refused = TcpStream::connect_timeout(&address, SECOND);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{refused:?}"
+    );
+}
+
+/// An ssh_config for the real OpenSSH client and for the jump hosts it
+/// starts (options on the command line apply to the target only).
+fn ssh_config(dir: &Path, key: &Path, known_hosts: &Path) -> PathBuf {
+    let path = dir.join("ssh_config");
+    std::fs::write(
+        &path,
+        format!(
+            "Host *\n  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
+             UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  \
+             StrictHostKeyChecking yes\n  UpdateHostKeys no\n  BatchMode yes\n  \
+             ConnectTimeout 5\n  LogLevel ERROR\n",
+            key.display(),
+            known_hosts.display()
+        ),
+    )
+    .expect("write ssh_config");
+    path
+}
+
+#[test]
+fn bastion_keeps_openssh_defaults_and_its_log_counts_connections_logins_and_tunnels() {
+    let fleet = Fleet::start(FleetSpec {
+        haproxy: false,
+        bastion: true,
+        ..FleetSpec::new(1, 2)
+    });
+    let bastion: &Bastion = fleet.bastion();
+    let settings = bastion.effective_config();
+    for default in ["maxstartups 10:30:100\n", "maxsessions 10\n"] {
+        assert!(settings.contains(default), "{default:?} not in\n{settings}");
+    }
+    assert!(fleet.pids().contains(&bastion.pid()));
+    assert!(
+        fleet.logs().contains("Server listening on"),
+        "{}",
+        fleet.logs()
+    );
+    let at_start = bastion.counts();
+    assert_eq!(
+        (at_start.logins, at_start.tunnels, at_start.dropped),
+        (0, 0, 0),
+        "{at_start:?}"
+    );
+
+    // The inventory dials the bastion through a proxy in front of it, and
+    // web-02 directly through another.
+    let delay = Duration::from_millis(40);
+    let IpAddr::V4(bastion_ip) = bastion.address().ip() else {
+        panic!("an IPv4 bastion: {}", bastion.address())
+    };
+    let jump = LatencyProxy::start(bastion_ip, bastion.address(), delay);
+    let (web01, web02) = (fleet.host("web-01"), fleet.host("web-02"));
+    let direct = LatencyProxy::start(
+        web02.address,
+        SocketAddr::from((web02.address, web02.ssh_port)),
+        delay,
+    );
+    let scratch = tempfile::tempdir().expect("scratch directory");
+    let inventory = scratch.path().join("inventory.toml");
+    fleet.write_inventory(
+        &inventory,
+        &InventoryOptions {
+            jump: Some(jump.address()),
+            ssh_via: [("web-02".to_owned(), direct.address())].into(),
+            ..InventoryOptions::default()
+        },
+    );
+    let written = std::fs::read_to_string(&inventory).expect("read the inventory");
+    assert!(
+        written.contains(&format!("jump = \"root@{}\"", jump.address())),
+        "{written}"
+    );
+    assert!(
+        written.contains(&format!(
+            "address = \"{}\", port = {}",
+            web02.address,
+            direct.address().port()
+        )),
+        "{written}"
+    );
+    validate(scratch.path(), &inventory);
+    let parsed: toml::Table = toml::from_str(&written).expect("the inventory is TOML");
+    let known_hosts = Path::new(
+        parsed["defaults"]["known_hosts"]
+            .as_str()
+            .expect("known_hosts"),
+    );
+    let config = ssh_config(scratch.path(), fleet.client_key_path(), known_hosts);
+
+    // The real client, through the proxy and the bastion to web-01: one
+    // connection, one login, one tunnel on the bastion.
+    let started = Instant::now();
+    let output = Command::new("timeout")
+        .args(["60", "ssh", "-F"])
+        .arg(&config)
+        .arg("-J")
+        .arg(format!("root@{}", jump.address()))
+        .arg("-p")
+        .arg(web01.ssh_port.to_string())
+        .arg(web01.address.to_string())
+        .arg(format!("cat {}/VERSION", web01.dir.display()))
+        .output()
+        .expect("run ssh -J");
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "ssh -J: {}\n{}",
+        text(&output.stderr),
+        bastion.log_text()
+    );
+    assert_eq!(text(&output.stdout), "1.0\n");
+    assert!(took >= 2 * delay, "{took:?}");
+    assert_eq!(jump.accepted(), 1);
+    let web01_ssh = SocketAddr::from((web01.address, web01.ssh_port));
+    wait_until("the tunnel in the bastion's log", 10 * SECOND, || {
+        bastion.tunnelled_to(web01_ssh)
+    });
+    let through = bastion.counts().since(at_start);
+    assert_eq!(
+        through,
+        BastionCounts {
+            connections: 1,
+            logins: 1,
+            tunnels: 1,
+            dropped: 0
+        },
+        "{}",
+        bastion.log_text()
+    );
+
+    // The real client to web-02 through its own proxy: the bastion sees
+    // nothing of it.
+    let output = plain_ssh(
+        fleet.client_key_path(),
+        known_hosts,
+        direct.address().port(),
+        web02,
+        "echo direct",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "direct\n");
+    assert_eq!(direct.accepted(), 1);
+    assert_eq!(bastion.counts().since(at_start), through);
+
+    // MaxStartups is OpenSSH's: 40 connections held unauthenticated at
+    // once get some dropped (30 % of those past the 10th, rising to all at
+    // the 100th), and the counts show it.
+    let held: Vec<TcpStream> = (0..40)
+        .filter_map(|_| TcpStream::connect_timeout(&bastion.address(), SECOND).ok())
+        .collect();
+    wait_until("connections dropped past MaxStartups", 10 * SECOND, || {
+        bastion.counts().dropped > 0
+    });
+    drop(held);
+    assert!(
+        bastion.log_text().contains("past MaxStartups"),
+        "{}",
+        bastion.log_text()
+    );
+
+    let pid = bastion.pid();
+    drop(fleet);
+    assert!(!pid_alive(pid), "the bastion outlived its fleet");
 }

@@ -732,6 +732,76 @@ async fn hosts_behind_one_bastion_share_one_connection_to_it() {
     );
 }
 
+/// Issue 18: until it is logged in, a connection counts against its sshd's
+/// `MaxStartups`, so at most `max_handshakes` of them are open to one
+/// destination at once, from the TCP connect on. The destination here
+/// never answers: it holds the connections it accepts, and each time it
+/// holds two it watches for a third (which only a broken bound lets in:
+/// the clients' own handshake timeout is far away), then closes them, which
+/// fails those handshakes and gives their turns to the next hosts.
+#[tokio::test]
+async fn handshakes_to_one_destination_are_bounded_from_the_tcp_connect() {
+    const BOUND: usize = 2;
+    let listener = tokio::net::TcpListener::bind("127.0.1.239:0")
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut accepted, mut most) = (0, 0);
+        let mut held = Vec::new();
+        while accepted < 6 {
+            let watching = held.len() >= BOUND;
+            let next = if watching {
+                tokio::time::timeout(Duration::from_millis(300), listener.accept())
+                    .await
+                    .ok()
+            } else {
+                Some(listener.accept().await)
+            };
+            match next {
+                Some(connection) => {
+                    held.push(connection.unwrap().0);
+                    accepted += 1;
+                    most = most.max(held.len());
+                }
+                // Nobody else came while BOUND were held: let them go.
+                None => held.clear(),
+            }
+            if accepted == 6 {
+                held.clear();
+            }
+        }
+        (accepted, most)
+    });
+    let fixture = Fixture::new();
+    let connector = SshConnector::new(
+        SshOptions {
+            connect_timeout: Duration::from_secs(30),
+            max_handshakes: BOUND,
+            ..SshOptions::default()
+        },
+        fixture.dir.path(),
+        None,
+    );
+    let hosts: Vec<Host> = (0..6)
+        .map(|n| Host {
+            name: format!("web-{n}"),
+            ..fixture.host("127.0.1.239", port)
+        })
+        .collect();
+    let results =
+        futures_util::future::join_all(hosts.iter().map(|host| connector.connect(host))).await;
+    for result in &results {
+        let Err(err) = result else {
+            panic!("nothing answers there, yet a host connected");
+        };
+        assert!(err.retryable(), "a dropped handshake is retryable: {err:?}");
+    }
+    let (accepted, most) = server.await.unwrap();
+    assert_eq!(accepted, 6, "every host had its turn");
+    assert_eq!(most, BOUND, "connections open at once to one destination");
+}
+
 /// Whether `text` shows up in `sshd`'s log within 10 s (waiting without
 /// blocking the runtime, whose session tasks still have to send).
 async fn poll_log(sshd: &Sshd, text: &str) -> bool {

@@ -18,6 +18,7 @@ use crate::config::diagnostics::Diagnostic;
 use crate::events::RunOutcome;
 use crate::journal::replay::RunRecord;
 use crate::lock::{self, lock_path, staleness, this_host};
+use crate::model::inventory::Inventory;
 use crate::plan::batches::{Batch, HostId, Plan};
 use crate::state::Store;
 use crate::state::bucket::Bucket;
@@ -36,12 +37,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
         })
 }
 
-fn connector(options: &RunOptions) -> Arc<dyn Connector> {
+fn connector(options: &RunOptions, inventory: &Inventory) -> Arc<dyn Connector> {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
     let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
     Arc::new(SshConnector::new(
         SshOptions {
             accept_new_host_keys: options.accept_new_host_keys,
+            max_handshakes: inventory.max_handshakes,
             ..SshOptions::default()
         },
         home,
@@ -90,9 +92,16 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
     let rollout = Rollout {
         config: &config,
         options: &options,
-        connector: connector(&options),
+        connector: connector(&options, &config.inventory),
     };
-    let acquire = || acquire_lock(&options.state, &options.inventory, &run_id);
+    let acquire = || {
+        acquire_lock(
+            &options.state,
+            &options.inventory,
+            &run_id,
+            options.clock.now(),
+        )
+    };
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Start))
 }
 
@@ -185,9 +194,16 @@ pub fn resume(
     let rollout = Rollout {
         config: &config,
         options: &options,
-        connector: connector(&options),
+        connector: connector(&options, &config.inventory),
     };
-    let acquire = || take_over_lock(&runs.store, &options.inventory, &run_id);
+    let acquire = || {
+        take_over_lock(
+            &runs.store,
+            &options.inventory,
+            &run_id,
+            options.clock.now(),
+        )
+    };
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Resume(record)))
 }
 
@@ -610,16 +626,17 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
 }
 
 /// `unlock` for a lock in a bucket: the lease is shown, and with `--force`
-/// a holder whose heartbeat is older than its lease is fenced (its journal
-/// gets `lock_broken` in its next segment) and its lock released, if the
-/// lock is still the one judged.
+/// a holder whose lock did not change for a whole lease while this machine
+/// watched it (its own monotonic clock; the holder's timestamps come from
+/// another clock) is fenced (its journal gets `lock_broken` in its next
+/// segment) and its lock released, if the lock is still the one judged.
 fn unlock_lease(store: &Store, bucket: &Bucket, force: bool) -> Result<Exit, AppError> {
     let Some(judged) = lease::read(bucket)? else {
         println!("{} is not locked", bucket.location());
         return Ok(Exit::Success);
     };
     let holder = match &judged.object {
-        lease::LockObject::Held(holder) => holder,
+        lease::LockObject::Held(holder) => holder.clone(),
         lease::LockObject::Released { released, by } => {
             println!(
                 "{} is not locked (released {released}: {by})",
@@ -629,7 +646,7 @@ fn unlock_lease(store: &Store, bucket: &Bucket, force: bool) -> Result<Exit, App
         }
     };
     let now = jiff::Timestamp::now();
-    let stale = staleness(holder, now, None);
+    let stale = staleness(&holder, now, None);
     println!(
         "{}: run {} by pid {} on {}, since {}, last heartbeat {}{}",
         bucket.location(),
@@ -640,21 +657,34 @@ fn unlock_lease(store: &Store, bucket: &Bucket, force: bool) -> Result<Exit, App
         holder.heartbeat,
         stale
             .as_deref()
-            .map(|s| format!(" (stale: {s})"))
+            .map(|s| format!(" (stale by this machine's clock: {s})"))
             .unwrap_or_else(|| format!(" (alive: its lease is {}s)", holder.lease().as_secs()))
     );
     if !force {
         return Ok(Exit::Success);
     }
-    if stale.is_none() {
-        tracing::info!(
-            "  not broken: its holder may be alive on {}; stop that run first, or wait until its heartbeat is {}s old",
-            holder.host,
-            holder.lease().as_secs()
-        );
-        return Ok(Exit::Locked);
-    }
-    crate::app::rollout::record_lock_broken(store, holder, now).map_err(AppError::Journal)?;
+    tracing::info!(
+        "  watching it for up to {}s: it is broken only if its heartbeat does not move meanwhile",
+        holder.lease().as_secs()
+    );
+    let judged = match lease::watch_for_silence(bucket, judged, holder.lease())? {
+        lease::Watched::Silent(judged) => judged,
+        lease::Watched::Renewed(alive) => {
+            tracing::info!(
+                "  not broken: its heartbeat moved, run {} is alive on {}; stop that run first",
+                alive.run_id,
+                alive.host
+            );
+            return Ok(Exit::Locked);
+        }
+        lease::Watched::Changed => {
+            tracing::info!(
+                "  not broken: the lock changed while it was watched; run `fleetroll unlock` again to see it"
+            );
+            return Ok(Exit::Locked);
+        }
+    };
+    crate::app::rollout::record_lock_broken(store, &holder, now).map_err(AppError::Journal)?;
     let by = format!(
         "broken by `unlock --force` (pid {} on {})",
         std::process::id(),
@@ -787,9 +817,16 @@ pub fn rollback(
     let rollout = Rollout {
         config: &config,
         options: &options,
-        connector: connector(&options),
+        connector: connector(&options, &config.inventory),
     };
-    let acquire = || take_over_lock(&runs.store, &options.inventory, &run_id);
+    let acquire = || {
+        take_over_lock(
+            &runs.store,
+            &options.inventory,
+            &run_id,
+            options.clock.now(),
+        )
+    };
     runtime.block_on(rollout.execute(&plan, run_id.clone(), acquire, Kind::Rollback(record)))
 }
 
@@ -809,7 +846,13 @@ async fn dry_run_plan(
     super::rollout::check_balancers(&selected, &balancers).await?;
     let needs_ssh = crate::exec::env::RunEnv::needs_ssh(&config.playbook, &config.inventory);
     let hosts = selected.into_iter().cloned().collect();
-    let checks =
-        super::dry_run::dry_run(config, hosts, connector(options), &balancers, needs_ssh).await;
+    let checks = super::dry_run::dry_run(
+        config,
+        hosts,
+        connector(options, &config.inventory),
+        &balancers,
+        needs_ssh,
+    )
+    .await;
     Ok(super::dry_run::report(&checks, options.json))
 }

@@ -209,17 +209,30 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-pub fn acquire_lock(store: &Store, inventory: &Path, run_id: &str) -> Result<RunLock, AppError> {
-    acquire(store, inventory, run_id, false)
+/// Takes the inventory's lock for `run_id`; `now` is this machine's
+/// clock (the run's [`crate::clock::Clock`]).
+pub fn acquire_lock(
+    store: &Store,
+    inventory: &Path,
+    run_id: &str,
+    now: jiff::Timestamp,
+) -> Result<RunLock, AppError> {
+    acquire(store, inventory, run_id, false, now)
 }
 
 /// For `resume`: a lock left by this same run whose holder is certainly
 /// dead is taken over and the journal says so. In a directory that is a
 /// pid gone on this machine (a holder presumed dead only from an old
 /// heartbeat may be alive on another machine, so that still needs
-/// `unlock --force`); in a bucket, a heartbeat older than the lease.
-pub fn take_over_lock(store: &Store, inventory: &Path, run_id: &str) -> Result<RunLock, AppError> {
-    acquire(store, inventory, run_id, true)
+/// `unlock --force`); in a bucket, a lock that did not change for a whole
+/// lease while this machine watched it.
+pub fn take_over_lock(
+    store: &Store,
+    inventory: &Path,
+    run_id: &str,
+    now: jiff::Timestamp,
+) -> Result<RunLock, AppError> {
+    acquire(store, inventory, run_id, true, now)
 }
 
 fn lock_info(store: &Store, inventory: &Path, run_id: &str, now: jiff::Timestamp) -> LockInfo {
@@ -242,8 +255,8 @@ fn acquire(
     inventory: &Path,
     run_id: &str,
     take_over: bool,
+    now: jiff::Timestamp,
 ) -> Result<RunLock, AppError> {
-    let now = jiff::Timestamp::now();
     let info = lock_info(store, inventory, run_id, now);
     match store {
         Store::Dir(state_dir) => acquire_file(store, state_dir, inventory, info, take_over, now),
@@ -281,6 +294,11 @@ fn acquire_file(
 /// there is none, or claimed from what was read (released, or this run's
 /// own dead holder) only if it is still that; a race lost means reading
 /// again and judging anew.
+///
+/// Whether this run's own holder is dead is judged by watching the lock for
+/// a whole lease by this machine's monotonic clock: the holder's heartbeat
+/// timestamps come from another machine's clock, which may be off by more
+/// than the lease.
 fn acquire_lease(
     store: &Store,
     bucket: &Arc<Bucket>,
@@ -288,25 +306,59 @@ fn acquire_lease(
     take_over: bool,
     now: jiff::Timestamp,
 ) -> Result<RunLock, AppError> {
-    use crate::state::lease::{self, LockObject};
+    use crate::state::lease::{self, LockObject, Watched};
     for _ in 0..5 {
-        let read = lease::read(bucket)?;
+        let mut read = lease::read(bucket)?;
         if let Some(lease::Read {
             object: LockObject::Held(holder),
             ..
         }) = &read
         {
-            let stale = staleness(holder, now, None);
-            if !(take_over && holder.run_id == info.run_id && stale.is_some()) {
-                return Err(AppError::Lock(LockError::Held {
-                    inventory: info.inventory,
+            let held = |holder: &LockInfo, stale| {
+                AppError::Lock(LockError::Held {
+                    inventory: info.inventory.clone(),
                     holder: Box::new(holder.clone()),
                     stale,
-                }));
+                })
+            };
+            if !(take_over && holder.run_id == info.run_id) {
+                return Err(held(holder, staleness(holder, now, None)));
             }
-            record_lock_broken(store, holder, now).map_err(AppError::Journal)?;
+            let holder = holder.clone();
+            tracing::info!(
+                "run {} holds the lock {} (pid {} on {}, last heartbeat {} by its clock); watching it for up to {}s to tell whether that process is still alive",
+                holder.run_id,
+                bucket.url_of(lease::LOCK_KEY),
+                holder.pid,
+                holder.host,
+                holder.heartbeat,
+                holder.lease().as_secs()
+            );
+            let seen = read.take().expect("read above");
+            match lease::watch_for_silence(bucket, seen, holder.lease())? {
+                Watched::Renewed(alive) => {
+                    tracing::info!(
+                        "its heartbeat moved: run {} is alive on {}",
+                        alive.run_id,
+                        alive.host
+                    );
+                    return Err(held(&alive, None));
+                }
+                Watched::Changed => continue,
+                Watched::Silent(silent) => {
+                    record_lock_broken(store, &holder, now).map_err(AppError::Journal)?;
+                    read = Some(silent);
+                }
+            }
         }
         if let Some(lock) = lease::claim(bucket, info.clone(), read.as_ref())? {
+            // Held: whose prefix this is can be settled without a race.
+            if let Err(refusal) =
+                crate::state::owner::claim_or_check(bucket, &info.inventory, &info.run_id)
+            {
+                lock.release();
+                return Err(AppError::Invalid(Diagnostic::plain(refusal).into()));
+            }
             return Ok(RunLock::Lease(lock));
         }
     }
@@ -539,6 +591,7 @@ impl Rollout<'_> {
             Limits::of(plan, self.config.playbook.strategy.pause),
             crate::exec::signals::listen(),
         )
+        .with_clock(self.options.clock)
         .with_sinks(self.sinks())
         .with_window(window);
         let batches = RunBatch::from_plan(plan, &hosts);

@@ -47,7 +47,13 @@ fn concurrent_take_overs_of_a_dead_holders_lock_leave_one_holder_and_one_record(
                 .map(|_| {
                     scope.spawn(|| {
                         barrier.wait();
-                        take_over_lock(&Store::Dir(state.clone()), &inventory, "r").ok()
+                        take_over_lock(
+                            &Store::Dir(state.clone()),
+                            &inventory,
+                            "r",
+                            jiff::Timestamp::now(),
+                        )
+                        .ok()
                     })
                 })
                 .collect();
@@ -77,7 +83,13 @@ fn unlock_force_leaves_a_lock_that_changed_since_it_was_judged() {
     let path = lock_path(&state, &inventory);
     let now = jiff::Timestamp::now();
     // The operator's unlock judged `dead`; then a resume took over.
-    let resumed = take_over_lock(&Store::Dir(state.clone()), &inventory, "r").unwrap();
+    let resumed = take_over_lock(
+        &Store::Dir(state.clone()),
+        &inventory,
+        "r",
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
     let outcome = break_lock(&Store::Dir(state.clone()), &path, Some(&dead), now).unwrap();
     assert!(matches!(outcome, BreakOutcome::Changed(_)), "{outcome:?}");
     assert_eq!(&crate::lock::read(&path).unwrap(), resumed.info());

@@ -61,6 +61,7 @@ pub struct RawDefaults {
     pub step_lock: Option<S<PathOrOff>>,
     pub balancer: Option<S<OneOrMany>>,
     pub ssh_config: Option<S<PathOrOff>>,
+    pub max_handshakes: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

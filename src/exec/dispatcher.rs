@@ -253,6 +253,8 @@ pub struct Dispatcher {
     heartbeat: tokio::time::Interval,
     watch: tokio::time::Interval,
     batch_durations: Vec<Duration>,
+    /// The wall clock the lock's heartbeat is stamped with.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -320,7 +322,13 @@ impl Dispatcher {
             heartbeat,
             watch,
             batch_durations: Vec::new(),
+            clock: Clock::system(),
         }
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn with_sinks(mut self, sinks: Vec<Box<dyn EventSink>>) -> Self {
@@ -557,7 +565,7 @@ impl Dispatcher {
 
     /// Refreshes the lock; a lock that is no longer ours stops the run.
     fn beat(&mut self) {
-        match self.lock.heartbeat(jiff::Timestamp::now()) {
+        match self.lock.heartbeat(self.clock.now()) {
             Ok(()) => self.lease.renew(),
             Err(error @ LockError::Lost { .. }) => {
                 if self.lock_lost.is_none() {

@@ -17,7 +17,18 @@ pub struct Inventory {
     pub state: StateStore,
     /// Which OpenSSH client configuration hosts are reached with.
     pub ssh_config: SshConfigChoice,
+    /// `[defaults] max_handshakes`: SSH handshakes (connect and log in)
+    /// in flight at once per destination, a host's or a jump host's sshd;
+    /// four times as many over the whole run.
+    pub max_handshakes: usize,
 }
+
+/// Below OpenSSH's default `MaxStartups` (10): beyond 10 connections not yet
+/// logged in, sshd starts dropping new ones.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 8;
+
+/// The most `max_handshakes` may be.
+pub const MAX_HANDSHAKES_LIMIT: usize = 1000;
 
 /// `[defaults] ssh_config`: which OpenSSH client configuration to read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -8,6 +8,12 @@
 //! presumed dead only once its heartbeat is older than its lease. Releasing
 //! (and `unlock --force`) replaces the holder with a released marker, again
 //! conditionally, so nobody ever removes a lock they did not judge.
+//!
+//! Whether a holder is silent is judged by the observer's own monotonic
+//! clock ([`watch_for_silence`]), never by comparing the holder's
+//! timestamps with the observer's wall clock: two machines' clocks may
+//! disagree by more than a lease, which would let a resume take over a
+//! live run (or wait forever for a dead one).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +111,65 @@ pub fn release_judged(bucket: &Bucket, judged: &Read, by: &str) -> Result<bool, 
         Ok(_) => Ok(true),
         Err(ObjectError::Changed { .. }) => Ok(false),
         Err(error) => Err(store_error(bucket, error)),
+    }
+}
+
+/// What watching a held lock showed.
+#[derive(Debug)]
+pub enum Watched {
+    /// Unchanged for a whole lease, by this machine's monotonic clock: its
+    /// holder is dead (or frozen, and fenced when it wakes).
+    Silent(Read),
+    /// Its holder renewed it: alive.
+    Renewed(LockInfo),
+    /// It changed otherwise (released, removed, taken by someone else):
+    /// to be judged anew.
+    Changed,
+}
+
+/// Reads the lock `seen` again every `lease / 9` (how often a live holder
+/// renews it) until it changes or a whole `lease` has passed since it was
+/// seen, measured by this machine's monotonic clock.
+pub fn watch_for_silence(
+    bucket: &Bucket,
+    seen: Read,
+    lease: Duration,
+) -> Result<Watched, LockError> {
+    let LockObject::Held(holder) = &seen.object else {
+        return Ok(Watched::Changed);
+    };
+    let since = std::time::Instant::now();
+    let every = (lease / 9).max(Duration::from_millis(100));
+    loop {
+        let left = lease.saturating_sub(since.elapsed());
+        if left.is_zero() {
+            return Ok(Watched::Silent(seen));
+        }
+        pause(every.min(left));
+        match read(bucket)? {
+            Some(now) if now.etag == seen.etag => {}
+            Some(Read {
+                object: LockObject::Held(now),
+                ..
+            }) if same_holder(&now, holder) => return Ok(Watched::Renewed(now)),
+            _ => return Ok(Watched::Changed),
+        }
+    }
+}
+
+/// The same run, process and start: only the heartbeat moves on.
+fn same_holder(a: &LockInfo, b: &LockInfo) -> bool {
+    a.run_id == b.run_id && a.pid == b.pid && a.host == b.host && a.since == b.since
+}
+
+/// Sleeps without holding up the runtime's other tasks.
+fn pause(duration: Duration) {
+    let sleep = || std::thread::sleep(duration);
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(sleep);
+        }
+        _ => sleep(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod bucket;
 pub mod lease;
+pub mod owner;
 pub mod segments;
 
 use std::path::{Path, PathBuf};
@@ -46,12 +47,15 @@ impl Store {
 
     /// Whether a run recorded for `recorded` (a canonical inventory path)
     /// is a run of `inventory`. A directory may hold the runs of several
-    /// inventories; a bucket's prefix belongs to one inventory, whatever
-    /// path each machine keeps it at.
+    /// inventories; in a bucket, each machine keeps the inventory at a path
+    /// of its own, and its file name is what they share (see
+    /// [`owner`]: a prefix belongs to one inventory).
     pub fn same_inventory(&self, recorded: &str, inventory: &str) -> bool {
         match self {
             Store::Dir(_) => recorded == inventory,
-            Store::Bucket { .. } => true,
+            Store::Bucket { .. } => {
+                owner::inventory_name(recorded) == owner::inventory_name(inventory)
+            }
         }
     }
 
@@ -103,7 +107,26 @@ impl Store {
         match self {
             Store::Dir(dir) => store::latest_run_of(dir, inventory),
             Store::Bucket { bucket, .. } => {
-                self.run_ids()?.pop().ok_or_else(|| JournalError::NoRuns {
+                let ids = self.run_ids()?;
+                let no_runs = || JournalError::NoRuns {
+                    dir: bucket.url_of(segments::RUNS_DIR).into(),
+                };
+                let Some(inventory) = inventory else {
+                    return ids.into_iter().next_back().ok_or_else(no_runs);
+                };
+                for id in ids.into_iter().rev() {
+                    let of = self.read_run(&id)?.into_iter().find_map(|e| match e.event {
+                        crate::events::Event::RunStarted { settings, .. } => {
+                            Some(settings.inventory)
+                        }
+                        _ => None,
+                    });
+                    if of.is_some_and(|of| self.same_inventory(&of, inventory)) {
+                        return Ok(id);
+                    }
+                }
+                Err(JournalError::NoRunsOf {
+                    inventory: inventory.to_owned(),
                     dir: bucket.url_of(segments::RUNS_DIR).into(),
                 })
             }

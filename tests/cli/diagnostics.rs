@@ -355,3 +355,15 @@ fn placeholders_inside_quotes_in_shell_commands_are_refused() {
     );
     insta::assert_snapshot!(stderr);
 }
+
+#[test]
+fn handshakes_bound_of_zero() {
+    let stderr = refused(
+        &inventory_with(
+            "balancer = \"web\"\n",
+            "balancer = \"web\"\nmax_handshakes = 0\n",
+        ),
+        PLAYBOOK,
+    );
+    insta::assert_snapshot!(stderr);
+}

@@ -8,6 +8,7 @@
 )]
 mod fixture;
 
+mod bastion;
 mod demo;
 mod diagnostics;
 mod examples;

@@ -120,6 +120,15 @@ impl Machine {
         command
     }
 
+    /// [`Machine::command`] on a machine whose wall clock is `seconds` off
+    /// (ahead if positive), as `FLEETROLL_FAKE_NOW` shifts it.
+    fn command_with_clock_off(&self, args: &[&str], seconds: i64) -> Command {
+        let now = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
+        let mut command = self.command(args);
+        command.env("FLEETROLL_FAKE_NOW", now.to_string());
+        command
+    }
+
     fn fleetroll(&self, args: &[&str]) -> Output {
         output(self.command(args))
     }
@@ -251,9 +260,9 @@ fn two_machines_running_one_inventory_get_one_lock_between_them() {
     assert_eq!(next.code, 0, "{}", next.stderr);
 }
 
-/// kill -9 on one machine mid-run; `resume` from the other once the lease
-/// expired: every host updated and back in service, the host that had
-/// finished before the kill not deployed again.
+/// kill -9 on one machine mid-run, whose clock runs two hours ahead;
+/// `resume` from the other at once: every host updated and back in service,
+/// the host that had finished before the kill not deployed again.
 #[test]
 fn a_run_killed_on_one_machine_is_resumed_from_another() {
     let store = Store::start();
@@ -262,17 +271,26 @@ fn a_run_killed_on_one_machine_is_resumed_from_another() {
     let cron = Machine::new(&fleet, &store, "3s", &book);
     let laptop = Machine::new(&fleet, &store, "3s", &book);
 
-    let mut first = cron.run_live();
+    let mut first = Live::start(
+        cron.command_with_clock_off(RUN_JSON, 2 * 3600),
+        cron.path().join("run.stderr"),
+    );
     first.until("web-01 done", EVENT_WITHIN, phase("web-01", "done"));
     first.until("web-02's step", EVENT_WITHIN, |e| {
         e["event"] == "step_started" && e["host"] == "web-02"
     });
     first.kill_9();
 
-    // Until its lease expires the dead holder may be alive elsewhere (the
-    // live-holder refusal is the first test's).
-    laptop.wait_until_stale();
+    // Resumed at once: the dead holder's heartbeat, stamped by a clock two
+    // hours ahead, would look fresh for two more hours by the laptop's
+    // clock. The laptop watches the lock for a lease by its own monotonic
+    // clock instead, sees it silent, and takes it over.
     let resumed = laptop.resume();
+    assert!(
+        resumed.stderr.contains("watching it for up to 3s"),
+        "{}",
+        resumed.stderr
+    );
     assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
     for host in fleet.hosts() {
         assert_eq!(host.version(), "2.0", "{}", host.name);
@@ -286,6 +304,113 @@ fn a_run_killed_on_one_machine_is_resumed_from_another() {
     let status = laptop.fleetroll(&["status", "-i", "inventory.toml", "--json"]);
     let status: Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["outcome"], "succeeded", "{status}");
+}
+
+/// A live run on a machine whose clock runs two hours behind: by the other
+/// machine's clock its heartbeat is two hours old. `resume` and
+/// `unlock --force` from there watch the lock instead, see it renewed, and
+/// leave it (exit 4); the run finishes alone, every host deployed once.
+#[test]
+fn a_live_holder_whose_clock_runs_behind_is_never_taken_over() {
+    let store = Store::start();
+    let fleet = Fleet::start(FleetSpec::new(2, 2));
+    let book = playbook(" && sleep 2", "batch = [1]\nmax_unavailable = 1");
+    let cron = Machine::new(&fleet, &store, "3s", &book);
+    let laptop = Machine::new(&fleet, &store, "3s", &book);
+    let (ended, peak) = watching_out_of_service(&fleet, || {
+        let mut first = Live::start(
+            cron.command_with_clock_off(RUN_JSON, -2 * 3600),
+            cron.path().join("run.stderr"),
+        );
+        let started = first.until("the run's start", EVENT_WITHIN, |e| {
+            e["event"] == "run_started"
+        });
+        let run_id = run_id_of(&started);
+        first.until("web-01's step", EVENT_WITHIN, |e| {
+            e["event"] == "step_started" && e["host"] == "web-01"
+        });
+        let unlock = laptop.fleetroll(&["unlock", "-i", "inventory.toml"]);
+        assert!(
+            unlock.stdout.contains("(stale by this machine's clock"),
+            "by the laptop's clock the live holder looks dead: {}",
+            unlock.stdout
+        );
+        let resumed = laptop.fleetroll(&[
+            "resume",
+            &run_id,
+            "-i",
+            "inventory.toml",
+            "-p",
+            "playbook.toml",
+        ]);
+        assert_eq!(resumed.code, 4, "{}\n{}", resumed.stdout, resumed.stderr);
+        assert!(
+            resumed.stderr.contains("its heartbeat moved"),
+            "{}",
+            resumed.stderr
+        );
+        let forced = laptop.fleetroll(&["unlock", "-i", "inventory.toml", "--force"]);
+        assert_eq!(forced.code, 4, "{}\n{}", forced.stdout, forced.stderr);
+        assert!(
+            forced.stderr.contains("its heartbeat moved"),
+            "{}",
+            forced.stderr
+        );
+        first.finish(EVENT_WITHIN)
+    });
+    assert_eq!(
+        ended.code, 0,
+        "the live run was left alone: {}",
+        ended.stderr
+    );
+    for host in fleet.hosts() {
+        assert_eq!(host.version(), "2.0", "{}", host.name);
+        assert_eq!(host.deploys().len(), 1, "{} deployed once", host.name);
+    }
+    assert_all_in_service(&fleet, &[]);
+    assert!(peak <= 1, "{peak} hosts were out of service at once");
+}
+
+/// Two inventories pointed at one bucket and prefix would share one lock
+/// and take over each other's drained hosts by name: the first run claims
+/// the prefix for its inventory (`inventory.json`), and a run of another
+/// inventory there is refused with exit 2 before it touches anything.
+#[test]
+fn a_prefix_belongs_to_one_inventory() {
+    let store = Store::start();
+    let fleet = Fleet::start(FleetSpec::new(1, 2));
+    let book = playbook("", "batch = [1]");
+    let prod = Machine::new(&fleet, &store, "3s", &book);
+    let first = prod.fleetroll(&["run", "-i", "inventory.toml", "-p", "playbook.toml"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        store.keys().contains(&format!("{PREFIX}inventory.json")),
+        "{:?}",
+        store.keys()
+    );
+    let runs_before = store.keys().len();
+
+    let staging = Machine::new(&fleet, &store, "3s", &book);
+    std::fs::rename(
+        staging.path().join("inventory.toml"),
+        staging.path().join("staging.toml"),
+    )
+    .unwrap();
+    let refused = staging.fleetroll(&["run", "-i", "staging.toml", "-p", "playbook.toml"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("another inventory, inventory.toml")
+            && refused.stderr.contains("prefix = \"staging/\""),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(store.keys().len(), runs_before, "{:?}", store.keys());
+    for host in fleet.hosts() {
+        assert_eq!(host.deploys().len(), 1, "{} deployed once", host.name);
+    }
+    // The lock was given back: the inventory that owns the prefix runs on.
+    let again = prod.fleetroll(&["run", "-i", "inventory.toml", "-p", "playbook.toml"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
 }
 
 /// Split brain: the holder is frozen (SIGSTOP) past its lease, the lock is

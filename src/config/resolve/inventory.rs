@@ -10,11 +10,11 @@ use super::vars::resolve_vars;
 use crate::config::checker::{Checker, span_of};
 use crate::config::raw::{RawBalancer, RawDefaults, RawHost, RawInventory, RawSource};
 use crate::config::values::{OneOrMany, PathOrOff};
-use crate::model::inventory::DEFAULT_STEP_LOCK;
 use crate::model::inventory::{
     AddressKind, Balancer, BalancerKind, HaproxyEndpoint, Host, Inventory, JumpHost, Source,
     SourceKind, SshConfigChoice, SshSettings, TargetGroups, Zone,
 };
+use crate::model::inventory::{DEFAULT_MAX_HANDSHAKES, DEFAULT_STEP_LOCK, MAX_HANDSHAKES_LIMIT};
 use crate::model::template::is_identifier;
 
 /// Where relative paths and `~` in the inventory lead.
@@ -161,6 +161,7 @@ pub fn resolve_inventory(
         sources,
         state,
         ssh_config: defaults.ssh_config,
+        max_handshakes: defaults.max_handshakes,
     }
 }
 
@@ -168,6 +169,7 @@ pub fn resolve_inventory(
 #[derive(Debug, Clone)]
 struct Defaults {
     ssh_config: SshConfigChoice,
+    max_handshakes: usize,
     ssh: SshSettings,
     balancers: Vec<String>,
 }
@@ -180,6 +182,7 @@ fn resolve_defaults(
 ) -> Defaults {
     let base = Defaults {
         ssh_config: SshConfigChoice::Standard,
+        max_handshakes: DEFAULT_MAX_HANDSHAKES,
         ssh: SshSettings::default(),
         balancers: Vec::new(),
     };
@@ -195,6 +198,7 @@ fn resolve_defaults(
         step_lock,
         balancer,
         ssh_config,
+        max_handshakes,
     } = raw;
     let ssh_config = match ssh_config {
         None => SshConfigChoice::Standard,
@@ -211,6 +215,21 @@ fn resolve_defaults(
             }
         }
     };
+    let max_handshakes = max_handshakes.map_or(DEFAULT_MAX_HANDSHAKES, |value| {
+        match usize::try_from(*value.get_ref()) {
+            Ok(n) if (1..=MAX_HANDSHAKES_LIMIT).contains(&n) => n,
+            _ => {
+                checker.error(
+                    value.span(),
+                    format!("{} is not a number of handshakes", value.get_ref()),
+                    format!(
+                        "expected 1 to {MAX_HANDSHAKES_LIMIT}: SSH handshakes in flight at once per destination"
+                    ),
+                );
+                DEFAULT_MAX_HANDSHAKES
+            }
+        }
+    });
     let overrides = SshOverrides {
         user: user.as_ref(),
         port: port.as_ref(),
@@ -223,6 +242,7 @@ fn resolve_defaults(
     };
     Defaults {
         ssh_config,
+        max_handshakes,
         ssh: overrides.apply(&base.ssh, checker, paths),
         balancers: balancer
             .as_ref()

@@ -41,6 +41,9 @@ pub struct SshOptions {
     pub keepalive_interval: Duration,
     /// Unanswered keepalives after which the connection counts as lost.
     pub keepalive_max: usize,
+    /// SSH handshakes (connect and log in) in flight at once to one
+    /// destination; four times as many over every destination.
+    pub max_handshakes: usize,
 }
 
 impl Default for SshOptions {
@@ -51,6 +54,7 @@ impl Default for SshOptions {
             auth_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(5),
             keepalive_max: 3,
+            max_handshakes: crate::model::inventory::DEFAULT_MAX_HANDSHAKES,
         }
     }
 }
@@ -69,14 +73,26 @@ pub struct SshConnector {
     /// OpenSSH's defaults more often than not). `direct-tcpip` channels are
     /// not sessions: one connection carries every tunnel.
     chains: tokio::sync::Mutex<HashMap<ChainKey, Arc<ChainSlot>>>,
-    /// SSH handshakes in flight at once, over every destination: below
-    /// OpenSSH's default `MaxStartups` (10), so that a batch of hundreds
-    /// does not open hundreds of handshakes in the same millisecond.
+    /// SSH handshakes in flight at once, over every destination, so that
+    /// a batch of hundreds does not open hundreds of handshakes in the same
+    /// millisecond ([`SshOptions::max_handshakes`] times
+    /// [`OVERALL_PER_DESTINATION`]).
     handshakes: Arc<tokio::sync::Semaphore>,
+    /// SSH handshakes in flight at once per destination address and port:
+    /// until it is logged in, a connection counts against that sshd's
+    /// `MaxStartups` ([`SshOptions::max_handshakes`]).
+    destinations: Mutex<HashMap<(String, u16), Arc<tokio::sync::Semaphore>>>,
 }
 
-/// How many SSH handshakes one fleetroll runs at once.
-pub const MAX_HANDSHAKES: usize = 8;
+/// A connection's turn to connect and log in (see
+/// [`SshConnector::handshake_turn`]); dropping it gives the turn back.
+struct HandshakeTurn {
+    _for_destination: tokio::sync::OwnedSemaphorePermit,
+    _overall: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// How many destinations' worth of handshakes run at once overall.
+pub const OVERALL_PER_DESTINATION: usize = 4;
 
 /// The jump hosts' connections, outermost first: each carried by the one
 /// before it.
@@ -104,14 +120,17 @@ impl SshConnector {
         agent_socket: Option<PathBuf>,
     ) -> Self {
         Self {
-            options,
             sources: KeySources {
                 home: home.into(),
                 agent_socket,
             },
             known_hosts_lock: Arc::new(Mutex::new(())),
             chains: tokio::sync::Mutex::default(),
-            handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(
+                options.max_handshakes.max(1) * OVERALL_PER_DESTINATION,
+            )),
+            destinations: Mutex::default(),
+            options,
         }
     }
 
@@ -122,6 +141,41 @@ impl SshConnector {
         let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
         let home = non_empty("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
         Self::new(options, home, non_empty("SSH_AUTH_SOCK").map(PathBuf::from))
+    }
+
+    /// Waits for a turn to connect to `endpoint` and log in: taken before
+    /// the TCP connect (or the tunnel), held until the login is done, since
+    /// sshd counts a connection against its `MaxStartups` from the moment
+    /// it accepts it until it is authenticated.
+    async fn handshake_turn(&self, endpoint: &Endpoint<'_>) -> Result<HandshakeTurn, ShellError> {
+        let closed = |_| ShellError::Other("the connector is closed".to_owned());
+        let destination = self.destination(endpoint.address, endpoint.port);
+        let for_destination = destination.acquire_owned().await.map_err(closed)?;
+        let overall = Arc::clone(&self.handshakes)
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
+        Ok(HandshakeTurn {
+            _for_destination: for_destination,
+            _overall: overall,
+        })
+    }
+
+    /// The bound on handshakes to `address:port`.
+    fn destination(&self, address: &str, port: u16) -> Arc<tokio::sync::Semaphore> {
+        let mut destinations = self
+            .destinations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            destinations
+                .entry((address.to_owned(), port))
+                .or_insert_with(|| {
+                    Arc::new(tokio::sync::Semaphore::new(
+                        self.options.max_handshakes.max(1),
+                    ))
+                }),
+        )
     }
 
     /// The files searched for a host's key: its own (default
@@ -185,6 +239,7 @@ impl SshConnector {
     /// already open byte stream: a TCP socket or a jump host's tunnel.
     async fn establish<S>(
         &self,
+        _turn: HandshakeTurn,
         stream: S,
         endpoint: &Endpoint<'_>,
         options: &SshOptions,
@@ -216,12 +271,6 @@ impl SshConnector {
             check,
             lost: Arc::clone(&lost),
         };
-        // Bounded, with the authentication below: until it is logged in,
-        // a connection counts against the server's `MaxStartups`.
-        let _permit = Arc::clone(&self.handshakes)
-            .acquire_owned()
-            .await
-            .map_err(|_| ShellError::Other("the connector is closed".to_owned()))?;
         let handshake = client::connect_stream(config, stream, handler);
         let mut handle = match timeout(endpoint.connect_timeout, handshake).await {
             Err(_) => {
@@ -364,16 +413,18 @@ impl Connector for SshConnector {
         };
         let session = match hops.as_deref().and_then(|chain| chain.last()) {
             None => {
+                let turn = self.handshake_turn(&target).await?;
                 let stream = self.tcp_connect(&target).await?;
-                self.establish(stream, &target, &options, &known_hosts)
+                self.establish(turn, stream, &target, &options, &known_hosts)
                     .await?
             }
             Some(last) => {
                 let chain = hops.as_deref().map_or(&[][..], Vec::as_slice);
+                let turn = self.handshake_turn(&target).await?;
                 let tunnel = self
                     .tunnel(last, &previous_label(chain, host), &target)
                     .await?;
-                self.establish(tunnel, &target, &options, &known_hosts)
+                self.establish(turn, tunnel, &target, &options, &known_hosts)
                     .await?
             }
         };
@@ -461,16 +512,19 @@ impl SshConnector {
                 },
                 connect_timeout,
             };
+            let turn = self.handshake_turn(&hop).await?;
             let session = match hops.last() {
                 None => {
                     let stream = self.tcp_connect(&hop).await?;
-                    self.establish(stream, &hop, options, known_hosts).await?
+                    self.establish(turn, stream, &hop, options, known_hosts)
+                        .await?
                 }
                 Some(previous) => {
                     let tunnel = self
                         .tunnel(previous, &previous_label(&hops, host), &hop)
                         .await?;
-                    self.establish(tunnel, &hop, options, known_hosts).await?
+                    self.establish(turn, tunnel, &hop, options, known_hosts)
+                        .await?
                 }
             };
             hops.push(session);
