@@ -177,6 +177,7 @@ async fn bench(n: usize) -> String {
         JournalWriter::open(&state, &run_id).expect("journal"),
         RunRecord::new(&run_id),
         lock,
+        fleetroll::clock::Clock::system(),
         Limits::of(&plan, Duration::ZERO),
         tokio::sync::mpsc::unbounded_channel().1,
     );

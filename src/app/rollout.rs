@@ -588,10 +588,10 @@ impl Rollout<'_> {
             journal,
             previous.unwrap_or_else(|| RunRecord::new(&run_id)),
             lock,
+            self.options.clock,
             Limits::of(plan, self.config.playbook.strategy.pause),
             crate::exec::signals::listen(),
         )
-        .with_clock(self.options.clock)
         .with_sinks(self.sinks())
         .with_window(window);
         let batches = RunBatch::from_plan(plan, &hosts);

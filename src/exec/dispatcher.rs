@@ -4,8 +4,9 @@
 //! returning them, batches, gates, pauses, rolling back a failed batch,
 //! finishing) is driven from here, and every wait goes through one
 //! `select!` ([`Dispatcher::wait`]) over host messages, finished host
-//! tasks, signals, the lock's heartbeat, the balancer watch, a timer and a
-//! gate task. Host messages are group-committed to the journal (one fsync
+//! tasks, signals, the lock's heartbeat (beaten by a task of its own,
+//! [`super::heartbeat`], so that no wait of the loop delays it), the
+//! balancer watch, a timer and a gate task. Host messages are group-committed to the journal (one fsync
 //! per group, before any task acts on them) and then handed to the
 //! reporters. Host tasks never see run state; admission is a pure function
 //! of who is out ([`super::admission`]).
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::{self, Blocked, Candidate, Caps, Occupancy, Pool};
 use super::env::RunEnv;
+use super::heartbeat::{Beat, Heartbeat};
 use super::host_machine::Route;
 use super::host_task::{HostReport, HostStart, drive};
 use super::messages::{HostMessage, LeaseClock, Reporter};
@@ -30,7 +32,7 @@ use crate::clock::Clock;
 use crate::events::{Envelope, Event, Outcome, Phase, RunOutcome};
 use crate::journal::replay::RunRecord;
 use crate::journal::store::{JournalError, JournalWriter};
-use crate::lock::{LockError, RunLock};
+use crate::lock::RunLock;
 use crate::model::inventory::Host;
 use crate::model::playbook::{OnFailure, Window};
 use crate::plan::window::{WindowState, fits, window_state};
@@ -225,7 +227,9 @@ pub struct Dispatcher {
     journal: JournalWriter,
     record: RunRecord,
     sinks: Vec<Box<dyn EventSink>>,
-    lock: RunLock,
+    heartbeat: Heartbeat,
+    /// What the heartbeat task found.
+    beats: mpsc::UnboundedReceiver<Beat>,
     limits: Limits,
     signals: mpsc::UnboundedReceiver<&'static str>,
     started: Instant,
@@ -250,11 +254,8 @@ pub struct Dispatcher {
     closes_at: Option<jiff::Timestamp>,
     lock_lost: Option<String>,
     journal_broken: Option<JournalError>,
-    heartbeat: tokio::time::Interval,
     watch: tokio::time::Interval,
     batch_durations: Vec<Duration>,
-    /// The wall clock the lock's heartbeat is stamped with.
-    clock: Clock,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -281,6 +282,7 @@ impl Dispatcher {
         journal: JournalWriter,
         record: RunRecord,
         lock: RunLock,
+        clock: Clock,
         limits: Limits,
         signals: mpsc::UnboundedReceiver<&'static str>,
     ) -> Self {
@@ -289,8 +291,7 @@ impl Dispatcher {
         let lease = Arc::new(LeaseClock::new(
             lock.info().lease().saturating_sub(every).max(every),
         ));
-        let mut heartbeat = tokio::time::interval(every);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (heartbeat, beats) = Heartbeat::start(lock, Arc::clone(&lease), clock);
         let mut watch = tokio::time::interval(BALANCER_WATCH_EVERY);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Self {
@@ -300,7 +301,8 @@ impl Dispatcher {
             journal,
             record,
             sinks: Vec::new(),
-            lock,
+            heartbeat,
+            beats,
             limits,
             signals,
             started: Instant::now(),
@@ -319,16 +321,9 @@ impl Dispatcher {
             closes_at: None,
             lock_lost: None,
             journal_broken: None,
-            heartbeat,
             watch,
             batch_durations: Vec::new(),
-            clock: Clock::system(),
         }
-    }
-
-    pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
     }
 
     pub fn with_sinks(mut self, sinks: Vec<Box<dyn EventSink>>) -> Self {
@@ -351,7 +346,7 @@ impl Dispatcher {
 
     /// Ends the run's hold on the inventory; whether the lock was released.
     pub fn release(self) -> bool {
-        self.lock.release()
+        self.heartbeat.release()
     }
 
     /// Appends, fsyncs and reports one event the run itself produces.
@@ -520,7 +515,7 @@ impl Dispatcher {
                     self.on_signal(signal);
                     return Woke::Signal;
                 }
-                _ = self.heartbeat.tick() => self.beat(),
+                Some(beat) = self.beats.recv() => self.on_beat(beat),
                 _ = self.watch.tick(), if watching => self.reassert_drains().await,
                 () = sleep => return Woke::Timer,
                 result = gate_done => return Woke::Gate(result),
@@ -563,17 +558,16 @@ impl Dispatcher {
         }
     }
 
-    /// Refreshes the lock; a lock that is no longer ours stops the run.
-    fn beat(&mut self) {
-        match self.lock.heartbeat(self.clock.now()) {
-            Ok(()) => self.lease.renew(),
-            Err(error @ LockError::Lost { .. }) => {
+    /// A lock that is no longer ours stops the run.
+    fn on_beat(&mut self, beat: Beat) {
+        match beat {
+            Beat::Lost(error) => {
                 if self.lock_lost.is_none() {
-                    self.lock_lost = Some(error.to_string());
+                    self.lock_lost = Some(error.clone());
                     self.warn(format!("{error}; starting no more hosts"));
                 }
             }
-            Err(error) => self.warn(error.to_string()),
+            Beat::Failed(error) => self.warn(error),
         }
     }
 

@@ -45,6 +45,26 @@ fn playbook(strategy: &str) -> String {
     )
 }
 
+/// The inventory's lock in the state directory `dir`, taken for run "r".
+fn test_lock(dir: &Path) -> RunLock {
+    let now = jiff::Timestamp::now();
+    crate::lock::FileLock::acquire(
+        &dir.join("locks/t.lock"),
+        LockInfo {
+            host: "test".into(),
+            pid: std::process::id(),
+            run_id: "r".into(),
+            inventory: "t".into(),
+            since: now.to_string(),
+            heartbeat: now.to_string(),
+            lease_s: None,
+        },
+        now,
+    )
+    .map(RunLock::File)
+    .unwrap()
+}
+
 struct Harness {
     dispatcher: Dispatcher,
     batches: Vec<RunBatch>,
@@ -53,6 +73,18 @@ struct Harness {
 }
 
 fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
+    harness_with(inventory, playbook, fleet, |balancer| balancer)
+}
+
+type Balancer = Arc<dyn crate::transport::balancer::LoadBalancer>;
+
+/// [`harness`] whose balancer is `wrap` of the fleet's.
+fn harness_with(
+    inventory: &str,
+    playbook: &str,
+    fleet: &FakeFleet,
+    wrap: impl FnOnce(Balancer) -> Balancer,
+) -> Harness {
     let config = load_from_text(
         SourceFile::new("inventory.toml", inventory),
         SourceFile::new("playbook.toml", playbook),
@@ -68,25 +100,10 @@ fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
     let hosts: Vec<&Host> = config.inventory.hosts().collect();
     let batches = RunBatch::from_plan(&plan, &hosts);
     let state = tempfile::tempdir().unwrap();
-    let now = jiff::Timestamp::now();
-    let lock = crate::lock::FileLock::acquire(
-        &state.path().join("locks/t.lock"),
-        LockInfo {
-            host: "test".into(),
-            pid: std::process::id(),
-            run_id: "r".into(),
-            inventory: "t".into(),
-            since: now.to_string(),
-            heartbeat: now.to_string(),
-            lease_s: None,
-        },
-        now,
-    )
-    .map(RunLock::File)
-    .unwrap();
+    let lock = test_lock(state.path());
     let mut balancers: HashMap<String, Arc<dyn crate::transport::balancer::LoadBalancer>> =
         HashMap::new();
-    balancers.insert("lb".into(), fleet.balancer("lb"));
+    balancers.insert("lb".into(), wrap(fleet.balancer("lb")));
     let env = Arc::new(RunEnv {
         transports: Transports {
             connector: fleet.connector(),
@@ -108,6 +125,7 @@ fn harness(inventory: &str, playbook: &str, fleet: &FakeFleet) -> Harness {
         JournalWriter::open(state.path(), "r").unwrap(),
         RunRecord::new("r"),
         lock,
+        Clock::system(),
         Limits::of(&plan, Duration::ZERO),
         receiver,
     );
@@ -295,7 +313,11 @@ async fn a_journal_that_cannot_be_written_stops_the_run_and_returns_hosts() {
         Arc::clone(&h.dispatcher.env),
         journal,
         RunRecord::new("r2"),
-        h.dispatcher.lock,
+        {
+            h.dispatcher.heartbeat.release();
+            test_lock(h._state.path())
+        },
+        Clock::system(),
         h.dispatcher.limits.clone(),
         receiver,
     );
@@ -334,7 +356,11 @@ async fn no_host_is_drained_without_a_durable_record_whenever_the_disk_fills() {
             Arc::clone(&h.dispatcher.env),
             journal,
             RunRecord::new("r3"),
-            h.dispatcher.lock,
+            {
+                h.dispatcher.heartbeat.release();
+                test_lock(h._state.path())
+            },
+            Clock::system(),
             h.dispatcher.limits.clone(),
             receiver,
         );
@@ -404,7 +430,11 @@ async fn a_host_killed_after_its_return_is_finished_without_a_new_drain() {
         Arc::clone(&h.dispatcher.env),
         JournalWriter::open(h._state.path(), "r4").unwrap(),
         record,
-        h.dispatcher.lock,
+        {
+            h.dispatcher.heartbeat.release();
+            test_lock(h._state.path())
+        },
+        Clock::system(),
         h.dispatcher.limits.clone(),
         receiver,
     );
@@ -444,4 +474,84 @@ async fn sigtstp_neither_stops_nor_suspends_the_run() {
         assert_eq!(fleet.deploys(host), 1, "{host}");
     }
     assert!(fleet.drained().is_empty(), "{:?}", fleet.drained());
+}
+
+/// A balancer whose drain check (the watch the loop runs every few seconds
+/// while hosts are out) hangs for `hang`, as an API that black-holes
+/// requests would; everything else is the fleet's.
+#[derive(Debug)]
+struct HangingWatch {
+    inner: Balancer,
+    hang: Duration,
+}
+
+#[async_trait::async_trait]
+impl crate::transport::balancer::LoadBalancer for HangingWatch {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn status(
+        &self,
+        target: crate::transport::balancer::Target<'_>,
+    ) -> Result<crate::transport::balancer::ServerStatus, crate::transport::balancer::BalancerError>
+    {
+        self.inner.status(target).await
+    }
+    async fn drain(
+        &self,
+        target: crate::transport::balancer::Target<'_>,
+    ) -> Result<(), crate::transport::balancer::BalancerError> {
+        self.inner.drain(target).await
+    }
+    async fn undrain(
+        &self,
+        target: crate::transport::balancer::Target<'_>,
+    ) -> Result<(), crate::transport::balancer::BalancerError> {
+        self.inner.undrain(target).await
+    }
+    async fn pool(
+        &self,
+    ) -> Result<
+        Option<crate::transport::balancer::PoolStatus>,
+        crate::transport::balancer::BalancerError,
+    > {
+        self.inner.pool().await
+    }
+    async fn reassert_drains(
+        &self,
+        _drained: &[Host],
+    ) -> Result<Vec<String>, crate::transport::balancer::BalancerError> {
+        tokio::time::sleep(self.hang).await;
+        Ok(Vec::new())
+    }
+}
+
+/// Issue 17: the loop may wait on the outside world (here a drain check
+/// that hangs for 200 s, past the lock's 90 s lease); the lock's heartbeat
+/// must not wait with it, or the live run's lease runs out: its hosts would
+/// stop acting, and another machine could take the run over.
+#[tokio::test(start_paused = true)]
+async fn a_loop_waiting_on_a_balancer_keeps_its_lock_alive() {
+    let fleet = FakeFleet::new(FakeBehaviour {
+        step_time: Duration::from_secs(20),
+        ..FakeBehaviour::default()
+    });
+    let h = harness_with(
+        &inventory(&["a"], 2),
+        &playbook("batch = [1]"),
+        &fleet,
+        |inner| {
+            Arc::new(HangingWatch {
+                inner,
+                hang: Duration::from_secs(200),
+            })
+        },
+    );
+    let mut dispatcher = h.dispatcher;
+    let finish = dispatcher.run(work(h.batches)).await.unwrap();
+    assert_eq!(finish.outcome, RunOutcome::Succeeded, "{finish:?}");
+    assert_eq!(fleet.deploys("a0"), 1);
+    assert_eq!(fleet.deploys("a1"), 1);
+    assert!(fleet.drained().is_empty(), "{:?}", fleet.drained());
+    assert!(dispatcher.release(), "the lock was still this run's");
 }

@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod dispatcher;
 pub mod env;
+pub mod heartbeat;
 pub mod host_machine;
 pub mod host_task;
 pub mod messages;

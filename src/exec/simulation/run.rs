@@ -169,6 +169,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
             journal,
             record,
             lock,
+            Clock::following_tokio(start_of_day.checked_add(offset).expect("in range")),
             Limits::of(&plan, config.playbook.strategy.pause),
             signal_rx,
         )
