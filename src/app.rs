@@ -54,7 +54,9 @@ impl AppError {
     pub fn exit(&self) -> Exit {
         match self {
             AppError::Invalid(_) => Exit::InvalidInput,
-            AppError::Lock(crate::lock::LockError::Held { .. }) => Exit::Locked,
+            AppError::Lock(
+                crate::lock::LockError::Held { .. } | crate::lock::LockError::FleetHeld { .. },
+            ) => Exit::Locked,
             AppError::Lock(_) | AppError::Journal(_) | AppError::Run(_) => Exit::Halted,
         }
     }

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod events;
 pub mod exec;
+pub mod fleet_lock;
 pub mod import;
 pub mod journal;
 pub mod lock;

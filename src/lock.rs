@@ -64,6 +64,14 @@ pub enum LockError {
     Lost { path: PathBuf, now: String },
     #[error("cannot reach the lock {location}: {reason}")]
     Store { location: String, reason: String },
+    #[error(
+        "these hosts are being driven by run {} (pid {} on {}, since {}), of the inventory {} with its state in {state}: one run at a time per fleet on this machine, whatever copy of the inventory or state directory it is started with; wait for that run, or stop it",
+        .holder.run_id, .holder.pid, .holder.host, .holder.since, .holder.inventory
+    )]
+    FleetHeld {
+        holder: Box<LockInfo>,
+        state: String,
+    },
 }
 
 fn stale_note(stale: &Option<String>) -> String {

@@ -546,6 +546,32 @@ impl Rollout<'_> {
             check_groups(self.config, &selected).await?
         };
         let lock = acquire()?;
+        // Local state: the inventory's lock is named after its path and
+        // state directory; the fleet's lock turns away copies of it.
+        let _fleet_lock = match store {
+            Store::Dir(state_dir) => {
+                let holder = crate::fleet_lock::FleetHolder {
+                    info: lock_info(
+                        store,
+                        &self.options.inventory,
+                        &run_id,
+                        self.options.clock.now(),
+                    ),
+                    state: absolute(state_dir).display().to_string(),
+                };
+                match crate::fleet_lock::FleetLock::take(
+                    &crate::fleet_lock::fleet_key(hosts.iter().copied()),
+                    &holder,
+                ) {
+                    Ok(fleet_lock) => fleet_lock,
+                    Err(error) => {
+                        lock.release();
+                        return Err(error.into());
+                    }
+                }
+            }
+            Store::Bucket { .. } => None,
+        };
         let env = Arc::new(RunEnv {
             transports: Transports {
                 connector: Arc::clone(&self.connector),

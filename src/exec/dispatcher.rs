@@ -574,8 +574,11 @@ impl Dispatcher {
     /// Has every balancer re-apply the drains the journal says fleetroll
     /// holds (a HAProxy reload forgets them), hosts being returned excepted.
     async fn reassert_drains(&mut self) {
-        if self.fenced() || self.lock_lost.is_some() {
+        if self.fenced() || self.lock_lost.is_some() || !self.lease.holds() {
             // The drains are the new holder's to keep (or to have lifted).
+            // A lease that ran out (this process was frozen past it) may
+            // have been taken over: the heartbeat task is about to say so,
+            // and until a heartbeat lands again nothing is re-drained.
             return;
         }
         let mut warnings = Vec::new();

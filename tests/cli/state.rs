@@ -105,6 +105,89 @@ fn runs_started_in_different_working_directories_share_the_inventorys_lock() {
     assert_all_in_service(&fleet, &[]);
 }
 
+/// Issue 17: the inventory's lock is named after its path and state
+/// directory, so a copy of the inventory (another checkout) or another
+/// `--state-dir` used to get a lock of its own and drive the same hosts at
+/// once. Now the fleet's lock on this machine turns both away with exit 4,
+/// naming the run that drives the hosts, and touches nothing.
+#[test]
+fn a_copy_of_the_inventory_or_another_state_dir_never_runs_beside_it() {
+    let fleet = Fleet::start(FleetSpec::new(1, 2));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &playbook(" && sleep 3", "batch = [1]"),
+    );
+    let inventory = text(&work.path().join("inventory.toml"));
+    let playbook_path = text(&work.path().join("playbook.toml"));
+    let checkout = tempfile::tempdir().unwrap();
+    for file in ["inventory.toml", "playbook.toml"] {
+        std::fs::copy(work.path().join(file), checkout.path().join(file)).unwrap();
+    }
+    let mut first = fleetroll_in(
+        work.path(),
+        &["run", "-i", &inventory, "-p", &playbook_path, "--json"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start the first run");
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let run_id = loop {
+        let line = lines
+            .next()
+            .expect("the first run ended before its step")
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "step_started" {
+            break event["run_id"].as_str().unwrap().to_owned();
+        }
+    };
+    let other_state = tempfile::tempdir().unwrap();
+    let copy = run_in(
+        checkout.path(),
+        &["run", "-i", "inventory.toml", "-p", "playbook.toml"],
+    );
+    let elsewhere = run_in(
+        work.path(),
+        &[
+            "run",
+            "-i",
+            &inventory,
+            "-p",
+            &playbook_path,
+            "--state-dir",
+            &text(other_state.path()),
+        ],
+    );
+    for (what, second) in [("a copy", &copy), ("another state dir", &elsewhere)] {
+        assert_eq!(second.code, 4, "{what}: {}", second.stderr);
+        assert!(
+            second
+                .stderr
+                .contains("these hosts are being driven by run")
+                && second.stderr.contains(&run_id)
+                && second.stderr.contains(&format!("pid {}", first.id())),
+            "{what}: {}",
+            second.stderr
+        );
+    }
+    assert!(journals(&checkout.path().join(".fleetroll")).is_empty());
+    assert!(journals(other_state.path()).is_empty());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(first.wait().unwrap().code(), Some(0), "{rest:?}");
+    for host in fleet.hosts() {
+        assert_eq!(host.deploys().len(), 1, "{} deployed once", host.name);
+    }
+    assert_all_in_service(&fleet, &[]);
+    // Once the run ended, the copy may run.
+    let after = run_in(
+        checkout.path(),
+        &["run", "-i", "inventory.toml", "-p", "playbook.toml"],
+    );
+    assert_eq!(after.code, 0, "{}", after.stderr);
+}
+
 /// A one-host inventory whose host refuses SSH connections, with `state`
 /// as its `[state]` table, and a playbook for it.
 fn unreachable_fleet(dir: &Path, state: &str) -> (String, String) {
