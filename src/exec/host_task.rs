@@ -89,6 +89,10 @@ struct HostTask {
     /// A step of an earlier process may still run on the host (a resumed
     /// host, or one being rolled back): look before the first step.
     may_find_step: bool,
+    /// A step may still run on the host: one an earlier process left, or
+    /// one of this task's that was cut short and may not have been
+    /// stopped. Such a host is not returned to service until it ends.
+    step_may_run: bool,
 }
 
 /// Drives one host through the host machine; never panics on the outside
@@ -119,6 +123,7 @@ pub async fn drive(
     task.restore_memory(&start.memory);
     task.replacing = start.replacing;
     task.may_find_step = start.resumed || rollback;
+    task.step_may_run = task.may_find_step;
     if start.standby {
         // Put there by this run before an interruption: it must come back.
         task.standby = task.standby_group().await;
@@ -199,6 +204,7 @@ impl HostTask {
             standby: None,
             replacing: None,
             may_find_step: false,
+            step_may_run: false,
         }
     }
 
@@ -348,6 +354,7 @@ impl HostTask {
                 })
             }
             Action::Undrain => {
+                self.keep_out_while_a_step_runs().await?;
                 self.set_standby(false).await?;
                 Ok(match self.undrain_all().await? {
                     Some(note) => Observation::Released(note),
@@ -609,7 +616,16 @@ impl HostTask {
                     let shell = self
                         .shell()
                         .map_err(|_| Stop::Outcome(Outcome::Unreachable, "not connected".into()))?;
-                    run_guarded(shell.as_ref(), guard, &command, &self.cancel).await
+                    let result = run_guarded(shell.as_ref(), guard, &command, &self.cancel).await;
+                    // Ended under the lock (which waited for any earlier
+                    // instance), or stopped by the host's own `timeout`:
+                    // nothing runs. Cut short or cut off: it may.
+                    self.step_may_run = match &result {
+                        Ok((_, Verdict::Ran | Verdict::TimedOut)) => false,
+                        Ok((_, Verdict::Busy)) | Err(_) => true,
+                        Ok((_, Verdict::NoFlock | Verdict::Late)) => self.step_may_run,
+                    };
+                    result
                 }
                 None => self
                     .exec(&command, step.timeout)
@@ -682,6 +698,37 @@ impl HostTask {
                     guard.wait.as_secs()
                 ),
             });
+        }
+    }
+
+    /// A host on which a step may still run (left by a killed process, or
+    /// cut short here without being stopped) goes back to service only once
+    /// the host says no step holds its lock; while one does, the host stays
+    /// out, recorded as drained, for the next run to finish.
+    async fn keep_out_while_a_step_runs(&self) -> Result<(), Stop> {
+        if !self.step_may_run {
+            return Ok(());
+        }
+        let Some(lock) = self.host.ssh.step_lock.as_deref() else {
+            return Ok(());
+        };
+        let guard = StepGuard::new(lock, Duration::ZERO);
+        match self
+            .exec(&guard.busy_check(), Duration::from_secs(30))
+            .await
+        {
+            Ok(output) if output.status.code() == 1 => {
+                self.reporter.note(Event::Warning {
+                    host: Some(self.name()),
+                    message: format!(
+                        "a step left by an interrupted run still runs on {}: it stays out of \
+                         service until that step ends (`fleetroll resume` returns it then)",
+                        self.host.name
+                    ),
+                });
+                Err(Stop::Closed)
+            }
+            _ => Ok(()),
         }
     }
 

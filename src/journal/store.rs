@@ -82,6 +82,10 @@ pub struct JournalWriter {
     /// Tests: appends left before the disk is "full".
     #[cfg(test)]
     room: Option<usize>,
+    /// Tests: whole lines the disk still takes, and the share (percent) of
+    /// the next line written before the write fails, as on a full disk.
+    #[cfg(test)]
+    lines_room: Option<(usize, u8)>,
     /// Bytes of a torn last line dropped on opening.
     dropped: Option<u64>,
 }
@@ -104,6 +108,8 @@ impl JournalWriter {
             pending: Vec::new(),
             #[cfg(test)]
             room: None,
+            #[cfg(test)]
+            lines_room: None,
             dropped,
         })
     }
@@ -124,6 +130,8 @@ impl JournalWriter {
             pending: Vec::new(),
             #[cfg(test)]
             room: None,
+            #[cfg(test)]
+            lines_room: None,
             dropped: None,
         })
     }
@@ -133,6 +141,44 @@ impl JournalWriter {
     pub fn full_after(mut self, records: usize) -> Self {
         self.room = Some(records);
         self
+    }
+
+    /// Tests: the disk fills after `lines` more whole lines and `percent`
+    /// of the next one (counted in lines, not bytes: a record's length
+    /// depends on its timestamp).
+    #[cfg(test)]
+    pub fn full_after_lines(mut self, lines: usize, percent: u8) -> Self {
+        self.lines_room = Some((lines, percent));
+        self
+    }
+
+    /// Tests: how many bytes of `pending` the disk takes.
+    #[cfg(test)]
+    fn room_for(&mut self, pending: &[u8]) -> Option<usize> {
+        let (lines, percent) = self.lines_room?;
+        let mut starts = std::iter::once(0).chain(
+            pending
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        let cut = match starts.nth(lines) {
+            Some(start) if start < pending.len() => {
+                let end = pending[start..]
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(pending.len(), |at| start + at + 1);
+                start + (end - start) * usize::from(percent) / 100
+            }
+            _ => {
+                let written = pending.iter().filter(|b| **b == b'\n').count();
+                self.lines_room = Some((lines - written, percent));
+                return None;
+            }
+        };
+        self.lines_room = Some((0, 0));
+        Some(cut)
     }
 
     pub fn run_id(&self) -> &str {
@@ -167,8 +213,12 @@ impl JournalWriter {
     /// records not written are dropped: the run stops on a broken journal.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         let mut pending = std::mem::take(&mut self.pending);
+        #[cfg(test)]
+        let room = self.room_for(&pending);
+        #[cfg(not(test))]
+        let room = None;
         let written = match &mut self.sink {
-            Sink::File(file) => write_whole_lines(file, &pending),
+            Sink::File(file) => write_whole_lines(file, &pending, room),
             Sink::Segments(_) if pending.is_empty() => Ok(()),
             Sink::Segments(segments) => match segments.write(std::mem::take(&mut pending)) {
                 Ok(()) => Ok(()),
@@ -249,9 +299,15 @@ pub(crate) fn create_durably(
 /// a write cut short (ENOSPC) is cut off again, so that a later write that
 /// succeeds does not leave a partial line in the middle of the journal,
 /// which every later read would refuse as corrupt.
-fn write_whole_lines(file: &mut File, lines: &[u8]) -> io::Result<()> {
+fn write_whole_lines(file: &mut File, lines: &[u8], room: Option<usize>) -> io::Result<()> {
     let before = file.metadata()?.len();
-    let written = file.write_all(lines).and_then(|()| file.sync_data());
+    let written = match room {
+        // Tests: the disk fills part-way (see `full_after_bytes`).
+        Some(room) if room < lines.len() => file
+            .write_all(&lines[..room])
+            .and_then(|()| Err(io::Error::from_raw_os_error(28))),
+        _ => file.write_all(lines).and_then(|()| file.sync_data()),
+    };
     if written.is_err() {
         let _ = file.set_len(before).and_then(|()| file.sync_data());
     }

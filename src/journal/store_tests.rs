@@ -244,3 +244,33 @@ fn runs_of_the_same_second_sort_by_their_first_record() {
         "20261129T215054Z-0000"
     );
 }
+
+/// Issue 17: a group the disk takes only in part (ENOSPC mid-line) is cut
+/// off again, so the file ends at the last whole line of the groups before
+/// it; once there is room, the next writer's records follow it and the
+/// journal reads back whole (a partial line left behind would have become
+/// corruption in the middle of the file).
+#[test]
+fn a_group_the_disk_takes_only_in_part_leaves_no_partial_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = JournalWriter::open(dir.path(), "r1")
+        .unwrap()
+        .full_after_lines(2, 60);
+    writer.append(&warning("one")).unwrap();
+    writer.sync().unwrap();
+    writer.append(&warning("two")).unwrap();
+    writer.append(&warning("three")).unwrap();
+    let error = writer.sync().unwrap_err();
+    assert!(error.to_string().contains("No space left"), "{error}");
+    drop(writer);
+    let text = std::fs::read_to_string(run_path(dir.path(), "r1")).unwrap();
+    assert!(text.ends_with('\n'), "a partial line was left: {text:?}");
+    assert_eq!(messages(&read_run(dir.path(), "r1").unwrap()), ["one"]);
+    let mut writer = JournalWriter::open(dir.path(), "r1").unwrap();
+    writer.append(&warning("four")).unwrap();
+    writer.sync().unwrap();
+    assert_eq!(
+        messages(&read_run(dir.path(), "r1").unwrap()),
+        ["one", "four"]
+    );
+}

@@ -3,7 +3,10 @@
 //! thousands of random scenarios, the promises checked after every
 //! operation. `FLEETROLL_SIM_SEEDS=N` runs N seeds (default 2000), spread
 //! over the cores; `FLEETROLL_SIM_SEED=S` runs one;
-//! `FLEETROLL_SIM_UNGUARDED=1` runs steps without the host's step lock.
+//! `FLEETROLL_SIM_UNGUARDED=1` runs steps without the host's step lock;
+//! `FLEETROLL_SIM_TRACE=1` prints each chain's count of world operations
+//! (the same seed must give the same count in every process: nothing may
+//! depend on the wall clock, record lengths included, or on hash order).
 
 mod run;
 mod scenario;

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::load::{LoadOptions, load_from_text};
 use crate::config::source::SourceFile;
 use crate::events::{Event, Outcome, RunOutcome, RunSettings};
-use crate::exec::dispatcher::{Dispatcher, Limits, RunBatch, WindowGuard, Work};
+use crate::exec::dispatcher::{Dispatcher, Limits, RunBatch, RunError, WindowGuard, Work};
 use crate::exec::env::{Cadence, RunEnv, Transports};
 use crate::exec::host_machine::Route;
 use crate::journal::replay::{RunRecord, replay};
@@ -164,6 +164,18 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         });
         let (signal_tx, signal_rx) = mpsc::unbounded_channel();
         let journal = JournalWriter::open(dir.path(), RUN_ID).map_err(|e| e.to_string())?;
+        let disk_full = faults.iter().find_map(|fault| match *fault {
+            Fault::DiskFull {
+                run: r,
+                lines,
+                percent,
+            } if r == run => Some((lines, percent)),
+            _ => None,
+        });
+        let journal = match disk_full {
+            Some((lines, percent)) => journal.full_after_lines(lines, percent),
+            None => journal,
+        };
         let mut dispatcher = Dispatcher::new(
             Arc::clone(&env),
             journal,
@@ -198,7 +210,12 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                 rollback: false,
             }
         };
-        dispatcher.emit(first).map_err(|e| e.to_string())?;
+        match dispatcher.emit(first) {
+            Ok(()) => {}
+            // The disk filled before the run's first record: nothing began.
+            Err(_) if disk_full.is_some() => continue,
+            Err(error) => return Err(error.to_string()),
+        }
         let kill = schedule(&world, faults, run, signal_tx);
         let work = Work {
             route: Route::Roll,
@@ -220,6 +237,10 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
             // Killed: the lock and the journal stay as they are.
             None => {}
             Some(Err(_)) => return Err(format!("run {run} did not end within a simulated week")),
+            // The disk filled: the run stopped; the next one finds room.
+            Some(Ok(Err(RunError::Journal { .. }))) if disk_full.is_some() => {
+                dispatcher.release();
+            }
             Some(Ok(Err(error))) => return Err(format!("run {run}: {error}")),
             Some(Ok(Ok(finish))) => {
                 let stranded = dispatcher
@@ -240,6 +261,9 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                 }
             }
         }
+    }
+    if std::env::var_os("FLEETROLL_SIM_TRACE").is_some() {
+        eprintln!("trace: {} operations", world.operations());
     }
     let Some(outcome) = ended else {
         return Err(format!("the run did not end in {MAX_RUNS} runs"));

@@ -76,6 +76,13 @@ pub enum Fault {
     WindowCloses {
         run: usize,
     },
+    /// The journal's disk fills after this many more lines of this run
+    /// and `percent` of the next one; the next run finds room again.
+    DiskFull {
+        run: usize,
+        lines: usize,
+        percent: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +93,9 @@ pub enum HostFault {
     Unhealthy,
     OperatorDisabled,
     UnknownToBalancer,
+    /// fleetroll's task for this host panics (a bug) when it first probes
+    /// the host.
+    TaskPanics,
 }
 
 impl HostFault {
@@ -97,6 +107,7 @@ impl HostFault {
             HostFault::Unhealthy => faults.unhealthy = true,
             HostFault::OperatorDisabled => faults.operator_disabled = true,
             HostFault::UnknownToBalancer => faults.unknown_to_balancer = true,
+            HostFault::TaskPanics => faults.task_panics = true,
         }
     }
 }
@@ -159,12 +170,13 @@ impl Scenario {
         let mut faults = Vec::new();
         for host in &hosts {
             if rng.chance(8) {
-                let kind = match rng.range(0, 5) {
+                let kind = match rng.range(0, 6) {
                     0 => HostFault::Unreachable,
                     1 => HostFault::FailingStep,
                     2 => HostFault::HangingStep,
                     3 => HostFault::Unhealthy,
                     4 => HostFault::OperatorDisabled,
+                    5 => HostFault::TaskPanics,
                     _ => HostFault::UnknownToBalancer,
                 };
                 faults.push(Fault::Host {
@@ -212,6 +224,13 @@ impl Scenario {
             }
             if window && rng.chance(20) {
                 faults.push(Fault::WindowCloses { run });
+            }
+            if rng.chance(15) {
+                faults.push(Fault::DiskFull {
+                    run,
+                    lines: rng.range(0, (total as u64) * 12) as usize,
+                    percent: rng.range(0, 99) as u8,
+                });
             }
             if run + 1 < runs || rng.chance(50) {
                 faults.push(Fault::Kill {

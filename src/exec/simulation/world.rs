@@ -38,6 +38,8 @@ pub struct HostFaults {
     pub operator_disabled: bool,
     /// The balancer does not know it (a permanent balancer error).
     pub unknown_to_balancer: bool,
+    /// fleetroll's task for it panics at its first probe.
+    pub task_panics: bool,
 }
 
 /// The caps the observer holds the run to.
@@ -718,6 +720,12 @@ impl RemoteShell for SimShell {
             };
         }
         if command == "healthy" {
+            // Not under the world's lock: a panic must not poison it.
+            assert!(
+                !faults.task_panics,
+                "simulated bug: the host task of {} panics",
+                self.host
+            );
             let state = self.world.lock();
             let warm = state
                 .ready_at
