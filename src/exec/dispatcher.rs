@@ -6,7 +6,8 @@
 //! `select!` ([`Dispatcher::wait`]) over host messages, finished host
 //! tasks, signals, the lock's heartbeat (beaten by a task of its own,
 //! [`super::heartbeat`], so that no wait of the loop delays it), the
-//! balancer watch, a timer and a gate task. Host messages are group-committed to the journal (one fsync
+//! balancer watch (a task too; returns of the hosts it may re-drain wait
+//! for it), a timer and a gate task. Host messages are group-committed to the journal (one fsync
 //! per group, before any task acts on them) and then handed to the
 //! reporters. Host tasks never see run state; admission is a pure function
 //! of who is out ([`super::admission`]).
@@ -255,7 +256,20 @@ pub struct Dispatcher {
     lock_lost: Option<String>,
     journal_broken: Option<JournalError>,
     watch: tokio::time::Interval,
+    /// The balancer watch under way, as a task: the loop never waits on it.
+    watching: Option<Watch>,
     batch_durations: Vec<Duration>,
+}
+
+/// A check of the balancers for lost drains, run beside the loop.
+struct Watch {
+    task: JoinHandle<Vec<String>>,
+    /// The hosts it may re-drain: their return is not acknowledged (so
+    /// they stay out) until it is over, or it could re-drain a host that
+    /// just went back.
+    hosts: std::collections::HashSet<String>,
+    /// Acknowledgements of those hosts' `undraining` records, held back.
+    held: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -322,6 +336,7 @@ impl Dispatcher {
             lock_lost: None,
             journal_broken: None,
             watch,
+            watching: None,
             batch_durations: Vec::new(),
         }
     }
@@ -425,7 +440,19 @@ impl Dispatcher {
                 && !fenced
                 && !(broken && is_write_ahead(&envelope.event))
             {
-                let _ = ack.send(());
+                match (&mut self.watching, &envelope.event) {
+                    (
+                        Some(watch),
+                        Event::HostPhase {
+                            host,
+                            phase: Phase::Undraining,
+                            ..
+                        },
+                    ) if watch.hosts.contains(host) => watch.held.push(ack),
+                    _ => {
+                        let _ = ack.send(());
+                    }
+                }
             }
         }
     }
@@ -497,7 +524,13 @@ impl Dispatcher {
                     None => std::future::pending().await,
                 }
             };
-            let watching = !self.occupancy.is_empty();
+            let watching = !self.occupancy.is_empty() && self.watching.is_none();
+            let watched = async {
+                match self.watching.as_mut() {
+                    Some(watch) => (&mut watch.task).await,
+                    None => std::future::pending().await,
+                }
+            };
             // Biased: the same inputs are taken in the same order every
             // time, which keeps the simulation deterministic.
             tokio::select! {
@@ -516,7 +549,8 @@ impl Dispatcher {
                     return Woke::Signal;
                 }
                 Some(beat) = self.beats.recv() => self.on_beat(beat),
-                _ = self.watch.tick(), if watching => self.reassert_drains().await,
+                _ = self.watch.tick(), if watching => self.start_watch(),
+                result = watched => self.watch_ended(result),
                 () = sleep => return Woke::Timer,
                 result = gate_done => return Woke::Gate(result),
             }
@@ -572,8 +606,10 @@ impl Dispatcher {
     }
 
     /// Has every balancer re-apply the drains the journal says fleetroll
-    /// holds (a HAProxy reload forgets them), hosts being returned excepted.
-    async fn reassert_drains(&mut self) {
+    /// holds (a HAProxy reload forgets them), hosts being returned excepted:
+    /// as a task, whose findings come back to the loop
+    /// ([`Dispatcher::watch_ended`]).
+    fn start_watch(&mut self) {
         if self.fenced() || self.lock_lost.is_some() || !self.lease.holds() {
             // The drains are the new holder's to keep (or to have lifted).
             // A lease that ran out (this process was frozen past it) may
@@ -581,7 +617,6 @@ impl Dispatcher {
             // and until a heartbeat lands again nothing is re-drained.
             return;
         }
-        let mut warnings = Vec::new();
         let mut balancers: Vec<_> = self
             .env
             .transports
@@ -590,6 +625,8 @@ impl Dispatcher {
             .map(|(name, balancer)| (name.clone(), Arc::clone(balancer)))
             .collect();
         balancers.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut checks = Vec::new();
+        let mut hosts = std::collections::HashSet::new();
         for (name, balancer) in balancers {
             let mut drained: Vec<Host> = self
                 .occupancy
@@ -600,19 +637,50 @@ impl Dispatcher {
                         .then(|| self.hosts.get(host).cloned())?
                 })
                 .collect();
-            drained.sort_by(|a, b| a.name.cmp(&b.name));
             if drained.is_empty() {
                 continue;
             }
-            match balancer.reassert_drains(&drained).await {
-                Ok(repaired) => warnings.extend(repaired),
-                Err(error) => warnings.push(format!(
-                    "cannot check balancer {name} for lost drains: {error}"
-                )),
-            }
+            drained.sort_by(|a, b| a.name.cmp(&b.name));
+            hosts.extend(drained.iter().map(|h| h.name.clone()));
+            checks.push((name, balancer, drained));
         }
-        for message in warnings {
-            self.warn(message);
+        if checks.is_empty() {
+            return;
+        }
+        let task = tokio::spawn(async move {
+            let mut warnings = Vec::new();
+            for (name, balancer, drained) in checks {
+                match balancer.reassert_drains(&drained).await {
+                    Ok(repaired) => warnings.extend(repaired),
+                    Err(error) => warnings.push(format!(
+                        "cannot check balancer {name} for lost drains: {error}"
+                    )),
+                }
+            }
+            warnings
+        });
+        self.watching = Some(Watch {
+            task,
+            hosts,
+            held: Vec::new(),
+        });
+    }
+
+    /// The balancer watch is over: the returns it held back go on.
+    fn watch_ended(&mut self, result: Result<Vec<String>, JoinError>) {
+        let Some(watch) = self.watching.take() else {
+            return;
+        };
+        for ack in watch.held {
+            let _ = ack.send(());
+        }
+        match result {
+            Ok(warnings) => {
+                for message in warnings {
+                    self.warn(message);
+                }
+            }
+            Err(error) => self.warn(format!("the balancer watch failed: {error}")),
         }
     }
 
@@ -654,6 +722,11 @@ impl Dispatcher {
             self.halted = self.budget_spent();
         }
         let finish = self.run_batches(&work).await;
+        if let Some(watch) = self.watching.take() {
+            // Every host task has ended: no return waits on it any more,
+            // and no drain it could still re-apply is of a host in service.
+            watch.task.abort();
+        }
         if let Some(source) = self.journal_broken.take() {
             if matches!(source, JournalError::Fenced { .. }) {
                 let hosts: Vec<&str> = self.occupancy.hosts().collect();

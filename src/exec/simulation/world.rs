@@ -587,6 +587,9 @@ impl LoadBalancer for SimBalancer {
     }
 
     async fn reassert_drains(&self, drained: &[Host]) -> Result<Vec<String>, BalancerError> {
+        // A real balancer's check takes round trips: hosts the run returns
+        // meanwhile must not be re-drained by it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let mut state = self.world.lock();
         World::operation(&mut state);
         let mut lost = Vec::new();
