@@ -202,13 +202,71 @@ impl RunError {
 }
 
 /// What the loop is doing about stopping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Stopping {
+    #[default]
     No,
     /// First signal: start no new host, let in-flight ones finish.
     Graceful,
     /// Second signal (or a broken journal): cut steps short, still return hosts.
     Now,
+}
+
+/// Why the run starts no more hosts: each reason as first given. How they
+/// rank is decided in one place, [`Stops::finish`]; a broken journal,
+/// which ends the run with an error instead, is kept apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Stops {
+    signal: Stopping,
+    /// The failure budget is spent (or a task failed): only a rollback of
+    /// the failed batch still starts hosts.
+    halted: Option<String>,
+    /// The lock is no longer this run's.
+    lock_lost: Option<String>,
+    /// The maintenance window closed, or the next batch would not fit in it.
+    window_closed: Option<String>,
+}
+
+impl Stops {
+    /// Whether a host that is not out yet may be started on `route`.
+    fn may_start_new(&self, route: Route) -> bool {
+        self.signal == Stopping::No
+            && (self.halted.is_none() || route == Route::RollBack)
+            && self.window_closed.is_none()
+            && self.lock_lost.is_none()
+    }
+
+    /// How the run ended, told by its strongest reason: a rollback of a
+    /// failed batch, then a halt, a lost lock, a closed window, a signal.
+    fn finish(&self, route: Route, rolled_back: bool) -> Finish {
+        let (outcome, reason) = if rolled_back {
+            (
+                RunOutcome::RolledBack,
+                self.halted
+                    .clone()
+                    .map(|r| format!("{r}; the batch was rolled back")),
+            )
+        } else if let Some(reason) = self.halted.as_ref().or(self.lock_lost.as_ref()) {
+            (RunOutcome::Halted, Some(reason.clone()))
+        } else if let Some(reason) = &self.window_closed {
+            (
+                RunOutcome::WindowClosed,
+                Some(format!(
+                    "{reason}; `fleetroll resume` continues in the next window"
+                )),
+            )
+        } else if self.signal != Stopping::No {
+            (
+                RunOutcome::Interrupted,
+                Some("stopped by a signal; `fleetroll resume` continues".to_owned()),
+            )
+        } else if route == Route::RollBack {
+            (RunOutcome::RolledBack, None)
+        } else {
+            (RunOutcome::Succeeded, None)
+        };
+        Finish { outcome, reason }
+    }
 }
 
 /// What woke the loop.
@@ -248,12 +306,9 @@ pub struct Dispatcher {
     tx: mpsc::UnboundedSender<HostMessage>,
     rx: mpsc::UnboundedReceiver<HostMessage>,
     cancel: CancellationToken,
-    stopping: Stopping,
-    halted: Option<String>,
-    window_closed: Option<String>,
+    stops: Stops,
     /// The window's end for the batch running now.
     closes_at: Option<jiff::Timestamp>,
-    lock_lost: Option<String>,
     journal_broken: Option<JournalError>,
     watch: tokio::time::Interval,
     /// The balancer watch under way, as a task: the loop never waits on it.
@@ -329,11 +384,8 @@ impl Dispatcher {
             tx,
             rx,
             cancel: CancellationToken::new(),
-            stopping: Stopping::No,
-            halted: None,
-            window_closed: None,
+            stops: Stops::default(),
             closes_at: None,
-            lock_lost: None,
             journal_broken: None,
             watch,
             watching: None,
@@ -485,7 +537,7 @@ impl Dispatcher {
             },
         );
         self.journal_broken = Some(error);
-        self.stopping = Stopping::Now;
+        self.stops.signal = Stopping::Now;
         self.cancel.cancel();
         for sink in &mut self.sinks {
             sink.event(&warning, &self.record);
@@ -575,15 +627,15 @@ impl Dispatcher {
             ));
             return;
         }
-        match self.stopping {
+        match self.stops.signal {
             Stopping::No => {
-                self.stopping = Stopping::Graceful;
+                self.stops.signal = Stopping::Graceful;
                 self.warn(format!(
                     "{signal}: finishing in-flight hosts, then stopping; send it again to cut their steps short"
                 ));
             }
             Stopping::Graceful | Stopping::Now => {
-                self.stopping = Stopping::Now;
+                self.stops.signal = Stopping::Now;
                 self.cancel.cancel();
                 self.warn(format!(
                     "{signal} again: cutting steps short; hosts that pass a probe round go back to service"
@@ -596,8 +648,8 @@ impl Dispatcher {
     fn on_beat(&mut self, beat: Beat) {
         match beat {
             Beat::Lost(error) => {
-                if self.lock_lost.is_none() {
-                    self.lock_lost = Some(error.clone());
+                if self.stops.lock_lost.is_none() {
+                    self.stops.lock_lost = Some(error.clone());
                     self.warn(format!("{error}; starting no more hosts"));
                 }
             }
@@ -610,7 +662,7 @@ impl Dispatcher {
     /// as a task, whose findings come back to the loop
     /// ([`Dispatcher::watch_ended`]).
     fn start_watch(&mut self) {
-        if self.fenced() || self.lock_lost.is_some() || !self.lease.holds() {
+        if self.fenced() || self.stops.lock_lost.is_some() || !self.lease.holds() {
             // The drains are the new holder's to keep (or to have lifted).
             // A lease that ran out (this process was frozen past it) may
             // have been taken over: the heartbeat task is about to say so,
@@ -719,7 +771,7 @@ impl Dispatcher {
         if work.route == Route::Roll {
             // A run halted for its failure budget stays halted when
             // resumed: it only finishes the hosts it has out.
-            self.halted = self.budget_spent();
+            self.stops.halted = self.budget_spent();
         }
         let finish = self.run_batches(&work).await;
         if let Some(watch) = self.watching.take() {
@@ -856,11 +908,7 @@ impl Dispatcher {
 
     /// May hosts that are not out yet start?
     fn may_start_new(&self, route: Route) -> bool {
-        self.stopping == Stopping::No
-            && (self.halted.is_none() || route == Route::RollBack)
-            && self.window_closed.is_none()
-            && self.lock_lost.is_none()
-            && self.journal_broken.is_none()
+        self.stops.may_start_new(route) && self.journal_broken.is_none()
     }
 
     async fn run_batches(&mut self, work: &Work) -> Finish {
@@ -880,7 +928,8 @@ impl Dispatcher {
                 zones: Vec::new(),
                 hosts,
             };
-            self.halted
+            self.stops
+                .halted
                 .get_or_insert_with(|| "a failed batch was being rolled back".to_owned());
             self.roll_back_batch(&batch).await;
             rolled_back = true;
@@ -910,7 +959,7 @@ impl Dispatcher {
                 self.check_gates(batch.index).await;
             }
             if work.route == Route::Roll
-                && self.halted.is_some()
+                && self.stops.halted.is_some()
                 && self.env.playbook.strategy.on_failure == OnFailure::Rollback
                 && !rolled_back
             {
@@ -925,35 +974,7 @@ impl Dispatcher {
     }
 
     fn finish(&mut self, route: Route, rolled_back: bool) -> Finish {
-        let (outcome, reason) = if rolled_back {
-            (
-                RunOutcome::RolledBack,
-                self.halted
-                    .clone()
-                    .map(|r| format!("{r}; the batch was rolled back")),
-            )
-        } else if let Some(reason) = &self.halted {
-            (RunOutcome::Halted, Some(reason.clone()))
-        } else if let Some(reason) = &self.lock_lost {
-            (RunOutcome::Halted, Some(reason.clone()))
-        } else if let Some(reason) = &self.window_closed {
-            (
-                RunOutcome::WindowClosed,
-                Some(format!(
-                    "{reason}; `fleetroll resume` continues in the next window"
-                )),
-            )
-        } else if self.stopping != Stopping::No {
-            (
-                RunOutcome::Interrupted,
-                Some("stopped by a signal; `fleetroll resume` continues".to_owned()),
-            )
-        } else if route == Route::RollBack {
-            (RunOutcome::RolledBack, None)
-        } else {
-            (RunOutcome::Succeeded, None)
-        };
-        Finish { outcome, reason }
+        self.stops.finish(route, rolled_back)
     }
 
     fn has_work(&self, batch: &RunBatch, route: Route) -> bool {
@@ -980,7 +1001,7 @@ impl Dispatcher {
         loop {
             match self.wait(Some(until), None).await {
                 Woke::Timer => return,
-                Woke::Signal if self.stopping != Stopping::No => return,
+                Woke::Signal if self.stops.signal != Stopping::No => return,
                 Woke::Signal | Woke::Ended(_) | Woke::Gate(_) => {}
             }
         }
@@ -994,11 +1015,11 @@ impl Dispatcher {
         let now = guard.clock.now();
         match window_state(&guard.window, now) {
             Err(error) => {
-                self.window_closed = Some(error.to_string());
+                self.stops.window_closed = Some(error.to_string());
                 None
             }
             Ok(WindowState::Closed { opens_at, .. }) => {
-                self.window_closed = Some(format!(
+                self.stops.window_closed = Some(format!(
                     "the maintenance window is closed (it opens {})",
                     describe_instant(opens_at, &guard.window.timezone)
                 ));
@@ -1014,7 +1035,7 @@ impl Dispatcher {
                         / self.batch_durations.len() as u32
                 };
                 if !fits(closes_at, now, expected) {
-                    self.window_closed = Some(format!(
+                    self.stops.window_closed = Some(format!(
                         "batch {} is expected to take {}, but the window closes at {}",
                         index + 1,
                         crate::model::duration::human_duration(expected),
@@ -1055,7 +1076,7 @@ impl Dispatcher {
         let results = match results {
             Ok(results) => results,
             Err(error) => {
-                self.halted = Some(format!("the gate check failed: {error}"));
+                self.stops.halted = Some(format!("the gate check failed: {error}"));
                 return;
             }
         };
@@ -1067,7 +1088,7 @@ impl Dispatcher {
                 batch: Some(after_batch),
             });
             if !result.ok {
-                self.halted = Some(format!("gate {name} failed: {}", result.detail));
+                self.stops.halted = Some(format!("gate {name} failed: {}", result.detail));
             }
         }
     }
@@ -1169,7 +1190,7 @@ impl Dispatcher {
             if self.in_flight.is_empty() && timer.is_none() {
                 if let (Some(Blocked::Cap { zone }), true) = (&blocked, self.may_start_new(route)) {
                     let kept = self.occupancy.total();
-                    self.halted = Some(format!(
+                    self.stops.halted = Some(format!(
                         "{kept} failed hosts stay out of service, which leaves no room under max_unavailable ({}) or the cap of zone {zone}",
                         self.limits.max_unavailable
                     ));
@@ -1205,10 +1226,11 @@ impl Dispatcher {
         }
         if let (Some(closes_at), Some(guard)) = (self.closes_at, &self.window)
             && route == Route::Roll
-            && self.window_closed.is_none()
+            && self.stops.window_closed.is_none()
             && guard.clock.now() >= closes_at
         {
-            self.window_closed = Some("the maintenance window closed during the batch".to_owned());
+            self.stops.window_closed =
+                Some("the maintenance window closed during the batch".to_owned());
         }
         let may_start_new = self.may_start_new(route);
         let caps = Caps {
@@ -1361,7 +1383,7 @@ impl Dispatcher {
                 // stays counted out while the journal says it is drained,
                 // and it is reported failed, so the next run finishes it.
                 let host = self.task_hosts.remove(&error.id());
-                self.halted = Some(format!(
+                self.stops.halted = Some(format!(
                     "the task of host {} failed (a bug in fleetroll): {error}",
                     host.as_deref().unwrap_or("?")
                 ));
@@ -1400,8 +1422,8 @@ impl Dispatcher {
     }
 
     fn after_failure(&mut self, route: Route) {
-        if route == Route::Roll && self.halted.is_none() {
-            self.halted = self.budget_spent();
+        if route == Route::Roll && self.stops.halted.is_none() {
+            self.stops.halted = self.budget_spent();
         }
     }
 

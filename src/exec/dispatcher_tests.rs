@@ -555,3 +555,62 @@ async fn a_loop_waiting_on_a_balancer_keeps_its_lock_alive() {
     assert!(fleet.drained().is_empty(), "{:?}", fleet.drained());
     assert!(dispatcher.release(), "the lock was still this run's");
 }
+
+/// How a run's end is told, from its stop reasons alone: the strongest
+/// wins, whatever order they came in.
+#[test]
+fn the_strongest_stop_reason_tells_how_the_run_ended() {
+    use crate::exec::host_machine::Route;
+    let all = Stops {
+        signal: Stopping::Graceful,
+        halted: Some("2 hosts failed".into()),
+        lock_lost: Some("lock lost".into()),
+        window_closed: Some("window closed".into()),
+    };
+    let outcome = |stops: &Stops, route, rolled_back| stops.finish(route, rolled_back).outcome;
+    assert_eq!(outcome(&all, Route::Roll, true), RunOutcome::RolledBack);
+    assert_eq!(outcome(&all, Route::Roll, false), RunOutcome::Halted);
+    let no_halt = Stops {
+        halted: None,
+        ..all.clone()
+    };
+    assert_eq!(
+        no_halt.finish(Route::Roll, false).reason.as_deref(),
+        Some("lock lost")
+    );
+    let window = Stops {
+        lock_lost: None,
+        ..no_halt.clone()
+    };
+    assert_eq!(
+        outcome(&window, Route::Roll, false),
+        RunOutcome::WindowClosed
+    );
+    let signal = Stops {
+        window_closed: None,
+        ..window.clone()
+    };
+    assert_eq!(
+        outcome(&signal, Route::Roll, false),
+        RunOutcome::Interrupted
+    );
+    let none = Stops::default();
+    assert_eq!(outcome(&none, Route::Roll, false), RunOutcome::Succeeded);
+    assert_eq!(
+        outcome(&none, Route::RollBack, false),
+        RunOutcome::RolledBack
+    );
+    // Halted, a failed batch is still rolled back; nothing else starts.
+    let halted = Stops {
+        halted: Some("1 host failed".into()),
+        ..Stops::default()
+    };
+    assert!(!halted.may_start_new(Route::Roll));
+    assert!(halted.may_start_new(Route::RollBack));
+    let halted_and_closed = Stops {
+        window_closed: Some("window closed".into()),
+        ..halted
+    };
+    assert!(!halted_and_closed.may_start_new(Route::RollBack));
+    assert!(none.may_start_new(Route::Roll));
+}
