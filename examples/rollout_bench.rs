@@ -211,6 +211,7 @@ async fn bench(n: usize) -> String {
             route: Route::Roll,
             batches: batches.clone(),
             adopted: Vec::new(),
+            others: Vec::new(),
             resuming: false,
         })
         .await

@@ -804,11 +804,14 @@ pub fn rollback(
             record
                 .hosts
                 .get(names[id.0 as usize])
-                .is_some_and(|h| h.was_changed() && h.outcome != crate::events::Outcome::RolledBack)
+                .is_some_and(|h| h.to_roll_back())
         });
     }
     plan.batches.retain(|b| !b.hosts.is_empty());
-    if plan.batches.is_empty() {
+    // A kill between a host's drain and its first step leaves it out and
+    // unchanged: the rollback only returns it.
+    let drained_unchanged = record.hosts.values().any(|h| h.out_unchanged());
+    if plan.batches.is_empty() && !drained_unchanged {
         if !quiet {
             tracing::info!("run {run_id} changed no host that is not already rolled back");
         }

@@ -696,6 +696,19 @@ impl Rollout<'_> {
                 });
             }
         }
+        // Rolled back: the hosts it drained and never changed go back too.
+        let others: Vec<Host> = hosts
+            .iter()
+            .filter(|h| {
+                rolling_back
+                    && dispatcher
+                        .record()
+                        .hosts
+                        .get(&h.name)
+                        .is_some_and(|r| r.out_unchanged())
+            })
+            .map(|h| (*h).clone())
+            .collect();
         let work = Work {
             route: if rolling_back {
                 Route::RollBack
@@ -704,6 +717,7 @@ impl Rollout<'_> {
             },
             batches,
             adopted,
+            others,
             resuming: resuming && !rolling_back,
         };
         let finished = dispatcher.run(work).await;

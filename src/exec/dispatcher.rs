@@ -155,6 +155,9 @@ pub struct Work {
     pub route: Route,
     pub batches: Vec<RunBatch>,
     pub adopted: Vec<Adopted>,
+    /// Hosts outside the batches the run may have to return: when it is
+    /// rolled back, those it drained and never changed.
+    pub others: Vec<Host>,
     /// A resume: before the first batch with work, the gates after the
     /// batch before it are checked again unless they passed.
     pub resuming: bool,
@@ -743,6 +746,9 @@ impl Dispatcher {
                 self.hosts.insert(host.name.clone(), host.clone());
             }
         }
+        for host in &work.others {
+            self.hosts.insert(host.name.clone(), host.clone());
+        }
         for adopted in &work.adopted {
             self.hosts
                 .insert(adopted.host.name.clone(), adopted.host.clone());
@@ -759,7 +765,7 @@ impl Dispatcher {
             self.occupancy.hold(&host, &zone);
         }
         let mut returns = self.adopt(std::mem::take(&mut work.adopted));
-        returns.extend(self.forgotten());
+        returns.extend(self.forgotten(work.route));
         if !returns.is_empty() {
             let batch = RunBatch {
                 index: usize::MAX,
@@ -821,17 +827,18 @@ impl Dispatcher {
 
     /// Hosts the journal says are out that no phase of this run would pick
     /// up (they ended, yet are drained, and no rollback of theirs is
-    /// pending): they are only returned to service.
-    fn forgotten(&self) -> Vec<Host> {
+    /// pending; or, when the run is being rolled back, it drained them and
+    /// was killed before it changed them): they are only returned to
+    /// service.
+    fn forgotten(&self, route: Route) -> Vec<Host> {
         let mut hosts: Vec<Host> = self
             .record
             .hosts
             .iter()
             .filter(|(name, r)| {
-                !r.drained.is_empty()
-                    && r.is_settled()
-                    && !r.outcome.is_failure()
-                    && !self.record.rollback.contains(name)
+                !self.record.rollback.contains(name)
+                    && ((!r.drained.is_empty() && r.is_settled() && !r.outcome.is_failure())
+                        || (route == Route::RollBack && r.out_unchanged()))
             })
             .filter_map(|(name, _)| self.hosts.get(name).cloned())
             .collect();

@@ -142,6 +142,7 @@ fn work(batches: Vec<RunBatch>) -> Work {
         route: crate::exec::host_machine::Route::Roll,
         batches,
         adopted: Vec::new(),
+        others: Vec::new(),
         resuming: false,
     }
 }

@@ -82,6 +82,18 @@ impl HostRecord {
                     || self.replacing.is_some()))
     }
 
+    /// Whether `rollback` of the run has this host to undo: changed by
+    /// it, and not rolled back yet.
+    pub fn to_roll_back(&self) -> bool {
+        self.was_changed() && self.outcome != Outcome::RolledBack
+    }
+
+    /// Drained by the run, which was killed before it changed the host:
+    /// `rollback` only returns it to service.
+    pub fn out_unchanged(&self) -> bool {
+        !self.drained.is_empty() && !self.was_changed() && !self.outcome.is_failure()
+    }
+
     /// Finished, one way or another; `resume` leaves it alone.
     pub fn is_settled(&self) -> bool {
         !matches!(self.outcome, Outcome::Pending)

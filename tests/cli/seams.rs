@@ -270,6 +270,62 @@ fn rollback_after_a_kill_undoes_the_interrupted_host_first_and_leaves_none_drain
     }
 }
 
+/// Issue 17, found by the simulation's rollback chains: a kill between a
+/// host's drain and its first step left it out and unchanged; `rollback`
+/// planned only the hosts the run changed, so that host stayed drained
+/// (with nothing else to undo, `rollback` even said the run "changed no
+/// host" and exited 0). It is now returned to service, never deployed.
+#[test]
+fn rollback_after_a_kill_between_drain_and_step_returns_the_drained_host() {
+    let fleet = Fleet::start(FleetSpec::new(1, 3));
+    let book = logged_step_playbook(
+        "{vars.appctl} {vars.dir} deploy {vars.version} 200",
+        "timeout = \"30s\"",
+        "batch = [1]\nmax_unavailable = 1",
+    )
+    .replace("settle = \"100ms\"", "settle = \"20s\"");
+    let work = Workdir::new(&fleet, &InventoryOptions::default(), &book);
+    let mut run = Live::start(work.command(RUN_JSON), work.path().join("run.stderr"));
+    run.until("web-01 done", EVENT_WITHIN, |e| {
+        e["event"] == "host_phase" && e["host"] == "web-01" && e["phase"] == "done"
+    });
+    run.until("web-02's drain", EVENT_WITHIN, |e| {
+        e["event"] == "drain" && e["host"] == "web-02"
+    });
+    // The record comes before the drain itself; the 20 s settle after it
+    // is the window for the kill.
+    let drained = poll(EVENT_WITHIN, || {
+        (admin_state(&fleet, "web-02") == "drain").then_some(())
+    });
+    assert!(drained.is_some(), "web-02 was never drained");
+    run.kill_9();
+    assert!(fleet.host("web-02").deploys().is_empty());
+    let run_id = status_json(&work)["run_id"]
+        .as_str()
+        .expect("a run id")
+        .to_owned();
+
+    let rollback = work.fleetroll(&["rollback", &run_id, "--json"]);
+    assert_eq!(rollback.code, 0, "{}", rollback.stderr);
+    assert_eq!(fleet.host("web-01").version(), "1.0");
+    assert!(
+        fleet.host("web-02").deploys().is_empty(),
+        "web-02 was never changed: nothing to undo there"
+    );
+    assert!(
+        fleet.host("web-03").deploys().is_empty(),
+        "web-03 untouched"
+    );
+    assert_all_in_service(&fleet, &[]);
+    let status = status_json(&work);
+    assert_eq!(status["outcome"], "rolled_back", "{status}");
+    assert_eq!(
+        status["hosts"]["web-02"]["drained_from"],
+        json!([]),
+        "{status}"
+    );
+}
+
 /// Issue 17, 4 and 5: web-02's step failed after its new version was in
 /// place, so the run kept it drained; an operator then put it in MAINT.
 /// The next `run --limit web-03` leaves web-02 in MAINT (HAProxy's `state

@@ -117,10 +117,119 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         replacements: Arc::default(),
     });
     let batches = RunBatch::from_plan(&plan, &hosts.iter().collect::<Vec<_>>());
-    let day: jiff::Timestamp = "2026-11-30T00:00:00Z".parse().expect("a timestamp");
+    let chain = Chain {
+        faults,
+        config: &config,
+        plan: &plan,
+        hosts: &hosts,
+        batches: &batches,
+        env: &env,
+        world: &world,
+        dir: dir.path(),
+        day: "2026-11-30T00:00:00Z".parse().expect("a timestamp"),
+    };
     let mut ended = None;
+    let mut killed = false;
     for run in 0..MAX_RUNS {
-        let lock_path = dir.path().join("locks/sim.lock");
+        match chain.one(run, Mode::Forward).await? {
+            Next::Over(outcome) => {
+                ended = Some(outcome);
+                break;
+            }
+            // The operator rolls back instead of resuming.
+            Next::Killed if scenario.undo_after_kill => {
+                killed = true;
+                break;
+            }
+            Next::Killed | Next::Again => {}
+        }
+    }
+    if std::env::var_os("FLEETROLL_SIM_TRACE").is_some() {
+        eprintln!("trace: {} operations", world.operations());
+    }
+    if !killed {
+        let Some(outcome) = ended else {
+            return Err(format!("the run did not end in {MAX_RUNS} runs"));
+        };
+        let record = replay(
+            RUN_ID,
+            &read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())?,
+        );
+        check_end(&world, &record, outcome)?;
+    }
+    if !scenario.undo {
+        return Ok(());
+    }
+    // `fleetroll rollback RUN_ID`, killed and run again as the faults say.
+    world.begin_undo();
+    let mut undone = None;
+    for run in 0..MAX_RUNS {
+        if let Next::Over(outcome) = chain.one(run, Mode::Undo).await? {
+            undone = Some(outcome);
+            break;
+        }
+    }
+    if std::env::var_os("FLEETROLL_SIM_DUMP").is_some() {
+        for e in read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())? {
+            eprintln!("{}", serde_json::to_string(&e.event).unwrap_or_default());
+        }
+    }
+    let Some(outcome) = undone else {
+        return Err(format!("the rollback did not end in {MAX_RUNS} runs"));
+    };
+    let record = replay(
+        RUN_ID,
+        &read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())?,
+    );
+    check_end(&world, &record, outcome)?;
+    check_undone(&world, &record)
+}
+
+/// How one process of a chain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The chain is over.
+    Over(RunOutcome),
+    /// kill -9.
+    Killed,
+    /// Stopped otherwise, or a host left out part-way: another follows.
+    Again,
+}
+
+/// Forward (`run`, then `resume`) or `rollback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Forward,
+    Undo,
+}
+
+/// Fault run numbers of the rollback's processes start here.
+pub const UNDO_RUNS: usize = 10;
+
+/// What every process of a chain shares.
+struct Chain<'a> {
+    faults: &'a [Fault],
+    config: &'a crate::config::load::Config,
+    plan: &'a crate::plan::batches::Plan,
+    hosts: &'a [Host],
+    batches: &'a [RunBatch],
+    env: &'a Arc<RunEnv>,
+    world: &'a World,
+    dir: &'a Path,
+    day: jiff::Timestamp,
+}
+
+impl Chain<'_> {
+    /// One fleetroll process of the chain: `Some` with how the chain ended
+    /// once it has, `None` when another process must follow (killed,
+    /// stopped, a host left out part-way).
+    async fn one(&self, run: usize, mode: Mode) -> Result<Next, String> {
+        let (config, plan, faults, world) = (self.config, self.plan, self.faults, self.world);
+        let fault_run = match mode {
+            Mode::Forward => run,
+            Mode::Undo => UNDO_RUNS + run,
+        };
+        let lock_path = self.dir.join("locks/sim.lock");
         // The holder before was killed or finished: its lock is broken.
         let _ = std::fs::remove_file(&lock_path);
         let now = jiff::Timestamp::now();
@@ -129,7 +238,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
             LockInfo {
                 host: "sim".into(),
                 pid: std::process::id(),
-                run_id: format!("{RUN_ID}-{run}"),
+                run_id: format!("{RUN_ID}-{fault_run}"),
                 inventory: "sim".into(),
                 since: now.to_string(),
                 heartbeat: now.to_string(),
@@ -139,37 +248,82 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         )
         .map(RunLock::File)
         .map_err(|e| e.to_string())?;
-        let record = if run == 0 {
+        let record = if run == 0 && mode == Mode::Forward {
             RunRecord::new(RUN_ID)
         } else {
             replay(
                 RUN_ID,
-                &read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())?,
+                &read_run(self.dir, RUN_ID).map_err(|e| e.to_string())?,
             )
         };
-        let start_of_day = day
-            .checked_add(jiff::SignedDuration::from_hours(24 * run as i64))
+        let batches: Vec<RunBatch> = match mode {
+            Mode::Forward => self.batches.to_vec(),
+            // As `rollback` plans it: newest batch first, only the hosts the
+            // run changed and that are not rolled back yet.
+            Mode::Undo => self
+                .batches
+                .iter()
+                .rev()
+                .map(|batch| RunBatch {
+                    hosts: batch
+                        .hosts
+                        .iter()
+                        .filter(|host| {
+                            record
+                                .hosts
+                                .get(&host.name)
+                                .is_some_and(|h| h.to_roll_back())
+                        })
+                        .cloned()
+                        .collect(),
+                    ..batch.clone()
+                })
+                .filter(|batch| !batch.hosts.is_empty())
+                .collect(),
+        };
+        let others: Vec<Host> = match mode {
+            Mode::Forward => Vec::new(),
+            Mode::Undo => self
+                .hosts
+                .iter()
+                .filter(|h| record.hosts.get(&h.name).is_some_and(|r| r.out_unchanged()))
+                .cloned()
+                .collect(),
+        };
+        let drained_unchanged = !others.is_empty();
+        if mode == Mode::Undo && batches.is_empty() && !drained_unchanged {
+            return Ok(Next::Over(RunOutcome::RolledBack));
+        }
+        let start_of_day = self
+            .day
+            .checked_add(jiff::SignedDuration::from_hours(24 * fault_run as i64))
             .expect("in range");
-        let offset = if faults.contains(&Fault::OutsideWindow { run }) {
+        let offset = if faults.contains(&Fault::OutsideWindow { run: fault_run }) {
             jiff::SignedDuration::from_mins(23 * 60 + 30)
-        } else if faults.contains(&Fault::WindowCloses { run }) {
+        } else if faults.contains(&Fault::WindowCloses { run: fault_run }) {
             jiff::SignedDuration::from_secs(23 * 3600 - 40)
         } else {
             jiff::SignedDuration::from_mins(1)
         };
-        let window = config.playbook.window.clone().map(|window| WindowGuard {
-            window,
-            clock: Clock::following_tokio(start_of_day.checked_add(offset).expect("in range")),
-            first_batch_estimate: Duration::from_secs(30),
-        });
+        // A rollback keeps to no window (as `rollback` does).
+        let window = config
+            .playbook
+            .window
+            .clone()
+            .filter(|_| mode == Mode::Forward)
+            .map(|window| WindowGuard {
+                window,
+                clock: Clock::following_tokio(start_of_day.checked_add(offset).expect("in range")),
+                first_batch_estimate: Duration::from_secs(30),
+            });
         let (signal_tx, signal_rx) = mpsc::unbounded_channel();
-        let journal = JournalWriter::open(dir.path(), RUN_ID).map_err(|e| e.to_string())?;
+        let journal = JournalWriter::open(self.dir, RUN_ID).map_err(|e| e.to_string())?;
         let disk_full = faults.iter().find_map(|fault| match *fault {
             Fault::DiskFull {
                 run: r,
                 lines,
                 percent,
-            } if r == run => Some((lines, percent)),
+            } if r == fault_run => Some((lines, percent)),
             _ => None,
         });
         let journal = match disk_full {
@@ -177,20 +331,20 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
             None => journal,
         };
         let mut dispatcher = Dispatcher::new(
-            Arc::clone(&env),
+            Arc::clone(self.env),
             journal,
             record,
             lock,
             Clock::following_tokio(start_of_day.checked_add(offset).expect("in range")),
-            Limits::of(&plan, config.playbook.strategy.pause),
+            Limits::of(plan, config.playbook.strategy.pause),
             signal_rx,
         )
         .with_window(window);
-        let first = if run == 0 {
-            Event::RunStarted {
+        let first = match mode {
+            Mode::Forward if run == 0 => Event::RunStarted {
                 playbook: "sim".into(),
-                hosts: hosts.len(),
-                batches: batches.len(),
+                hosts: self.hosts.len(),
+                batches: self.batches.len(),
                 failure_budget: plan.failure_budget,
                 settings: RunSettings {
                     inventory: "sim".into(),
@@ -199,29 +353,36 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                     limit: Vec::new(),
                     accept_new_host_keys: false,
                 },
-                plan: RunBatch::planned(&batches),
+                plan: RunBatch::planned(self.batches),
                 fingerprint: None,
                 max_unavailable: None,
                 window_closes_at: None,
-            }
-        } else {
-            Event::RunResumed {
+            },
+            Mode::Forward => Event::RunResumed {
                 pending: 0,
                 rollback: false,
-            }
+            },
+            Mode::Undo => Event::RunResumed {
+                pending: batches.iter().map(|b| b.hosts.len()).sum(),
+                rollback: true,
+            },
         };
         match dispatcher.emit(first) {
             Ok(()) => {}
             // The disk filled before the run's first record: nothing began.
-            Err(_) if disk_full.is_some() => continue,
+            Err(_) if disk_full.is_some() => return Ok(Next::Again),
             Err(error) => return Err(error.to_string()),
         }
-        let kill = schedule(&world, faults, run, signal_tx);
+        let kill = schedule(world, faults, fault_run, signal_tx);
         let work = Work {
-            route: Route::Roll,
-            batches: batches.clone(),
+            route: match mode {
+                Mode::Forward => Route::Roll,
+                Mode::Undo => Route::RollBack,
+            },
+            batches,
             adopted: Vec::new(),
-            resuming: run > 0,
+            others,
+            resuming: run > 0 || mode == Mode::Undo,
         };
         let result = tokio::select! {
             biased;
@@ -231,17 +392,20 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         world.clear_triggers();
         let violations = world.violations();
         if !violations.is_empty() {
-            return Err(format!("run {run}: {}", violations.join("; ")));
+            return Err(format!("{mode:?} run {run}: {}", violations.join("; ")));
         }
         match result {
             // Killed: the lock and the journal stay as they are.
-            None => {}
-            Some(Err(_)) => return Err(format!("run {run} did not end within a simulated week")),
+            None => Ok(Next::Killed),
+            Some(Err(_)) => Err(format!(
+                "{mode:?} run {run} did not end within a simulated week"
+            )),
             // The disk filled: the run stopped; the next one finds room.
             Some(Ok(Err(RunError::Journal { .. }))) if disk_full.is_some() => {
                 dispatcher.release();
+                Ok(Next::Again)
             }
-            Some(Ok(Err(error))) => return Err(format!("run {run}: {error}")),
+            Some(Ok(Err(error))) => Err(format!("{mode:?} run {run}: {error}")),
             Some(Ok(Ok(finish))) => {
                 let stranded = dispatcher
                     .record()
@@ -249,30 +413,36 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
                     .values()
                     .any(|h| !h.drained.is_empty() && !h.is_settled());
                 dispatcher.release();
-                // A host left out part-way is for the next resume to finish.
-                if !stranded
+                // A host left out part-way is for the next process to finish.
+                let over = !stranded
                     && matches!(
                         finish.outcome,
                         RunOutcome::Succeeded | RunOutcome::Halted | RunOutcome::RolledBack
-                    )
-                {
-                    ended = Some(finish.outcome);
-                    break;
-                }
+                    );
+                Ok(if over {
+                    Next::Over(finish.outcome)
+                } else {
+                    Next::Again
+                })
             }
         }
     }
-    if std::env::var_os("FLEETROLL_SIM_TRACE").is_some() {
-        eprintln!("trace: {} operations", world.operations());
+}
+
+/// After `rollback`: every host it reports rolled back is on the old
+/// version again.
+fn check_undone(world: &World, record: &RunRecord) -> Result<(), String> {
+    let problems: Vec<String> = record
+        .hosts
+        .iter()
+        .filter(|(name, host)| host.outcome == Outcome::RolledBack && world.updated(name))
+        .map(|(name, _)| format!("{name} reported rolled back but still runs the new version"))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("after the rollback: {}", problems.join("; ")))
     }
-    let Some(outcome) = ended else {
-        return Err(format!("the run did not end in {MAX_RUNS} runs"));
-    };
-    let record = replay(
-        RUN_ID,
-        &read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())?,
-    );
-    check_end(&world, &record, outcome)
 }
 
 /// Sets the run's timed faults on the world; returns the kill switch.

@@ -119,6 +119,12 @@ pub struct Scenario {
     pub strategy: String,
     pub window: bool,
     pub rollback: bool,
+    /// Once the run is over, `fleetroll rollback` of it (killed as the
+    /// faults of runs from `UNDO_RUNS` on say).
+    pub undo: bool,
+    /// With `undo`: the first kill of the run is followed by the rollback,
+    /// not by `resume`.
+    pub undo_after_kill: bool,
     pub faults: Vec<Fault>,
 }
 
@@ -167,6 +173,8 @@ impl Scenario {
             strategy.push_str("on_failure = \"rollback\"\n");
         }
         let window = rng.chance(30);
+        let undo = rng.chance(25);
+        let undo_after_kill = undo && rng.chance(50);
         let mut faults = Vec::new();
         for host in &hosts {
             if rng.chance(8) {
@@ -239,11 +247,21 @@ impl Scenario {
                 });
             }
         }
+        if undo {
+            for run in 0..rng.range(0, 2) as usize {
+                faults.push(Fault::Kill {
+                    run: super::run::UNDO_RUNS + run,
+                    at: rng.range(1, span),
+                });
+            }
+        }
         Self {
             zones,
             strategy,
             window,
             rollback,
+            undo,
+            undo_after_kill,
             faults,
         }
     }
@@ -280,7 +298,7 @@ impl Scenario {
              [[probes]]\ncommand = \"healthy\"\n",
             self.strategy
         );
-        if self.rollback {
+        if self.rollback || self.undo {
             text.push_str("[[rollback]]\nrun = \"rollback\"\n");
         }
         if self.window {

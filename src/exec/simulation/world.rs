@@ -57,6 +57,8 @@ struct State {
     drained: BTreeSet<String>,
     /// Updated hosts (their last `deploy` finished).
     version: HashMap<String, u32>,
+    /// A rollback of the run has begun.
+    undoing: bool,
     ready_at: HashMap<String, Instant>,
     /// Balancer calls still to fail as unreachable.
     balancer_outage: u32,
@@ -136,6 +138,7 @@ impl World {
             faults,
             drained: BTreeSet::new(),
             version: HashMap::new(),
+            undoing: false,
             ready_at: HashMap::new(),
             balancer_outage: 0,
             operations: 0,
@@ -234,6 +237,12 @@ impl World {
         self.lock().drained.clone()
     }
 
+    /// `fleetroll rollback` of the run begins: no forward step may start
+    /// from now on.
+    pub fn begin_undo(&self) {
+        self.lock().undoing = true;
+    }
+
     pub fn updated(&self, host: &str) -> bool {
         self.lock().version.get(host).is_some_and(|v| *v > 0)
     }
@@ -304,6 +313,8 @@ struct StepProcess {
     run_for: Option<Duration>,
     fails: bool,
     warmup: Duration,
+    /// A rollback step: it puts the old version back.
+    rollback: bool,
 }
 
 /// Undoes a process's marks on the host when it ends, however it ends
@@ -436,7 +447,11 @@ impl StepProcess {
             return 1;
         }
         let mut state = self.world.lock();
-        *state.version.entry(self.host.clone()).or_default() += 1;
+        if self.rollback {
+            state.version.insert(self.host.clone(), 0);
+        } else {
+            *state.version.entry(self.host.clone()).or_default() += 1;
+        }
         let ready = Instant::now() + self.warmup;
         state.ready_at.insert(self.host.clone(), ready);
         drop(state);
@@ -683,6 +698,13 @@ impl RemoteShell for SimShell {
             let mut state = self.world.lock();
             World::operation(&mut state);
             let faults = state.faults.get(&self.host).copied().unwrap_or_default();
+            if command.starts_with("deploy") && state.undoing {
+                let host = self.host.clone();
+                World::violation(
+                    &mut state,
+                    format!("{host}: a forward step of a rolled-back run started"),
+                );
+            }
             if command.starts_with("deploy") {
                 let done = state
                     .journal
@@ -697,7 +719,8 @@ impl RemoteShell for SimShell {
             }
             faults
         };
-        if command.starts_with("deploy") {
+        let rollback = command == "rollback";
+        if command.starts_with("deploy") || rollback {
             // The step is a process on the host: it outlives this call if
             // fleetroll stops waiting (a kill, a client-side timeout).
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -705,9 +728,14 @@ impl RemoteShell for SimShell {
                 world: self.world.clone(),
                 host: self.host.clone(),
                 guard: guarded,
-                run_for: (!faults.hanging_step).then_some(self.step_time),
-                fails: faults.failing_step,
+                run_for: if rollback {
+                    Some(Duration::from_secs(1))
+                } else {
+                    (!faults.hanging_step).then_some(self.step_time)
+                },
+                fails: !rollback && faults.failing_step,
                 warmup: self.warmup,
+                rollback,
             };
             let pid = self.world.spawn_step(process, done_tx);
             return match tokio::time::timeout(timeout, done_rx).await {
@@ -737,9 +765,7 @@ impl RemoteShell for SimShell {
             let healthy = warm && !(faults.unhealthy && state.version.contains_key(&self.host));
             return Ok(output(u32::from(!healthy)));
         }
-        if command == "rollback" {
-            return Ok(output(0));
-        }
+
         Ok(output(127))
     }
 
