@@ -37,6 +37,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
         })
 }
 
+/// The rollout of `config`, reaching hosts over SSH.
+fn rollout<'a>(config: &'a crate::config::load::Config, options: &'a RunOptions) -> Rollout<'a> {
+    Rollout {
+        config,
+        options,
+        connector: connector(options, &config.inventory),
+    }
+}
+
 fn connector(options: &RunOptions, inventory: &Inventory) -> Arc<dyn Connector> {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
     let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
@@ -89,11 +98,7 @@ pub fn run(args: &RunArgs, quiet: bool, verbose: bool, color: bool) -> Result<Ex
         return runtime.block_on(dry_run_plan(&config, &plan, &options));
     }
     let run_id = fresh_run_id();
-    let rollout = Rollout {
-        config: &config,
-        options: &options,
-        connector: connector(&options, &config.inventory),
-    };
+    let rollout = rollout(&config, &options);
     let acquire = || {
         acquire_lock(
             &options.state,
@@ -191,11 +196,7 @@ pub fn resume(
     stand_in_for_terminated_instances(&mut config, &record)?;
     let fresh = make_plan(&config, &files.limit)?;
     let plan = recorded_plan(&record, &config, fresh)?;
-    let rollout = Rollout {
-        config: &config,
-        options: &options,
-        connector: connector(&options, &config.inventory),
-    };
+    let rollout = rollout(&config, &options);
     let acquire = || {
         take_over_lock(
             &runs.store,
@@ -817,11 +818,7 @@ pub fn rollback(
         }
         return Ok(Exit::Success);
     }
-    let rollout = Rollout {
-        config: &config,
-        options: &options,
-        connector: connector(&options, &config.inventory),
-    };
+    let rollout = rollout(&config, &options);
     let acquire = || {
         take_over_lock(
             &runs.store,

@@ -27,6 +27,35 @@ fn run_in(cwd: &Path, args: &[&str]) -> Output {
     output(fleetroll_in(cwd, args))
 }
 
+/// `fleetroll ARGS --json` started in `cwd`, once its first step started:
+/// the process, the rest of its events, and its run id.
+fn run_until_a_step(
+    cwd: &Path,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+    String,
+) {
+    let mut run = fleetroll_in(cwd, &[args, &["--json"]].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the run");
+    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+    let run_id = loop {
+        let line = lines
+            .next()
+            .expect("the run ended before its step")
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "step_started" {
+            break event["run_id"].as_str().unwrap().to_owned();
+        }
+    };
+    (run, lines, run_id)
+}
+
 fn text(path: &Path) -> String {
     path.display().to_string()
 }
@@ -56,22 +85,7 @@ fn runs_started_in_different_working_directories_share_the_inventorys_lock() {
     let operator_cwd = tempfile::tempdir().unwrap();
     let run = ["run", "-i", &inventory, "-p", &playbook];
 
-    let mut first = fleetroll_in(cron_cwd.path(), &[&run[..], &["--json"]].concat())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the first run");
-    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
-    let run_id = loop {
-        let line = lines
-            .next()
-            .expect("the first run ended before its step")
-            .unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if event["event"] == "step_started" {
-            break event["run_id"].as_str().unwrap().to_owned();
-        }
-    };
+    let (mut first, lines, run_id) = run_until_a_step(cron_cwd.path(), &run);
 
     let second = run_in(operator_cwd.path(), &run);
     assert_eq!(second.code, 4, "{}", second.stderr);
@@ -124,25 +138,10 @@ fn a_copy_of_the_inventory_or_another_state_dir_never_runs_beside_it() {
     for file in ["inventory.toml", "playbook.toml"] {
         std::fs::copy(work.path().join(file), checkout.path().join(file)).unwrap();
     }
-    let mut first = fleetroll_in(
+    let (mut first, lines, run_id) = run_until_a_step(
         work.path(),
-        &["run", "-i", &inventory, "-p", &playbook_path, "--json"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("start the first run");
-    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
-    let run_id = loop {
-        let line = lines
-            .next()
-            .expect("the first run ended before its step")
-            .unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if event["event"] == "step_started" {
-            break event["run_id"].as_str().unwrap().to_owned();
-        }
-    };
+        &["run", "-i", &inventory, "-p", &playbook_path],
+    );
     let other_state = tempfile::tempdir().unwrap();
     let copy = run_in(
         checkout.path(),
