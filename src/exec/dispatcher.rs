@@ -37,6 +37,7 @@ use crate::lock::RunLock;
 use crate::model::inventory::Host;
 use crate::model::playbook::{OnFailure, Window};
 use crate::plan::window::{WindowState, fits, window_state};
+use crate::transport::balancer::{LoadBalancer, PoolStatus};
 use crate::transport::gate::GateResult;
 
 /// Receives every event after it is durable; decides nothing.
@@ -278,6 +279,8 @@ enum Woke {
     Signal,
     Timer,
     Gate(Result<Vec<(String, GateResult)>, JoinError>),
+    /// The pools' health was read (kept for the next admission round).
+    Pools,
 }
 
 /// While hosts are out: how often balancers are checked for lost drains.
@@ -316,8 +319,16 @@ pub struct Dispatcher {
     watch: tokio::time::Interval,
     /// The balancer watch under way, as a task: the loop never waits on it.
     watching: Option<Watch>,
+    /// For `min_healthy`: the pools' health being read, as a task, and
+    /// what the last read found, for the next admission round.
+    pool_read: Option<JoinHandle<PoolReads>>,
+    pools_read: Option<PoolReads>,
     batch_durations: Vec<Duration>,
 }
+
+/// What each balancer reported of its pool (`None`: it cannot tell), or
+/// why it could not be read.
+type PoolReads = Vec<(String, Result<Option<PoolStatus>, String>)>;
 
 /// A check of the balancers for lost drains, run beside the loop.
 struct Watch {
@@ -392,6 +403,8 @@ impl Dispatcher {
             journal_broken: None,
             watch,
             watching: None,
+            pool_read: None,
+            pools_read: None,
             batch_durations: Vec::new(),
         }
     }
@@ -580,6 +593,12 @@ impl Dispatcher {
                 }
             };
             let watching = !self.occupancy.is_empty() && self.watching.is_none();
+            let pools_read = async {
+                match self.pool_read.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            };
             let watched = async {
                 match self.watching.as_mut() {
                     Some(watch) => (&mut watch.task).await,
@@ -606,6 +625,13 @@ impl Dispatcher {
                 Some(beat) = self.beats.recv() => self.on_beat(beat),
                 _ = self.watch.tick(), if watching => self.start_watch(),
                 result = watched => self.watch_ended(result),
+                result = pools_read => {
+                    self.pool_read = None;
+                    self.pools_read = Some(result.unwrap_or_else(|error| {
+                        Vec::from([(String::new(), Err(format!("the pool read failed: {error}")))])
+                    }));
+                    return Woke::Pools;
+                }
                 () = sleep => return Woke::Timer,
                 result = gate_done => return Woke::Gate(result),
             }
@@ -784,6 +810,9 @@ impl Dispatcher {
             // Every host task has ended: no return waits on it any more,
             // and no drain it could still re-apply is of a host in service.
             watch.task.abort();
+        }
+        if let Some(read) = self.pool_read.take() {
+            read.abort();
         }
         if let Some(source) = self.journal_broken.take() {
             if matches!(source, JournalError::Fenced { .. }) {
@@ -1009,7 +1038,7 @@ impl Dispatcher {
             match self.wait(Some(until), None).await {
                 Woke::Timer => return,
                 Woke::Signal if self.stops.signal != Stopping::No => return,
-                Woke::Signal | Woke::Ended(_) | Woke::Gate(_) => {}
+                Woke::Signal | Woke::Ended(_) | Woke::Gate(_) | Woke::Pools => {}
             }
         }
     }
@@ -1077,7 +1106,7 @@ impl Dispatcher {
         let results = loop {
             match self.wait(None, Some(&mut task)).await {
                 Woke::Gate(results) => break results,
-                Woke::Signal | Woke::Timer | Woke::Ended(_) => {}
+                Woke::Signal | Woke::Timer | Woke::Ended(_) | Woke::Pools => {}
             }
         };
         let results = match results {
@@ -1159,7 +1188,10 @@ impl Dispatcher {
         let mut ok = true;
         let mut floor_deadline: Option<tokio::time::Instant> = None;
         loop {
-            let blocked = self.start_hosts(&mut queue, route).await;
+            let blocked = self.start_hosts(&mut queue, route);
+            // The pools' health is being read for admission: wait for it
+            // (the floor's deadline, if one runs, keeps running).
+            let reading = self.pool_read.is_some() && self.may_start_new(route);
             let mut timer = None;
             if let Some(Blocked::Floor {
                 balancer,
@@ -1191,10 +1223,10 @@ impl Dispatcher {
                         .balancer_poll
                         .max(Duration::from_millis(50)),
                 );
-            } else {
+            } else if !reading {
                 floor_deadline = None;
             }
-            if self.in_flight.is_empty() && timer.is_none() {
+            if self.in_flight.is_empty() && timer.is_none() && !reading {
                 if let (Some(Blocked::Cap { zone }), true) = (&blocked, self.may_start_new(route)) {
                     let kept = self.occupancy.total();
                     self.stops.halted = Some(format!(
@@ -1210,7 +1242,7 @@ impl Dispatcher {
                         ok = false;
                     }
                 }
-                Woke::Signal | Woke::Timer | Woke::Gate(_) => {}
+                Woke::Signal | Woke::Timer | Woke::Gate(_) | Woke::Pools => {}
             }
             if queue.is_empty() && self.in_flight.is_empty() {
                 break;
@@ -1226,8 +1258,10 @@ impl Dispatcher {
     }
 
     /// Starts every queued host admission allows; returns why the next one
-    /// waits, if it does.
-    async fn start_hosts(&mut self, queue: &mut VecDeque<Host>, route: Route) -> Option<Blocked> {
+    /// waits, if it does. With `min_healthy`, each round of admission
+    /// first has the pools' health read beside the loop ([`Self::read_pools`])
+    /// and starts nobody until it is in.
+    fn start_hosts(&mut self, queue: &mut VecDeque<Host>, route: Route) -> Option<Blocked> {
         if queue.is_empty() {
             return None;
         }
@@ -1246,7 +1280,14 @@ impl Dispatcher {
             min_healthy: self.env.playbook.strategy.min_healthy,
         };
         let pools = if may_start_new && caps.min_healthy.is_some() {
-            self.pools(queue).await
+            match self.pools_read.take() {
+                Some(read) => self.pools(read),
+                None => {
+                    // Read beside the loop; admission waits for it.
+                    self.read_pools(queue);
+                    return None;
+                }
+            }
         } else {
             HashMap::new()
         };
@@ -1282,35 +1323,57 @@ impl Dispatcher {
         admitted.blocked
     }
 
-    /// What each balancer of the queued hosts reports of its pool, and the
-    /// drains admitted on it that it may not show yet.
-    async fn pools(&mut self, queue: &VecDeque<Host>) -> HashMap<String, Pool> {
+    /// Reads, as a task, what each balancer of the queued hosts reports of
+    /// its pool (one read at a time).
+    fn read_pools(&mut self, queue: &VecDeque<Host>) {
+        if self.pool_read.is_some() {
+            return;
+        }
         let mut names: Vec<&String> = queue.iter().flat_map(|h| &h.balancers).collect();
         names.sort();
         names.dedup();
+        let balancers: Vec<(String, Arc<dyn LoadBalancer>)> = names
+            .into_iter()
+            .filter_map(|name| {
+                let balancer = self.env.transports.balancers.get(name)?;
+                Some((name.clone(), Arc::clone(balancer)))
+            })
+            .collect();
+        self.pool_read = Some(tokio::spawn(async move {
+            let mut reads = Vec::new();
+            for (name, balancer) in balancers {
+                let read = retry::balancer(|| balancer.pool())
+                    .await
+                    .map_err(|error| error.to_string());
+                reads.push((name, read));
+            }
+            reads
+        }));
+    }
+
+    /// The pools as read, with the drains admitted on each that it may
+    /// not show yet.
+    fn pools(&mut self, read: PoolReads) -> HashMap<String, Pool> {
         let mut pools = HashMap::new();
-        for name in names {
-            let Some(balancer) = self.env.transports.balancers.get(name).cloned() else {
-                continue;
-            };
+        for (name, result) in read {
             let pending = self
                 .in_flight
                 .keys()
                 .filter(|host| {
                     self.hosts
                         .get(*host)
-                        .is_some_and(|h| h.balancers.contains(name))
+                        .is_some_and(|h| h.balancers.contains(&name))
                         && self
                             .record
                             .hosts
                             .get(*host)
-                            .is_none_or(|r| !r.drained.contains(name))
+                            .is_none_or(|r| !r.drained.contains(&name))
                 })
                 .count();
-            match retry::balancer(|| balancer.pool()).await {
+            match result {
                 Ok(Some(pool)) => {
                     pools.insert(
-                        name.clone(),
+                        name,
                         Pool {
                             healthy: pool.healthy,
                             total: pool.total,
@@ -1323,7 +1386,7 @@ impl Dispatcher {
                     // Unknown health: admit nobody on this balancer.
                     self.warn(format!("min_healthy: {error}"));
                     pools.insert(
-                        name.clone(),
+                        name,
                         Pool {
                             healthy: 0,
                             total: 1,

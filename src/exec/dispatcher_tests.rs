@@ -478,12 +478,14 @@ async fn sigtstp_neither_stops_nor_suspends_the_run() {
 }
 
 /// A balancer whose drain check (the watch the loop runs every few seconds
-/// while hosts are out) hangs for `hang`, as an API that black-holes
-/// requests would; everything else is the fleet's.
+/// while hosts are out) hangs for `hang`, and whose pool read (for
+/// `min_healthy`) for `pool_hang`, as an API that black-holes requests
+/// would; everything else is the fleet's.
 #[derive(Debug)]
 struct HangingWatch {
     inner: Balancer,
     hang: Duration,
+    pool_hang: Duration,
 }
 
 #[async_trait::async_trait]
@@ -516,6 +518,7 @@ impl crate::transport::balancer::LoadBalancer for HangingWatch {
         Option<crate::transport::balancer::PoolStatus>,
         crate::transport::balancer::BalancerError,
     > {
+        tokio::time::sleep(self.pool_hang).await;
         self.inner.pool().await
     }
     async fn reassert_drains(
@@ -545,6 +548,7 @@ async fn a_loop_waiting_on_a_balancer_keeps_its_lock_alive() {
             Arc::new(HangingWatch {
                 inner,
                 hang: Duration::from_secs(200),
+                pool_hang: Duration::ZERO,
             })
         },
     );
@@ -614,4 +618,40 @@ fn the_strongest_stop_reason_tells_how_the_run_ended() {
     };
     assert!(!halted_and_closed.may_start_new(Route::RollBack));
     assert!(none.may_start_new(Route::Roll));
+}
+
+/// Issue 17: the pools' health (for `min_healthy`) is read beside the loop:
+/// while a read hangs (200 s here), the loop still hears a signal and
+/// stops the run at once, instead of after the read.
+#[tokio::test(start_paused = true)]
+async fn a_signal_is_heard_while_a_pool_read_hangs() {
+    let fleet = FakeFleet::new(quick());
+    let h = harness_with(
+        &inventory(&["a"], 2),
+        &playbook("batch = [1]\nmin_healthy = \"10%\""),
+        &fleet,
+        |inner| {
+            Arc::new(HangingWatch {
+                inner,
+                hang: Duration::ZERO,
+                pool_hang: Duration::from_secs(200),
+            })
+        },
+    );
+    let signals = h.signals.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let _ = signals.send("SIGINT");
+    });
+    let mut dispatcher = h.dispatcher;
+    let started = tokio::time::Instant::now();
+    let finish = dispatcher.run(work(h.batches)).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(finish.outcome, RunOutcome::Interrupted, "{finish:?}");
+    assert!(
+        took < Duration::from_secs(60),
+        "the run waited {took:?} for the read"
+    );
+    assert_eq!(fleet.deploys("a0"), 0);
+    assert!(dispatcher.release());
 }
