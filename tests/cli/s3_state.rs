@@ -315,8 +315,11 @@ fn a_live_holder_whose_clock_runs_behind_is_never_taken_over() {
     let store = Store::start();
     let fleet = Fleet::start(FleetSpec::new(2, 2));
     let book = playbook(" && sleep 2", "batch = [1]\nmax_unavailable = 1");
-    let cron = Machine::new(&fleet, &store, "3s", &book);
-    let laptop = Machine::new(&fleet, &store, "3s", &book);
+    // A long lease: only a stall of the live holder longer than that (a
+    // loaded machine, a slow S3) could make it look dead; it costs nothing,
+    // since a watch of a live lock ends at its next heartbeat.
+    let cron = Machine::new(&fleet, &store, "9s", &book);
+    let laptop = Machine::new(&fleet, &store, "9s", &book);
     let (ended, peak) = watching_out_of_service(&fleet, || {
         let mut first = Live::start(
             cron.command_with_clock_off(RUN_JSON, -2 * 3600),
