@@ -8,7 +8,7 @@ mod commands;
 mod dry_run;
 mod history;
 mod import;
-mod rollout;
+pub(crate) mod rollout;
 mod sources;
 mod state;
 

@@ -805,7 +805,7 @@ pub enum Kind {
 }
 
 /// 0 only when every selected host was updated or skipped and is healthy.
-fn exit_for(finish: &Finish, record: &RunRecord, rolling_back: bool) -> Exit {
+pub(crate) fn exit_for(finish: &Finish, record: &RunRecord, rolling_back: bool) -> Exit {
     if rolling_back {
         let failed = record
             .hosts

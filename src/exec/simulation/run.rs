@@ -156,6 +156,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
             &read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())?,
         );
         check_end(&world, &record, outcome)?;
+        check_exit(&world, &record, outcome, false)?;
     }
     if !scenario.undo {
         return Ok(());
@@ -182,6 +183,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         &read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())?,
     );
     check_end(&world, &record, outcome)?;
+    check_exit(&world, &record, outcome, true)?;
     check_undone(&world, &record)
 }
 
@@ -426,6 +428,49 @@ impl Chain<'_> {
                 })
             }
         }
+    }
+}
+
+/// The exit code the command would give agrees with the world: 0 only
+/// when no host is out of service and, for `run`, every host it selected
+/// is on the new version (or was skipped).
+fn check_exit(
+    world: &World,
+    record: &RunRecord,
+    outcome: RunOutcome,
+    rolling_back: bool,
+) -> Result<(), String> {
+    let finish = crate::exec::dispatcher::Finish {
+        outcome,
+        reason: None,
+    };
+    if crate::app::rollout::exit_for(&finish, record, rolling_back) != crate::app::Exit::Success {
+        return Ok(());
+    }
+    let drained = world.drained();
+    let mut problems: Vec<String> = drained
+        .iter()
+        .map(|host| format!("{host} is out of service"))
+        .collect();
+    if !rolling_back {
+        for name in record.plan.iter().flat_map(|batch| &batch.hosts) {
+            let skipped = record
+                .hosts
+                .get(name)
+                .is_some_and(|h| h.outcome == Outcome::Skipped);
+            if !skipped && !world.updated(name) {
+                problems.push(format!("{name} is not on the new version"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "exit 0 ({}) but {}",
+            outcome.label(),
+            problems.join("; ")
+        ))
     }
 }
 
