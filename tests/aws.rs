@@ -892,6 +892,98 @@ async fn surge_and_refresh_check_on_moto() {
     assert_eq!(asg.describe_group("web-asg").await.unwrap().desired, 4);
 }
 
+/// Issue 22, 3 and 4: a batch that takes several members of a group out at
+/// once needs room for all of them. With `asg_standby`, desired capacity
+/// drops by the batch's members, and AWS refuses to go below `MinSize`;
+/// with `surge`, it rises by them, and AWS refuses to go above `MaxSize`.
+/// Either way AWS would refuse after the hosts were drained; the run is
+/// refused before anything is touched (exit 2), saying what to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_past_the_groups_min_or_max_size_is_refused_before_anything_is_touched() {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let cloud = Cloud::new(&config).await;
+    let members = cloud.spread_group("web-asg", 1).await;
+    assert_eq!(members.len(), 3);
+    let asg = AutoScaling::new(&config);
+    let dir = tempfile::tempdir().unwrap();
+    let size = |min: i32, max: i32| {
+        cloud
+            .asg
+            .update_auto_scaling_group()
+            .auto_scaling_group_name("web-asg")
+            .min_size(min)
+            .max_size(max)
+            .send()
+    };
+
+    // Standby: min = desired = 3, one host per batch would take it to 2.
+    size(3, 6).await.expect("set the group's sizes");
+    write_replacement_files(dir.path(), &moto.endpoint, false);
+    std::fs::write(
+        dir.path().join("playbook.toml"),
+        "name = \"patch\"\nasg_standby = true\n[strategy]\nbatch = [1]\n\n[[steps]]\nrun = \"true\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = fleetroll(
+        dir.path(),
+        &["run", "-i", "inventory.toml", "-p", "playbook.toml"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let said = flat(&stderr);
+    assert!(
+        said.contains("from 3 to 2, below its min size (3)")
+            && said.contains("Lower the group's min size to 2"),
+        "{stderr}"
+    );
+
+    // Surge: max 4, desired 3, two hosts per batch (one per zone, spread)
+    // would take it to 5.
+    size(0, 4).await.expect("set the group's sizes");
+    write_replacement_files(dir.path(), &moto.endpoint, true);
+    let playbook = std::fs::read_to_string(dir.path().join("playbook.toml"))
+        .unwrap()
+        .replace("batch = [1]", "batch = [2]\nzones = \"spread\"");
+    std::fs::write(dir.path().join("playbook.toml"), playbook).unwrap();
+    let (code, _, stderr) = fleetroll(
+        dir.path(),
+        &["run", "-i", "inventory.toml", "-p", "playbook.toml"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let said = flat(&stderr);
+    assert!(
+        said.contains("from desired capacity 3 to 5, above its max size (4)")
+            && said.contains("take at most 1 of its hosts per batch"),
+        "{stderr}"
+    );
+
+    // Nothing was touched: no Standby, no surge, no run recorded.
+    let group = asg.describe_group("web-asg").await.unwrap();
+    assert_eq!(group.desired, 3);
+    assert!(
+        group
+            .instances
+            .iter()
+            .all(|i| i.lifecycle_state == "InService"),
+        "{:?}",
+        group.instances
+    );
+    assert!(!dir.path().join(".fleetroll/runs").exists());
+}
+
+/// A rendered diagnostic's words on one line: its frame and wrapping gone.
+fn flat(rendered: &str) -> String {
+    rendered
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Runs the real `fleetroll` binary in `dir` with test credentials for moto
 /// (and instance metadata off: nothing may leave the machine).
 fn fleetroll(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {

@@ -36,19 +36,48 @@ use crate::transport::shell::Connector;
 /// instance refresh may be in progress (AWS would fight us), and a surge
 /// needs room under the group's max size. Returns what users should know,
 /// such as the launch template version new instances will get.
-pub async fn check_groups(config: &Config, hosts: &[&Host]) -> Result<Vec<String>, AppError> {
+pub async fn check_groups(
+    config: &Config,
+    batches: &[Vec<&Host>],
+) -> Result<Vec<String>, AppError> {
     use crate::transport::aws::autoscaling::AutoScaling;
-    let surge = config.playbook.steps.iter().find_map(|s| match s.action {
+    let replace = config.playbook.steps.iter().find_map(|s| match s.action {
         StepAction::ReplaceAsg { surge } => Some(surge),
         _ => None,
     });
-    let Some(surge) = surge else {
+    let standby = config.playbook.asg_standby;
+    if replace.is_none() && !standby {
         return Ok(Vec::new());
+    }
+    let surge = replace == Some(true);
+    let hosts: Vec<&Host> = batches.iter().flatten().copied().collect();
+    // The most hosts of `group` one batch takes out at once: what a surge
+    // adds to the group, and what Standby takes from its desired capacity.
+    let most_in_a_batch = |group: &str| {
+        batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .iter()
+                    .filter(|h| {
+                        h.aws
+                            .as_ref()
+                            .and_then(|a| a.asg.as_deref())
+                            .is_some_and(|g| g == group)
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap_or(0) as u32
     };
     let mut seen: Vec<String> = Vec::new();
     let mut notes = Vec::new();
     let refuse = |message: String| AppError::Invalid(Diagnostic::plain(message).into());
-    for host in hosts {
+    for host in &hosts {
+        if replace.is_none() && host.aws.as_ref().is_none_or(|a| a.asg.is_none()) {
+            // Standby only: a host outside any group has none to leave.
+            continue;
+        }
         let Some(origin) = &host.aws else {
             return Err(refuse(format!(
                 "{} is a static host; replace = \"aws-asg\" needs Auto Scaling members",
@@ -78,6 +107,23 @@ pub async fn check_groups(config: &Config, hosts: &[&Host]) -> Result<Vec<String
             .refresh_in_progress(group)
             .await
             .map_err(|e| refuse(e.to_string()))?;
+        let out_at_once = most_in_a_batch(group);
+        if standby && info.desired.saturating_sub(out_at_once) < info.min {
+            return Err(refuse(format!(
+                "Auto Scaling group {group}: asg_standby puts up to {out_at_once} of its instances in Standby \
+                 at once, which lowers its desired capacity from {} to {}, below its min size ({}); AWS refuses \
+                 that after the host was drained. Lower the group's min size to {} for the run, take at most {} \
+                 of its hosts per batch, or set asg_standby = false",
+                info.desired,
+                info.desired.saturating_sub(out_at_once),
+                info.min,
+                info.desired.saturating_sub(out_at_once),
+                info.desired.saturating_sub(info.min),
+            )));
+        }
+        if replace.is_none() {
+            continue;
+        }
         if refresh.in_progress {
             return Err(refuse(format!(
                 "Auto Scaling group {group} has an instance refresh in progress; wait for it or cancel it"
@@ -100,10 +146,17 @@ pub async fn check_groups(config: &Config, hosts: &[&Host]) -> Result<Vec<String
                 protected.instance_id
             )));
         }
-        if surge && info.desired + 1 > info.max {
+        if surge && info.desired + out_at_once > info.max {
             return Err(refuse(format!(
-                "Auto Scaling group {group} is at its max size ({}): surge = true cannot launch before terminating",
-                info.max
+                "Auto Scaling group {group}: a batch surges up to {out_at_once} of its instances at once, from \
+                 desired capacity {} to {}, above its max size ({}); AWS refuses that after the hosts were \
+                 drained. Raise the group's max size to {} for the run, take at most {} of its hosts per \
+                 batch, or use surge = false",
+                info.desired,
+                info.desired + out_at_once,
+                info.max,
+                info.desired + out_at_once,
+                info.max.saturating_sub(info.desired),
             )));
         }
         notes.push(format!(
@@ -543,7 +596,12 @@ impl Rollout<'_> {
         let group_notes = if rolling_back {
             Vec::new()
         } else {
-            check_groups(self.config, &selected).await?
+            let by_batch: Vec<Vec<&Host>> = plan
+                .batches
+                .iter()
+                .map(|b| b.hosts.iter().map(|id| hosts[id.0 as usize]).collect())
+                .collect();
+            check_groups(self.config, &by_batch).await?
         };
         let lock = acquire()?;
         // Local state: the inventory's lock is named after its path and
