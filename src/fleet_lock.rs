@@ -50,13 +50,11 @@ pub fn fleet_key<'a>(hosts: impl IntoIterator<Item = &'a Host>) -> String {
         .collect();
     endpoints.sort();
     endpoints.dedup();
-    // FNV-1a, as the inventory lock's name: stable and dependency-free.
-    let hash = endpoints
-        .iter()
-        .flat_map(|endpoint| endpoint.bytes().chain([b'\n']))
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
+    let hash = crate::lock::name_hash(
+        endpoints
+            .iter()
+            .flat_map(|endpoint| endpoint.bytes().chain([b'\n'])),
+    );
     format!("fleet-{hash:016x}")
 }
 

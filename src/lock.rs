@@ -132,14 +132,18 @@ pub struct FileLock {
     info: LockInfo,
 }
 
+/// FNV-1a of `bytes`: a stable, dependency-free name for a lock;
+/// collisions only merge locks.
+pub fn name_hash(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 /// The lock file for an inventory: one per inventory path.
 pub fn lock_path(state_dir: &Path, inventory: &Path) -> PathBuf {
     let canonical = std::fs::canonicalize(inventory).unwrap_or_else(|_| inventory.to_path_buf());
-    let text = canonical.display().to_string();
-    // FNV-1a: a stable, dependency-free name; collisions only merge locks.
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let hash = name_hash(canonical.display().to_string().bytes());
     let stem = canonical.file_stem().map_or_else(
         || "inventory".to_owned(),
         |s| s.to_string_lossy().into_owned(),

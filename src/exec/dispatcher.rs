@@ -626,10 +626,7 @@ impl Dispatcher {
                 _ = self.watch.tick(), if watching => self.start_watch(),
                 result = watched => self.watch_ended(result),
                 result = pools_read => {
-                    self.pool_read = None;
-                    self.pools_read = Some(result.unwrap_or_else(|error| {
-                        Vec::from([(String::new(), Err(format!("the pool read failed: {error}")))])
-                    }));
+                    self.pools_ended(result);
                     return Woke::Pools;
                 }
                 () = sleep => return Woke::Timer,
@@ -1348,6 +1345,14 @@ impl Dispatcher {
                 reads.push((name, read));
             }
             reads
+        }));
+    }
+
+    /// The pools' health is in, for the next admission round.
+    fn pools_ended(&mut self, result: Result<PoolReads, JoinError>) {
+        self.pool_read = None;
+        self.pools_read = Some(result.unwrap_or_else(|error| {
+            Vec::from([(String::new(), Err(format!("the pool read failed: {error}")))])
         }));
     }
 

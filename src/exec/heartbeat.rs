@@ -96,11 +96,9 @@ impl Heartbeat {
     /// Stops beating and releases the lock if it is still this run's;
     /// whether it did. A beat under way is finished first (it holds the
     /// lock), so the release is never overtaken by a renewal.
-    pub fn release(mut self) -> bool {
-        self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub fn release(self) -> bool {
+        // The task stops when `self` is dropped, below; a beat it began
+        // meanwhile finds the lock gone.
         let lock = self
             .lock
             .lock()

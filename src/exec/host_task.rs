@@ -679,14 +679,8 @@ impl HostTask {
     /// have left a step running on (a kill does not stop a remote command):
     /// the step will wait for it, bounded, rather than start beside it.
     async fn say_if_a_step_still_runs(&self, guard: &StepGuard, step: &Step) {
-        let Ok(output) = self
-            .exec(&guard.busy_check(), Duration::from_secs(30))
-            .await
-        else {
-            // Unknown: the guarded step still waits if it must.
-            return;
-        };
-        if output.status.code() == 1 {
+        // Unknown: the guarded step still waits if it must.
+        if self.a_step_holds_the_lock(guard).await == Some(true) {
             self.reporter.note(Event::Warning {
                 host: Some(self.name()),
                 message: format!(
@@ -701,6 +695,16 @@ impl HostTask {
         }
     }
 
+    /// Whether a step holds the host's step lock; `None` if the host could
+    /// not be asked.
+    async fn a_step_holds_the_lock(&self, guard: &StepGuard) -> Option<bool> {
+        let output = self
+            .exec(&guard.busy_check(), Duration::from_secs(30))
+            .await
+            .ok()?;
+        Some(output.status.code() == 1)
+    }
+
     /// A host on which a step may still run (left by a killed process, or
     /// cut short here without being stopped) goes back to service only once
     /// the host says no step holds its lock; while one does, the host stays
@@ -713,11 +717,8 @@ impl HostTask {
             return Ok(());
         };
         let guard = StepGuard::new(lock, Duration::ZERO);
-        match self
-            .exec(&guard.busy_check(), Duration::from_secs(30))
-            .await
-        {
-            Ok(output) if output.status.code() == 1 => {
+        match self.a_step_holds_the_lock(&guard).await {
+            Some(true) => {
                 self.reporter.note(Event::Warning {
                     host: Some(self.name()),
                     message: format!(

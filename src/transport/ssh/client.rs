@@ -411,16 +411,15 @@ impl Connector for SshConnector {
                     .await?,
             )
         };
+        let turn = self.handshake_turn(&target).await?;
         let session = match hops.as_deref().and_then(|chain| chain.last()) {
             None => {
-                let turn = self.handshake_turn(&target).await?;
                 let stream = self.tcp_connect(&target).await?;
                 self.establish(turn, stream, &target, &options, &known_hosts)
                     .await?
             }
             Some(last) => {
                 let chain = hops.as_deref().map_or(&[][..], Vec::as_slice);
-                let turn = self.handshake_turn(&target).await?;
                 let tunnel = self
                     .tunnel(last, &previous_label(chain, host), &target)
                     .await?;
