@@ -163,13 +163,9 @@ impl FileLock {
         &self.info
     }
 
-    /// Whether `holder` is this lock: the same run, process and start (the
-    /// heartbeat moves on).
+    /// Whether `holder` is this lock.
     fn is(&self, holder: &LockInfo) -> bool {
-        holder.run_id == self.info.run_id
-            && holder.pid == self.info.pid
-            && holder.host == self.info.host
-            && holder.since == self.info.since
+        same_holder(holder, &self.info)
     }
 
     /// Refreshes the heartbeat: write a sibling file, then rename over. A
@@ -220,6 +216,55 @@ impl FileLock {
         };
         read(&self.path).is_ok_and(|holder| self.is(&holder)) && guard.remove(&self.path).is_ok()
     }
+}
+
+/// The journal's proof that a [`FileLock`] is still its run's: a turn at
+/// the guard, holding off `unlock --force` and takeovers while a group of
+/// records is written.
+#[derive(Debug)]
+pub struct FileFence {
+    path: PathBuf,
+    holder: LockInfo,
+}
+
+impl FileLock {
+    pub fn fence(&self) -> FileFence {
+        FileFence {
+            path: self.path.clone(),
+            holder: self.info.clone(),
+        }
+    }
+}
+
+impl crate::journal::store::Fence for FileFence {
+    fn turn(&self) -> Result<crate::journal::store::FenceTurn, crate::journal::store::FenceError> {
+        use crate::journal::store::FenceError;
+        let guard = LockGuard::take(&self.path).map_err(|error| match error {
+            LockError::Io { source, .. } => FenceError::Unchecked(source),
+            other => FenceError::Unchecked(io::Error::other(other.to_string())),
+        })?;
+        match read(&self.path) {
+            Ok(now) if same_holder(&now, &self.holder) => Ok(Box::new(guard)),
+            Ok(now) => Err(FenceError::Lost(format!(
+                "the lock {} is held by run {} (pid {} on {}, since {})",
+                self.path.display(),
+                now.run_id,
+                now.pid,
+                now.host,
+                now.since
+            ))),
+            Err(_) => Err(FenceError::Lost(format!(
+                "the lock {} was broken",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
+/// Whether two readings of a lock are the same holding: the same run,
+/// process and start (the heartbeat moves on).
+fn same_holder(a: &LockInfo, b: &LockInfo) -> bool {
+    a.run_id == b.run_id && a.pid == b.pid && a.host == b.host && a.since == b.since
 }
 
 /// How long to wait for another fleetroll's short turn at the guard.
@@ -456,6 +501,55 @@ mod tests {
         let _theirs = FileLock::acquire(&path, other, now).unwrap();
         mine.release();
         assert_eq!(read(&path).unwrap().run_id, "other");
+    }
+
+    /// Regression (issue 17): a holder frozen past its heartbeat's age
+    /// whose lock was broken (`unlock --force`) and taken by a resume went
+    /// on appending to the journal the resume writes when it woke.
+    #[test]
+    fn a_journal_fenced_by_a_lock_taken_by_another_run_writes_nothing_more() {
+        use crate::events::{Envelope, Event};
+        use crate::journal::store::{JournalError, JournalWriter, run_path};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks/x.lock");
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let lock = FileLock::acquire(&path, info(std::process::id(), "2026-01-01T00:00:00Z"), now)
+            .unwrap();
+        let record = |message: &str| {
+            Envelope::now(
+                "r",
+                Event::Warning {
+                    host: None,
+                    message: message.into(),
+                },
+            )
+        };
+        let mut journal = JournalWriter::open(dir.path(), "r").unwrap();
+        journal.fence_with(Box::new(lock.fence()));
+        journal.append(&record("while held")).unwrap();
+        journal.sync().unwrap();
+        let written = std::fs::read(run_path(dir.path(), "r")).unwrap();
+        assert!(String::from_utf8_lossy(&written).contains("while held"));
+
+        // Broken and taken by another run.
+        std::fs::remove_file(&path).unwrap();
+        let other = LockInfo {
+            run_id: "other".into(),
+            ..info(1, "2026-01-01T00:00:00Z")
+        };
+        let _theirs = FileLock::acquire(&path, other, now).unwrap();
+        journal.append(&record("after the break")).unwrap();
+        let Err(JournalError::Fenced { why, .. }) = journal.sync() else {
+            panic!("a write after the lock was taken must be fenced");
+        };
+        assert!(why.contains("run other"), "{why}");
+        journal.append(&record("left pending")).unwrap();
+        drop(journal);
+        assert_eq!(
+            std::fs::read(run_path(dir.path(), "r")).unwrap(),
+            written,
+            "the fenced writer wrote to the journal"
+        );
     }
 
     #[test]

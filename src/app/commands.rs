@@ -578,7 +578,7 @@ pub fn unlock(args: &UnlockArgs) -> Result<Exit, AppError> {
         }
         return Ok(Exit::Success);
     }
-    let now = jiff::Timestamp::now();
+    let now = clock()?.now();
     let mut refused = false;
     for path in paths {
         let holder = lock::read(&path);

@@ -362,13 +362,16 @@ impl Dispatcher {
     /// run), holding `lock` from now until it is released.
     pub fn new(
         env: Arc<RunEnv>,
-        journal: JournalWriter,
+        mut journal: JournalWriter,
         record: RunRecord,
         lock: RunLock,
         clock: Clock,
         limits: Limits,
         signals: mpsc::UnboundedReceiver<&'static str>,
     ) -> Self {
+        if let RunLock::File(lock) = &lock {
+            journal.fence_with(Box::new(lock.fence()));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let every = lock.heartbeat_every();
         let lease = Arc::new(LeaseClock::new(

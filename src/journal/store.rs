@@ -49,9 +49,9 @@ pub enum JournalError {
         version: u32,
     },
     #[error(
-        "another fleetroll continued the journal {location} (its segment {segment} exists): this run lost the inventory's lock, so it starts nothing more"
+        "another fleetroll took over the journal {location} ({why}): this run lost the inventory's lock, so it starts nothing more"
     )]
-    Fenced { location: String, segment: u64 },
+    Fenced { location: String, why: String },
     #[error("no run {run_id} in {}", dir.display())]
     NoSuchRun { run_id: String, dir: PathBuf },
     #[error("no runs recorded in {}", dir.display())]
@@ -69,11 +69,36 @@ enum Sink {
     Segments(SegmentWriter),
 }
 
+/// Proof that a writer still holds the inventory's lock, checked before
+/// each group of records is written to a file: a lock broken by
+/// `unlock --force` and taken by another run fences the old holder at its
+/// next write, even if it was frozen past its lease and woke before its
+/// heartbeat could tell it. (A journal in a bucket is fenced by its
+/// segment numbers instead.)
+pub trait Fence: Send + std::fmt::Debug {
+    /// Holds off any change to the lock until the turn is dropped; `Err`
+    /// says whose the lock is now.
+    fn turn(&self) -> Result<FenceTurn, FenceError>;
+}
+
+/// Held while a group is written: nobody can break or take the lock.
+pub type FenceTurn = Box<dyn Send>;
+
+#[derive(Debug)]
+pub enum FenceError {
+    /// The lock is no longer this writer's: why.
+    Lost(String),
+    /// The lock could not be checked.
+    Unchecked(io::Error),
+}
+
 /// A run's journal opened for appending.
 #[derive(Debug)]
 pub struct JournalWriter {
     path: PathBuf,
     sink: Sink,
+    /// Checked before every write to a file.
+    fence: Option<Box<dyn Fence>>,
     run_id: String,
     /// Records appended since the last sync: written with one `write` and
     /// one `fdatasync` per group, not one syscall per record (10,000 hosts
@@ -104,6 +129,7 @@ impl JournalWriter {
         Ok(Self {
             path,
             sink: Sink::File(file),
+            fence: None,
             run_id: run_id.to_owned(),
             pending: Vec::new(),
             #[cfg(test)]
@@ -126,6 +152,7 @@ impl JournalWriter {
         Ok(Self {
             path: segments.location().into(),
             sink: Sink::Segments(segments),
+            fence: None,
             run_id: run_id.to_owned(),
             pending: Vec::new(),
             #[cfg(test)]
@@ -134,6 +161,12 @@ impl JournalWriter {
             lines_room: None,
             dropped: None,
         })
+    }
+
+    /// From now on every group is written only while `fence` says the
+    /// inventory's lock is still this writer's.
+    pub fn fence_with(&mut self, fence: Box<dyn Fence>) {
+        self.fence = Some(fence);
     }
 
     /// Tests: every append after the next `records` fails as a full disk.
@@ -212,6 +245,12 @@ impl JournalWriter {
     /// Writes every appended record and makes it durable. On an error the
     /// records not written are dropped: the run stops on a broken journal.
     pub fn sync(&mut self) -> Result<(), JournalError> {
+        let _turn = match &self.fence {
+            Some(fence) if matches!(self.sink, Sink::File(_)) && !self.pending.is_empty() => {
+                Some(fence.turn().map_err(|error| self.fence_error(error))?)
+            }
+            _ => None,
+        };
         let mut pending = std::mem::take(&mut self.pending);
         #[cfg(test)]
         let room = self.room_for(&pending);
@@ -225,7 +264,7 @@ impl JournalWriter {
                 Err(SegmentError::Taken { url, number }) => {
                     return Err(JournalError::Fenced {
                         location: url,
-                        segment: number,
+                        why: format!("its segment {number} exists"),
                     });
                 }
                 Err(SegmentError::Failed(error)) => Err(io::Error::other(error)),
@@ -244,15 +283,34 @@ impl JournalWriter {
             source,
         }
     }
+
+    fn fence_error(&self, error: FenceError) -> JournalError {
+        match error {
+            FenceError::Lost(why) => JournalError::Fenced {
+                location: self.path.display().to_string(),
+                why,
+            },
+            FenceError::Unchecked(source) => self.write_error(source),
+        }
+    }
 }
 
 impl Drop for JournalWriter {
     /// Records appended but never synced are still written (not made
-    /// durable), as an unbuffered writer would have left them.
+    /// durable), as an unbuffered writer would have left them; a fenced
+    /// writer writes nothing more.
     fn drop(&mut self) {
-        if let Sink::File(file) = &mut self.sink
-            && !self.pending.is_empty()
-        {
+        if self.pending.is_empty() {
+            return;
+        }
+        let _turn = match &self.fence {
+            Some(fence) => match fence.turn() {
+                Ok(turn) => Some(turn),
+                Err(_) => return,
+            },
+            None => None,
+        };
+        if let Sink::File(file) = &mut self.sink {
             let _ = file.write_all(&self.pending);
         }
     }

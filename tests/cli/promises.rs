@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -188,6 +189,46 @@ pub(crate) fn poll<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) ->
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs `body` while a thread samples HAProxy's `show stat` every 20 ms;
+/// returns what `body` returned and the most servers seen out of service
+/// at once.
+pub(crate) fn watching_out_of_service<T>(fleet: &Fleet, body: impl FnOnce() -> T) -> (T, usize) {
+    let stop = AtomicBool::new(false);
+    let peak = AtomicUsize::new(0);
+    let value = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let out = fleet
+                    .server_states()
+                    .iter()
+                    .filter(|s| !s.status.starts_with("UP"))
+                    .count();
+                peak.fetch_max(out, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // Stops the sampler even when `body` panics: the scope would wait
+        // for it forever.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        body()
+    });
+    (value, peak.load(Ordering::Relaxed))
+}
+
+pub(crate) fn signal(pid: u32, signal: rustix::process::Signal) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a valid pid");
+    rustix::process::kill_process(pid, signal).expect("send a signal");
 }
 
 fn lines(events: &[Value]) -> String {

@@ -8,14 +8,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::fixture::{Fleet, FleetSpec, InventoryOptions};
 use crate::moto::Moto;
-use crate::promises::{EVENT_WITHIN, Live, RUN_JSON, phase, poll};
+use crate::promises::{EVENT_WITHIN, Live, RUN_JSON, phase, poll, signal, watching_out_of_service};
 use crate::rollout::{assert_all_in_service, output, playbook};
 use crate::support::Output;
 
@@ -149,31 +148,6 @@ impl Machine {
         });
         assert!(stale.is_some(), "the lease never expired");
     }
-}
-
-/// Runs `body` while a thread samples HAProxy's `show stat` every 20 ms;
-/// returns what `body` returned and the most servers seen out of service
-/// at once.
-fn watching_out_of_service<T>(fleet: &Fleet, body: impl FnOnce() -> T) -> (T, usize) {
-    let stop = AtomicBool::new(false);
-    let peak = AtomicUsize::new(0);
-    let value = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                let out = fleet
-                    .server_states()
-                    .iter()
-                    .filter(|s| !s.status.starts_with("UP"))
-                    .count();
-                peak.fetch_max(out, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        let value = body();
-        stop.store(true, Ordering::Relaxed);
-        value
-    });
-    (value, peak.load(Ordering::Relaxed))
 }
 
 fn run_id_of(event: &Value) -> String {
@@ -523,14 +497,6 @@ fn a_run_whose_bucket_becomes_unreachable_stops_and_returns_its_hosts() {
         "a host was started"
     );
     assert_all_in_service(&fleet, &[]);
-}
-
-fn signal(pid: u32, signal: rustix::process::Signal) {
-    let pid = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .expect("a valid pid");
-    rustix::process::kill_process(pid, signal).expect("send a signal");
 }
 
 fn this_host() -> String {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::fixture::{Fleet, FleetSpec, InventoryOptions};
-use crate::promises::{EVENT_WITHIN, Live, RUN_JSON, poll};
-use crate::rollout::{Workdir, assert_all_in_service, status_json};
+use crate::promises::{EVENT_WITHIN, Live, RUN_JSON, poll, signal, watching_out_of_service};
+use crate::rollout::{Workdir, assert_all_in_service, output, status_json};
 use crate::unattended::rollback_playbook;
 
 /// A playbook whose one step logs its start and end on the host, around
@@ -376,4 +376,94 @@ fn an_operators_maint_on_a_host_fleetroll_left_drained_is_never_lifted() {
     let third = work.run(&["--limit", "web-03"]);
     assert_eq!(third.code, 0, "{}", third.stderr);
     assert_eq!(admin_state(&fleet, "web-02"), "maint");
+}
+
+/// Issue 17: the local lock's fence. The holder is frozen (SIGSTOP) during
+/// web-01's step; its lock is broken (`unlock --force`, on a clock that
+/// makes its heartbeat look old) and the run resumed and finished from
+/// another machine sharing the state directory (on this one the frozen
+/// process still holds the fleet's lock: that resume exits 4). Woken
+/// (SIGCONT) before its heartbeat can tell it, the old holder must write
+/// nothing more to the journal the resume wrote, start and return nothing,
+/// and exit non-zero saying it lost the lock. HAProxy never had more than
+/// `max_unavailable` out.
+#[test]
+fn a_frozen_holder_whose_local_lock_was_broken_writes_nothing_when_it_wakes() {
+    let fleet = Fleet::start(FleetSpec::new(2, 2));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &logged_step_playbook(
+            "sleep 2; {vars.appctl} {vars.dir} deploy {vars.version} 200",
+            "timeout = \"30s\"",
+            "batch = [1]\nmax_unavailable = 1",
+        ),
+    );
+    let ((ended, journal_after_resume, journal), peak) = watching_out_of_service(&fleet, || {
+        let mut first = Live::start(work.command(RUN_JSON), work.path().join("run.stderr"));
+        first.until("web-01's step", EVENT_WITHIN, |e| {
+            e["event"] == "step_started" && e["host"] == "web-01"
+        });
+        signal(first.pid(), rustix::process::Signal::STOP);
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(600);
+        let mut unlock = work.command(&["unlock", "-i", "inventory.toml", "--force"]);
+        unlock.env("FLEETROLL_FAKE_NOW", later.to_string());
+        let broken = output(unlock);
+        assert_eq!(broken.code, 0, "{}\n{}", broken.stdout, broken.stderr);
+        assert!(broken.stdout.contains("broken"), "{}", broken.stdout);
+        // On this machine the frozen process still holds the fleet's lock.
+        let refused = work.fleetroll(&["resume"]);
+        assert_eq!(refused.code, 4, "{}\n{}", refused.stdout, refused.stderr);
+        // Another machine sharing the state directory has its own.
+        let elsewhere = work.path().join("other-machine-tmp");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let mut resume = work.command(&["resume"]);
+        resume.env("TMPDIR", &elsewhere);
+        let resumed = output(resume);
+        assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+        let journal = only_journal(&work);
+        let after_resume = std::fs::read(&journal).unwrap();
+        signal(first.pid(), rustix::process::Signal::CONT);
+        (first.finish(EVENT_WITHIN), after_resume, journal)
+    });
+    eprintln!("the frozen holder, continued:\n{}", ended.stderr);
+    assert_ne!(ended.code, 0, "the fenced holder must fail");
+    assert!(
+        ended.stderr.contains("lost the inventory's lock")
+            || ended.stderr.contains("is no longer this run's"),
+        "{}",
+        ended.stderr
+    );
+    let now = std::fs::read(&journal).unwrap();
+    assert!(
+        now == journal_after_resume,
+        "the fenced holder appended to the journal after the resume ended:\n{}",
+        String::from_utf8_lossy(&now[journal_after_resume.len().min(now.len())..])
+    );
+    let touched: Vec<&Value> = ended
+        .events
+        .iter()
+        .filter(|e| {
+            e["event"] == "host_phase"
+                && (e["phase"] == "undraining"
+                    || (e["phase"] == "draining" && e["host"] != "web-01"))
+        })
+        .collect();
+    assert!(touched.is_empty(), "the fenced holder acted: {touched:?}");
+    for host in fleet.hosts() {
+        assert_eq!(host.version(), "2.0", "{}", host.name);
+    }
+    assert_all_in_service(&fleet, &[]);
+    assert!(peak <= 1, "{peak} hosts were out of service at once");
+}
+
+/// The one journal in the work directory's state.
+fn only_journal(work: &Workdir) -> std::path::PathBuf {
+    let runs: Vec<_> = std::fs::read_dir(work.state().join("runs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs.into_iter().next().unwrap()
 }
