@@ -91,6 +91,29 @@ pub struct Pool {
     /// Admitted hosts not yet drained from this balancer (still counted
     /// healthy by it).
     pub pending: usize,
+    /// The balancer could not say: nobody is drained from it.
+    pub unknown: bool,
+}
+
+impl Pool {
+    pub fn read(healthy: usize, total: usize, pending: usize) -> Self {
+        Self {
+            healthy,
+            total,
+            pending,
+            unknown: false,
+        }
+    }
+
+    /// A pool whose health could not be read.
+    pub fn unknown() -> Self {
+        Self {
+            healthy: 0,
+            total: 0,
+            pending: 0,
+            unknown: true,
+        }
+    }
 }
 
 /// Why the next host cannot start.
@@ -105,6 +128,28 @@ pub enum Blocked {
         total: usize,
         required: usize,
     },
+    /// A balancer's pool could not be read for `min_healthy`.
+    Unread { balancer: String },
+}
+
+impl Blocked {
+    /// Why a host waiting on the floor failed to start, when it did.
+    pub fn floor_detail(&self) -> Option<String> {
+        match self {
+            Blocked::Cap { .. } => None,
+            Blocked::Floor {
+                balancer,
+                healthy,
+                total,
+                required,
+            } => Some(format!(
+                "balancer {balancer}: {healthy} of {total} healthy; min_healthy needs {required} left after the drain"
+            )),
+            Blocked::Unread { balancer } => Some(format!(
+                "balancer {balancer}: its pool's health could not be read, and min_healthy drains nobody without it"
+            )),
+        }
+    }
 }
 
 /// Admission's decision for one round.
@@ -180,6 +225,11 @@ fn below_floor(
 ) -> Option<Blocked> {
     candidate.balancers.iter().find_map(|balancer| {
         let pool = pools.get(balancer)?;
+        if pool.unknown {
+            return Some(Blocked::Unread {
+                balancer: balancer.clone(),
+            });
+        }
         let required = floor.floor_of(pool.total);
         let left = pool.healthy.saturating_sub(pool.pending + 1);
         (left < required).then(|| Blocked::Floor {

@@ -98,14 +98,7 @@ fn the_floor_is_decided_for_the_whole_round() {
         min_healthy: Some(Amount::parse("50%").unwrap()),
         ..caps(10)
     };
-    let pools = HashMap::from([(
-        "lb".to_owned(),
-        Pool {
-            healthy: 4,
-            total: 4,
-            pending: 0,
-        },
-    )]);
+    let pools = HashMap::from([("lb".to_owned(), Pool::read(4, 4, 0))]);
     let admitted = admit(&Occupancy::default(), &caps, &queue, &pools);
     assert_eq!(admitted.start, [0, 1]);
     assert!(matches!(
@@ -113,18 +106,26 @@ fn the_floor_is_decided_for_the_whole_round() {
         Some(Blocked::Floor { required: 2, .. })
     ));
     // A drain admitted earlier but not yet visible counts too.
-    let pending = HashMap::from([(
-        "lb".to_owned(),
-        Pool {
-            healthy: 4,
-            total: 4,
-            pending: 2,
-        },
-    )]);
+    let pending = HashMap::from([("lb".to_owned(), Pool::read(4, 4, 2))]);
     assert!(
         admit(&Occupancy::default(), &caps, &queue, &pending)
             .start
             .is_empty()
+    );
+    // A pool that could not be read drains nobody, whatever the floor
+    // (before: it read as 0 of 1 healthy, and 10% of 1 is 0 hosts).
+    let low = Caps {
+        min_healthy: Some(Amount::parse("10%").unwrap()),
+        ..caps.clone()
+    };
+    let unread = HashMap::from([("lb".to_owned(), Pool::unknown())]);
+    let admitted = admit(&Occupancy::default(), &low, &queue, &unread);
+    assert!(admitted.start.is_empty(), "{admitted:?}");
+    assert_eq!(
+        admitted.blocked,
+        Some(Blocked::Unread {
+            balancer: "lb".into()
+        })
     );
 }
 

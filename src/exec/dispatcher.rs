@@ -321,7 +321,7 @@ pub struct Dispatcher {
     watching: Option<Watch>,
     /// For `min_healthy`: the pools' health being read, as a task, and
     /// what the last read found, for the next admission round.
-    pool_read: Option<JoinHandle<PoolReads>>,
+    pool_read: Option<PoolRead>,
     pools_read: Option<PoolReads>,
     batch_durations: Vec<Duration>,
 }
@@ -329,6 +329,13 @@ pub struct Dispatcher {
 /// What each balancer reported of its pool (`None`: it cannot tell), or
 /// why it could not be read.
 type PoolReads = Vec<(String, Result<Option<PoolStatus>, String>)>;
+
+/// A read of the pools' health, run beside the loop.
+struct PoolRead {
+    /// The balancers read: if the task fails, each reads as unknown.
+    names: Vec<String>,
+    task: JoinHandle<PoolReads>,
+}
 
 /// A check of the balancers for lost drains, run beside the loop.
 struct Watch {
@@ -598,7 +605,7 @@ impl Dispatcher {
             let watching = !self.occupancy.is_empty() && self.watching.is_none();
             let pools_read = async {
                 match self.pool_read.as_mut() {
-                    Some(task) => task.await,
+                    Some(read) => (&mut read.task).await,
                     None => std::future::pending().await,
                 }
             };
@@ -812,7 +819,7 @@ impl Dispatcher {
             watch.task.abort();
         }
         if let Some(read) = self.pool_read.take() {
-            read.abort();
+            read.task.abort();
         }
         if let Some(source) = self.journal_broken.take() {
             if matches!(source, JournalError::Fenced { .. }) {
@@ -1193,12 +1200,7 @@ impl Dispatcher {
             // (the floor's deadline, if one runs, keeps running).
             let reading = self.pool_read.is_some() && self.may_start_new(route);
             let mut timer = None;
-            if let Some(Blocked::Floor {
-                balancer,
-                healthy,
-                total,
-                required,
-            }) = &blocked
+            if let Some(detail) = blocked.as_ref().and_then(Blocked::floor_detail)
                 && self.may_start_new(route)
             {
                 // Wait, bounded by [drain].timeout, for the pool to recover.
@@ -1208,9 +1210,6 @@ impl Dispatcher {
                 if now >= deadline {
                     if let Some(host) = queue.pop_front() {
                         ok = false;
-                        let detail = format!(
-                            "balancer {balancer}: {healthy} of {total} healthy; min_healthy needs {required} left after the drain"
-                        );
                         self.fail_unstarted(&host, Outcome::TimedOut, detail);
                     }
                     floor_deadline = None;
@@ -1339,7 +1338,8 @@ impl Dispatcher {
                 Some((name.clone(), Arc::clone(balancer)))
             })
             .collect();
-        self.pool_read = Some(tokio::spawn(async move {
+        let names = balancers.iter().map(|(name, _)| name.clone()).collect();
+        let task = tokio::spawn(async move {
             let mut reads = Vec::new();
             for (name, balancer) in balancers {
                 let read = retry::balancer(|| balancer.pool())
@@ -1348,14 +1348,24 @@ impl Dispatcher {
                 reads.push((name, read));
             }
             reads
-        }));
+        });
+        self.pool_read = Some(PoolRead { names, task });
     }
 
     /// The pools' health is in, for the next admission round.
+    /// A read that failed as a task leaves every pool it was to read
+    /// unknown, which admits nobody on them.
     fn pools_ended(&mut self, result: Result<PoolReads, JoinError>) {
-        self.pool_read = None;
+        let names = self
+            .pool_read
+            .take()
+            .map(|read| read.names)
+            .unwrap_or_default();
         self.pools_read = Some(result.unwrap_or_else(|error| {
-            Vec::from([(String::new(), Err(format!("the pool read failed: {error}")))])
+            names
+                .into_iter()
+                .map(|name| (name, Err(format!("the pool read failed: {error}"))))
+                .collect()
         }));
     }
 
@@ -1380,27 +1390,12 @@ impl Dispatcher {
                 .count();
             match result {
                 Ok(Some(pool)) => {
-                    pools.insert(
-                        name,
-                        Pool {
-                            healthy: pool.healthy,
-                            total: pool.total,
-                            pending,
-                        },
-                    );
+                    pools.insert(name, Pool::read(pool.healthy, pool.total, pending));
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    // Unknown health: admit nobody on this balancer.
                     self.warn(format!("min_healthy: {error}"));
-                    pools.insert(
-                        name,
-                        Pool {
-                            healthy: 0,
-                            total: 1,
-                            pending,
-                        },
-                    );
+                    pools.insert(name, Pool::unknown());
                 }
             }
         }

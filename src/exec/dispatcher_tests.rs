@@ -486,6 +486,24 @@ struct HangingWatch {
     inner: Balancer,
     hang: Duration,
     pool_hang: Duration,
+    /// The first pool read panics (a bug in a balancer's client).
+    pool_panics: bool,
+    pool_reads: std::sync::atomic::AtomicUsize,
+    /// Whether a drain came before any pool read had succeeded.
+    drained_unread: std::sync::atomic::AtomicBool,
+}
+
+impl HangingWatch {
+    fn new(inner: Balancer, hang: Duration, pool_hang: Duration) -> Self {
+        Self {
+            inner,
+            hang,
+            pool_hang,
+            pool_panics: false,
+            pool_reads: std::sync::atomic::AtomicUsize::new(0),
+            drained_unread: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -504,6 +522,10 @@ impl crate::transport::balancer::LoadBalancer for HangingWatch {
         &self,
         target: crate::transport::balancer::Target<'_>,
     ) -> Result<(), crate::transport::balancer::BalancerError> {
+        use std::sync::atomic::Ordering;
+        if self.pool_reads.load(Ordering::SeqCst) == usize::from(self.pool_panics) {
+            self.drained_unread.store(true, Ordering::SeqCst);
+        }
         self.inner.drain(target).await
     }
     async fn undrain(
@@ -519,6 +541,13 @@ impl crate::transport::balancer::LoadBalancer for HangingWatch {
         crate::transport::balancer::BalancerError,
     > {
         tokio::time::sleep(self.pool_hang).await;
+        let earlier = self
+            .pool_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            !(self.pool_panics && earlier == 0),
+            "a bug in the pool read"
+        );
         self.inner.pool().await
     }
     async fn reassert_drains(
@@ -545,11 +574,11 @@ async fn a_loop_waiting_on_a_balancer_keeps_its_lock_alive() {
         &playbook("batch = [1]"),
         &fleet,
         |inner| {
-            Arc::new(HangingWatch {
+            Arc::new(HangingWatch::new(
                 inner,
-                hang: Duration::from_secs(200),
-                pool_hang: Duration::ZERO,
-            })
+                Duration::from_secs(200),
+                Duration::ZERO,
+            ))
         },
     );
     let mut dispatcher = h.dispatcher;
@@ -631,11 +660,11 @@ async fn a_signal_is_heard_while_a_pool_read_hangs() {
         &playbook("batch = [1]\nmin_healthy = \"10%\""),
         &fleet,
         |inner| {
-            Arc::new(HangingWatch {
+            Arc::new(HangingWatch::new(
                 inner,
-                hang: Duration::ZERO,
-                pool_hang: Duration::from_secs(200),
-            })
+                Duration::ZERO,
+                Duration::from_secs(200),
+            ))
         },
     );
     let signals = h.signals.clone();
@@ -653,5 +682,46 @@ async fn a_signal_is_heard_while_a_pool_read_hangs() {
         "the run waited {took:?} for the read"
     );
     assert_eq!(fleet.deploys("a0"), 0);
+    assert!(dispatcher.release());
+}
+
+/// A pool read that fails as a task (a panic in a balancer's client) leaves
+/// the pools it was to read unknown, which admits nobody on them until a
+/// read succeeds: `min_healthy` is never skipped for a round.
+#[tokio::test(start_paused = true)]
+async fn a_pool_read_that_panics_admits_nobody_until_a_read_succeeds() {
+    let fleet = FakeFleet::new(quick());
+    let watched = std::sync::Mutex::new(None);
+    let h = harness_with(
+        &inventory(&["a"], 2),
+        &playbook("batch = [1]\nmin_healthy = \"10%\""),
+        &fleet,
+        |inner| {
+            let balancer = Arc::new(HangingWatch {
+                pool_panics: true,
+                ..HangingWatch::new(inner, Duration::ZERO, Duration::ZERO)
+            });
+            *watched.lock().unwrap() = Some(Arc::clone(&balancer));
+            balancer
+        },
+    );
+    let balancer = watched.lock().unwrap().take().unwrap();
+    let mut dispatcher = h.dispatcher;
+    let finish = dispatcher.run(work(h.batches)).await.unwrap();
+    assert_eq!(finish.outcome, RunOutcome::Succeeded, "{finish:?}");
+    assert!(
+        !balancer
+            .drained_unread
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "a host was drained before the pool's health was known"
+    );
+    assert!(
+        balancer
+            .pool_reads
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2
+    );
+    assert_eq!(fleet.deploys("a0"), 1);
+    assert_eq!(fleet.deploys("a1"), 1);
     assert!(dispatcher.release());
 }
