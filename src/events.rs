@@ -18,6 +18,9 @@ pub enum Phase {
     Updating,
     Verifying,
     Undraining,
+    /// Back in service; its real traffic is watched before it counts as
+    /// updated (`[watch]`).
+    Watching,
     Done,
     Skipped,
     Failed,
@@ -33,6 +36,7 @@ impl Phase {
             Phase::Updating => "updating",
             Phase::Verifying => "verifying",
             Phase::Undraining => "undraining",
+            Phase::Watching => "watching",
             Phase::Done => "done",
             Phase::Skipped => "skipped",
             Phase::Failed => "failed",
@@ -57,13 +61,20 @@ pub enum Outcome {
     /// A step or wait ran past its deadline.
     TimedOut,
     RolledBack,
+    /// Passed its probes, then failed real requests while watched
+    /// (`[watch]`): drained again.
+    Regressed,
 }
 
 impl Outcome {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            Outcome::Failed | Outcome::Unreachable | Outcome::Unhealthy | Outcome::TimedOut
+            Outcome::Failed
+                | Outcome::Unreachable
+                | Outcome::Unhealthy
+                | Outcome::TimedOut
+                | Outcome::Regressed
         )
     }
 
@@ -77,10 +88,11 @@ impl Outcome {
             Outcome::Unhealthy => "unhealthy",
             Outcome::TimedOut => "timed_out",
             Outcome::RolledBack => "rolled_back",
+            Outcome::Regressed => "regressed",
         }
     }
 
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Pending,
         Outcome::Skipped,
         Outcome::Updated,
@@ -89,7 +101,18 @@ impl Outcome {
         Outcome::Unhealthy,
         Outcome::TimedOut,
         Outcome::RolledBack,
+        Outcome::Regressed,
     ];
+}
+
+/// What a host's watch decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchVerdict {
+    Passed,
+    Regressed,
+    /// Too few requests to judge: the host counts as updated.
+    NotJudged,
 }
 
 /// How a whole run ended.
@@ -253,6 +276,25 @@ pub enum Event {
         ok: bool,
         detail: String,
     },
+    /// A returned host's real traffic over its watch (`[watch]`), against
+    /// the baseline's over the same interval.
+    HostWatch {
+        host: String,
+        /// "passed", "regressed" or "not_judged".
+        verdict: WatchVerdict,
+        /// Why, in words: "5xx 31.0% against 0.0%", "not judged: 12 requests".
+        detail: String,
+        seconds: u64,
+        requests: u64,
+        errors: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mean_ms: Option<u64>,
+        baseline_hosts: usize,
+        baseline_requests: u64,
+        baseline_errors: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline_mean_ms: Option<u64>,
+    },
     Gate {
         name: String,
         ok: bool,
@@ -338,6 +380,7 @@ impl Event {
     pub fn host(&self) -> Option<&str> {
         match self {
             Event::HostPhase { host, .. }
+            | Event::HostWatch { host, .. }
             | Event::Drain { host, .. }
             | Event::Undrained { host, .. }
             | Event::StepStarted { host, .. }

@@ -117,6 +117,7 @@ fn docs_list_every_key() {
             ("[drain]", keys::<RawDrain>()),
             ("[[steps]]", keys::<RawStep>()),
             ("[health]", keys::<RawHealth>()),
+            ("[watch]", keys::<RawWatch>()),
             ("[[probes]]", keys::<RawProbe>()),
             ("[[gates]]", keys::<RawGate>()),
             ("[notify]", keys::<RawNotify>()),

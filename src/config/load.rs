@@ -12,7 +12,7 @@ use super::resolve::gate::resolve_gate;
 use super::resolve::inventory::{PathContext, resolve_inventory};
 use super::resolve::playbook::resolve_playbook;
 use super::source::SourceFile;
-use crate::model::inventory::{Host, Inventory, Zone};
+use crate::model::inventory::{BalancerKind, Host, Inventory, Zone};
 use crate::model::playbook::{Playbook, StepAction};
 use crate::model::template::{Vars, is_identifier};
 
@@ -248,6 +248,7 @@ pub fn load_from_text(
         .collect();
     check_zone_order(&inventory, &playbook, &playbook_file, &mut diagnostics);
     check_replace_steps(&inventory, &playbook, &playbook_file, &mut diagnostics);
+    check_watch_source(&inventory, &playbook, &playbook_file, &mut diagnostics);
     let sites = inventory_templates.iter().chain(&playbook_templates);
     check_template_vars(sites, &inventory, &fleet_vars, &mut diagnostics);
 
@@ -350,6 +351,68 @@ fn check_replace_steps(
             None => Diagnostic::plain(message),
         };
         diagnostics.push(diagnostic.with_help("use an inventory with [sources.NAME] kind = \"aws-asg\", or patch in place with `run` steps"));
+    }
+}
+
+/// `[watch]` reads the balancers' per-server counters: every host must sit
+/// behind at least one balancer that keeps them (HAProxy).
+fn check_watch_source(
+    inventory: &Inventory,
+    playbook: &Playbook,
+    file: &SourceFile,
+    diagnostics: &mut Diagnostics,
+) {
+    if playbook.watch.is_none() {
+        return;
+    }
+    let counts = |name: &String| {
+        inventory
+            .balancers
+            .iter()
+            .any(|b| &b.name == name && matches!(b.kind, BalancerKind::Haproxy { .. }))
+    };
+    let hosts = inventory
+        .hosts()
+        .map(|h| (format!("host `{}`", h.name), &h.balancers))
+        .chain(
+            inventory
+                .sources
+                .iter()
+                .map(|s| (format!("the hosts of source `{}`", s.name), &s.balancers)),
+        );
+    for (who, balancers) in hosts {
+        if balancers.iter().any(counts) {
+            continue;
+        }
+        let behind = if balancers.is_empty() {
+            "no balancer".to_owned()
+        } else {
+            format!(
+                "balancer {} only, which keeps no per-server response counters",
+                balancers
+                    .iter()
+                    .map(|b| format!("`{b}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let message = format!(
+            "[watch] judges hosts by their balancer's counters, but {who} is behind {behind}"
+        );
+        let text = file.text();
+        let diagnostic = match text.find("[watch]") {
+            Some(at) => Diagnostic::at(
+                file,
+                at..at + "[watch]".len(),
+                message,
+                "no traffic to judge",
+            ),
+            None => Diagnostic::plain(message),
+        };
+        diagnostics.push(
+            diagnostic.with_help("put the host behind a HAProxy balancer, or remove [watch]"),
+        );
+        return;
     }
 }
 

@@ -150,6 +150,22 @@ pub struct RawPlaybook {
     pub rollback: Option<Vec<S<RawStep>>>,
     pub notify: Option<RawNotify>,
     pub asg_standby: Option<S<bool>>,
+    pub watch: Option<S<RawWatch>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    #[serde(rename = "for")]
+    pub duration: Option<S<String>>,
+    pub source: Option<S<String>>,
+    pub prometheus: Option<S<String>>,
+    pub errors: Option<S<String>>,
+    pub requests: Option<S<String>>,
+    pub min_requests: Option<S<i64>>,
+    pub max_error_ratio: Option<S<String>>,
+    pub baseline_factor: Option<S<f64>>,
+    pub max_latency_factor: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

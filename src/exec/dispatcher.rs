@@ -30,7 +30,7 @@ use super::host_task::{HostReport, HostStart, drive};
 use super::messages::{HostMessage, LeaseClock, Reporter};
 use super::retry;
 use crate::clock::Clock;
-use crate::events::{Envelope, Event, Outcome, Phase, RunOutcome};
+use crate::events::{Envelope, Event, Outcome, Phase, RunOutcome, WatchVerdict};
 use crate::journal::replay::RunRecord;
 use crate::journal::store::{JournalError, JournalWriter};
 use crate::lock::RunLock;
@@ -322,6 +322,8 @@ pub struct Dispatcher {
     /// For `min_healthy`: the pools' health being read, as a task, and
     /// what the last read found, for the next admission round.
     pool_read: Option<PoolRead>,
+    /// The hosts of the batch being run (not `[watch]`'s baseline).
+    batch_hosts: std::collections::HashSet<String>,
     pools_read: Option<PoolReads>,
     batch_durations: Vec<Duration>,
 }
@@ -414,6 +416,7 @@ impl Dispatcher {
             watch,
             watching: None,
             pool_read: None,
+            batch_hosts: std::collections::HashSet::new(),
             pools_read: None,
             batch_durations: Vec::new(),
         }
@@ -469,9 +472,25 @@ impl Dispatcher {
 
     fn deliver(&mut self, envelope: &Envelope) {
         self.record.apply(envelope);
-        if let Event::Drain { host, .. } = &envelope.event {
-            let zone = self.zone_of(host);
-            self.occupancy.hold(host, &zone);
+        match &envelope.event {
+            Event::Drain { host, .. } => {
+                let zone = self.zone_of(host);
+                self.occupancy.hold(host, &zone);
+            }
+            // A watched host is in service: the caps count it so.
+            Event::HostPhase {
+                host,
+                phase: Phase::Watching,
+                ..
+            } if self
+                .record
+                .hosts
+                .get(host)
+                .is_some_and(|r| r.drained.is_empty()) =>
+            {
+                self.occupancy.release(host);
+            }
+            _ => {}
         }
         for sink in &mut self.sinks {
             sink.event(envelope, &self.record);
@@ -1174,6 +1193,7 @@ impl Dispatcher {
     /// When no new host may start (a signal, a halt, the window), hosts of
     /// the batch that are out already still run, so none is left drained.
     async fn run_batch(&mut self, batch: &RunBatch, route: Route) -> bool {
+        self.batch_hosts = batch.hosts.iter().map(|h| h.name.clone()).collect();
         let mut queue: VecDeque<Host> = batch
             .hosts
             .iter()
@@ -1420,6 +1440,8 @@ impl Dispatcher {
             resumed: !drained.is_empty() || steps_done > 0,
             replacing: record.and_then(|r| r.replacing.clone()),
             standby: record.is_some_and(|r| r.standby),
+            watching: route == Route::Roll && record.is_some_and(|r| r.phase == Phase::Watching),
+            baseline: self.watch_baseline(&host),
             drained,
         };
         self.occupancy.hold(&host.name, &host.zone);
@@ -1433,6 +1455,46 @@ impl Dispatcher {
             self.cancel.child_token(),
         ));
         self.task_hosts.insert(handle.id(), host_name);
+    }
+
+    /// `[watch]`'s baseline for `host`: the hosts sharing one of its
+    /// balancers that this run has not touched and will not touch in this
+    /// batch; when none is left, the updated hosts that passed their watch.
+    fn watch_baseline(&self, host: &Host) -> Vec<String> {
+        if self.env.playbook.watch.is_none() {
+            return Vec::new();
+        }
+        let peers = || {
+            self.hosts.values().filter(|other| {
+                other.name != host.name
+                    && other.balancers.iter().any(|b| host.balancers.contains(b))
+            })
+        };
+        let untouched: Vec<String> = peers()
+            .filter(|other| {
+                !self.batch_hosts.contains(&other.name)
+                    && !self.in_flight.contains_key(&other.name)
+                    && self.record.hosts.get(&other.name).is_none_or(|r| {
+                        r.phase == Phase::Pending
+                            && r.outcome == Outcome::Pending
+                            && !r.step_started
+                            && r.drained.is_empty()
+                    })
+            })
+            .map(|other| other.lb_server.clone())
+            .collect();
+        if !untouched.is_empty() {
+            return untouched;
+        }
+        peers()
+            .filter(|other| {
+                self.record.hosts.get(&other.name).is_some_and(|r| {
+                    r.outcome == Outcome::Updated
+                        && matches!(r.watch, Some((WatchVerdict::Passed, _)))
+                })
+            })
+            .map(|other| other.lb_server.clone())
+            .collect()
     }
 
     /// A host that could not start (the healthy floor never allowed it).

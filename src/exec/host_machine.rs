@@ -46,6 +46,11 @@ pub struct Start {
     pub resumed: bool,
     /// The playbook runs anything over SSH at all.
     pub needs_ssh: bool,
+    /// `[watch]`: an updated host's traffic is watched once it is back.
+    pub watch: bool,
+    /// Its watch had begun (recorded as `watching`): it is back in
+    /// service, and only the watch is left.
+    pub watching: bool,
 }
 
 /// Where the host is.
@@ -68,6 +73,15 @@ pub enum State {
     Undraining {
         then: Ending,
     },
+    /// Back in service, its real traffic watched; ends as `then` unless it
+    /// regresses.
+    Watching {
+        then: Ending,
+    },
+    /// Its watch found it failing real requests: drained again.
+    Regressed {
+        detail: String,
+    },
     Ended(Ending),
 }
 
@@ -88,6 +102,8 @@ pub enum Action {
     ProbeOnce,
     /// Return to every balancer and wait until each reports the host up.
     Undrain,
+    /// Watch the host's real traffic for `[watch] for`, and judge it.
+    Watch,
     /// Record the ending and stop.
     End(Ending),
 }
@@ -109,6 +125,8 @@ pub enum Observation {
     /// The return found the host disabled by an operator in a balancer:
     /// fleetroll's drain is released, the host left as the operator set it.
     Released(String),
+    /// Its watch found it failing real requests: why.
+    Regressed(String),
 }
 
 /// How the host ends.
@@ -136,10 +154,11 @@ impl State {
             State::Begin | State::Connecting | State::CheckingSkip | State::CheckingOperator => {
                 Phase::Checking
             }
-            State::Draining => Phase::Draining,
+            State::Draining | State::Regressed { .. } => Phase::Draining,
             State::Stepping { .. } => Phase::Updating,
             State::Verifying | State::Interrupted => Phase::Verifying,
             State::Undraining { .. } => Phase::Undraining,
+            State::Watching { .. } => Phase::Watching,
             State::Ended(ending) => ending.phase,
         }
     }
@@ -153,6 +172,7 @@ pub fn next(start: &Start, state: &State, observation: Observation) -> (State, A
         Observation::Started | Observation::Done | Observation::Skip(_) => {}
         Observation::NotHealthy(detail) => return not_healthy(start, state, detail),
         Observation::Released(note) => return released(start, state, note),
+        Observation::Regressed(detail) => return regressed(start, state, detail),
     }
     match (state, observation) {
         (State::Begin, _) => begin(start),
@@ -174,7 +194,13 @@ pub fn next(start: &Start, state: &State, observation: Observation) -> (State, A
             Phase::Pending,
             Some("interrupted part-way; healthy, returned to service; `fleetroll resume` finishes it".to_owned()),
         )),
-        (State::Undraining { then }, _) => end(then.clone()),
+        (State::Undraining { then }, _) => watch_or_end(start, then.clone()),
+        (State::Watching { then }, _) => end(then.clone()),
+        (State::Regressed { detail }, _) => end(Ending::new(
+            Outcome::Regressed,
+            Phase::Failed,
+            Some(detail.clone()),
+        )),
         (State::Ended(ending), _) => end(ending.clone()),
     }
 }
@@ -189,6 +215,10 @@ fn begin(start: &Start) -> (State, Action) {
 
 fn after_connect(start: &Start) -> (State, Action) {
     match start.route {
+        // Back in service after every step: only its watch is left.
+        Route::Roll if start.watching && start.steps_done >= start.steps_total => {
+            watch_or_end(start, returned(start))
+        }
         Route::Return => (State::Interrupted, Action::ProbeOnce),
         Route::RollBack => (State::Draining, Action::Drain),
         // A return that began after every step (not one after a second
@@ -216,6 +246,24 @@ fn step_or_verify(start: &Start, index: usize) -> (State, Action) {
         (State::Stepping { index }, Action::RunStep { index })
     } else {
         (State::Verifying, Action::Verify)
+    }
+}
+
+/// An updated host, back in service, is watched first with `[watch]`.
+fn watch_or_end(start: &Start, then: Ending) -> (State, Action) {
+    if start.watch && start.route == Route::Roll && then.outcome == Outcome::Updated {
+        (State::Watching { then }, Action::Watch)
+    } else {
+        end(then)
+    }
+}
+
+/// A watched host failing real requests goes out again at once.
+fn regressed(start: &Start, state: &State, detail: String) -> (State, Action) {
+    match state {
+        State::Watching { .. } => (State::Regressed { detail }, Action::Drain),
+        // Only a watch judges traffic; anywhere else it changes nothing.
+        _ => next(start, state, Observation::Done),
     }
 }
 
@@ -319,6 +367,22 @@ fn cancelled(start: &Start, state: &State) -> (State, Action) {
         }
         // A return is never cut short.
         State::Undraining { then } => undrain(then.clone()),
+        // In service already: the watch is left for `resume`.
+        State::Watching { .. } => end(Ending::new(
+            Outcome::Pending,
+            Phase::Watching,
+            Some(
+                "its watch was cut short; in service, `fleetroll resume` watches it again"
+                    .to_owned(),
+            ),
+        )),
+        // Failing real requests: it goes out, signal or not.
+        State::Regressed { detail } => (
+            State::Regressed {
+                detail: detail.clone(),
+            },
+            Action::Drain,
+        ),
         State::Ended(ending) => end(ending.clone()),
         _ => (State::Interrupted, Action::ProbeOnce),
     }

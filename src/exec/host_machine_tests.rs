@@ -14,6 +14,8 @@ fn roll(steps_total: usize) -> Start {
         returning: false,
         resumed: false,
         needs_ssh: true,
+        watch: false,
+        watching: false,
     }
 }
 
@@ -250,6 +252,7 @@ fn observation() -> impl Strategy<Value = Observation> {
         1 => Just(Observation::NotHealthy("no".into())),
         1 => Just(Observation::Failed(Outcome::Failed, "bad".into())),
         1 => Just(Observation::Cancelled),
+        1 => Just(Observation::Regressed("5xx".into())),
     ]
 }
 
@@ -266,16 +269,39 @@ fn start() -> impl Strategy<Value = Start> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(route, steps_total, steps_done, drained, returning, resumed, needs_ssh)| Start {
+            |(
                 route,
                 steps_total,
-                steps_done: steps_done.min(steps_total),
+                steps_done,
                 drained,
-                returning: returning && drained,
-                resumed: resumed || drained,
+                returning,
+                resumed,
                 needs_ssh,
+                watch,
+                watching,
+            )| {
+                let steps_done = steps_done.min(steps_total);
+                // A watch begins only once the host is back after every step.
+                let watching = watching
+                    && watch
+                    && route == Route::Roll
+                    && steps_done == steps_total
+                    && !drained;
+                Start {
+                    route,
+                    steps_total,
+                    steps_done,
+                    drained,
+                    returning: returning && drained,
+                    resumed: resumed || drained || watching,
+                    needs_ssh,
+                    watch,
+                    watching,
+                }
             },
         )
 }
@@ -284,10 +310,16 @@ fn start() -> impl Strategy<Value = Start> {
 /// round answers "not healthy".
 fn realistic(action: &Action, answer: Observation) -> Observation {
     match (action, answer) {
+        // Only a watch judges traffic.
+        (action, Observation::Regressed(_)) if *action != Action::Watch => Observation::Done,
         (Action::CheckSkipIf | Action::CheckOperator, answer) => answer,
-        (Action::ProbeOnce, Observation::Skip(_)) => Observation::Done,
+        (Action::ProbeOnce, Observation::Skip(_) | Observation::Regressed(_)) => Observation::Done,
         (Action::ProbeOnce, answer) => answer,
-        (_, Observation::Skip(_) | Observation::NotHealthy(_)) => Observation::Done,
+        (Action::Watch, Observation::Skip(_) | Observation::NotHealthy(_)) => Observation::Done,
+        (Action::Watch, answer) => answer,
+        (_, Observation::Skip(_) | Observation::NotHealthy(_) | Observation::Regressed(_)) => {
+            Observation::Done
+        }
         (_, answer) => answer,
     }
 }
@@ -340,10 +372,74 @@ proptest! {
         }
         let went_back = actions.iter().any(|(a, o)| *a == Action::Undrain && *o == Observation::Done);
         if matches!(ending.outcome, Outcome::Updated | Outcome::RolledBack) {
-            prop_assert!(went_back, "{ending:?} without a return: {actions:?}");
+            prop_assert!(went_back || start.watching, "{ending:?} without a return: {actions:?}");
+        }
+        // With [watch], a host counts as updated only after its watch, and
+        // one that regressed is drained again before it ends.
+        let watched = actions.iter().any(|(a, o)| *a == Action::Watch && *o == Observation::Done);
+        if start.watch && start.route == Route::Roll && ending.outcome == Outcome::Updated {
+            prop_assert!(watched, "updated without a watch: {actions:?}");
+        }
+        if !start.watch || start.route != Route::Roll {
+            prop_assert!(actions.iter().all(|(a, _)| *a != Action::Watch), "{actions:?}");
+        }
+        if let Some(at) = actions.iter().position(|(a, o)| *a == Action::Watch && matches!(o, Observation::Regressed(_))) {
+            prop_assert_eq!(&actions[at + 1].0, &Action::Drain, "{:?}", actions);
+            prop_assert!(
+                matches!(ending.outcome, Outcome::Regressed | Outcome::Failed | Outcome::TimedOut | Outcome::Unhealthy | Outcome::Unreachable),
+                "a regressed host ended {:?}: {:?}", ending, actions
+            );
         }
         if start.route == Route::Return {
             prop_assert!(!ending.outcome.is_failure(), "a host returned for an earlier run is not this run's failure");
         }
     }
+}
+
+#[test]
+fn a_watched_host_counts_as_updated_only_after_its_watch_and_goes_out_if_it_regressed() {
+    let start = Start {
+        watch: true,
+        ..roll(1)
+    };
+    let passed = walk(&start, |_| Observation::Done);
+    assert_eq!(
+        &passed[passed.len() - 3..],
+        [
+            Action::Undrain,
+            Action::Watch,
+            Action::End(Ending::new(Outcome::Updated, Phase::Done, None))
+        ]
+    );
+    let regressed = walk(&start, |action| match action {
+        Action::Watch => Observation::Regressed("5xx 30%".into()),
+        _ => Observation::Done,
+    });
+    assert_eq!(
+        &regressed[regressed.len() - 3..],
+        [
+            Action::Watch,
+            Action::Drain,
+            Action::End(Ending::new(
+                Outcome::Regressed,
+                Phase::Failed,
+                Some("5xx 30%".into())
+            ))
+        ]
+    );
+    // Killed during its watch: the resume only watches it again.
+    let resumed = Start {
+        watching: true,
+        resumed: true,
+        steps_done: 1,
+        ..start
+    };
+    assert_eq!(
+        walk(&resumed, |_| Observation::Done),
+        [
+            Action::Connect,
+            Action::Watch,
+            Action::End(Ending::new(Outcome::Updated, Phase::Done, None))
+        ]
+    );
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 mod asg;
 mod reboot;
+mod watch;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,11 @@ pub struct HostStart {
     pub replacing: Option<crate::journal::replay::Replacing>,
     /// In Standby by this run (`asg_standby`).
     pub standby: bool,
+    /// Its watch had begun: only the watch is left.
+    pub watching: bool,
+    /// `[watch]`'s baseline: the balancer server names of the hosts its
+    /// traffic is compared with.
+    pub baseline: Vec<String>,
 }
 
 /// How the host ended, as the dispatcher needs it.
@@ -93,6 +99,8 @@ struct HostTask {
     /// one of this task's that was cut short and may not have been
     /// stopped. Such a host is not returned to service until it ends.
     step_may_run: bool,
+    /// `[watch]`'s baseline servers.
+    baseline: Vec<String>,
 }
 
 /// Drives one host through the host machine; never panics on the outside
@@ -118,10 +126,13 @@ pub async fn drive(
         returning: start.returning,
         resumed: start.resumed,
         needs_ssh: env.needs_ssh,
+        watch: env.playbook.watch.is_some(),
+        watching: start.watching,
     };
     let mut task = HostTask::new(env, host, start.drained, reporter, cancel, rollback);
     task.restore_memory(&start.memory);
     task.replacing = start.replacing;
+    task.baseline = start.baseline;
     task.may_find_step = start.resumed || rollback;
     task.step_may_run = task.may_find_step;
     if start.standby {
@@ -205,6 +216,7 @@ impl HostTask {
             replacing: None,
             may_find_step: false,
             step_may_run: false,
+            baseline: Vec::new(),
         }
     }
 
@@ -361,6 +373,7 @@ impl HostTask {
                     None => Observation::Done,
                 })
             }
+            Action::Watch => self.watch().await,
             Action::End(_) => Ok(Observation::Done),
         }
     }

@@ -10,6 +10,7 @@ pub mod messages;
 pub mod replacements;
 pub mod retry;
 pub mod signals;
+pub mod watch;
 
 #[cfg(test)]
 mod simulation;

@@ -30,6 +30,8 @@ pub struct HostRecord {
     /// A forward step was started on it (it may have changed the host even
     /// if the run was killed before the step's end was recorded).
     pub step_started: bool,
+    /// Its watch's verdict and why (`[watch]`).
+    pub watch: Option<(crate::events::WatchVerdict, String)>,
     drained_at: Option<jiff::Timestamp>,
 }
 
@@ -64,6 +66,7 @@ impl HostRecord {
             replacing: None,
             standby: false,
             step_started: false,
+            watch: None,
             drained_at: None,
         }
     }
@@ -341,6 +344,14 @@ impl RunRecord {
                 if !*rollback {
                     self.host_mut(host).step_started = true;
                 }
+            }
+            Event::HostWatch {
+                host,
+                verdict,
+                detail,
+                ..
+            } => {
+                self.host_mut(host).watch = Some((*verdict, detail.clone()));
             }
             Event::BatchStarted { .. }
             | Event::Probe { .. }

@@ -22,6 +22,33 @@ pub struct Playbook {
     pub webhooks: Vec<String>,
     /// Auto Scaling members go to Standby around in-place steps.
     pub asg_standby: bool,
+    /// Judge each returned host by its real traffic (`[watch]`).
+    pub watch: Option<WatchPolicy>,
+}
+
+/// `[watch]`: how long a returned host's real traffic is watched, and
+/// when it counts as regressed against the hosts not yet touched.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WatchPolicy {
+    pub duration: Duration,
+    /// Fewer responses in the window: no verdict.
+    pub min_requests: u64,
+    /// A share, 0.01 for "1%".
+    pub max_error_ratio: f64,
+    pub baseline_factor: f64,
+    pub max_latency_factor: Option<f64>,
+}
+
+impl Default for WatchPolicy {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(60),
+            min_requests: 50,
+            max_error_ratio: 0.01,
+            baseline_factor: 2.0,
+            max_latency_factor: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::live::LiveView;
-use crate::events::{Envelope, Event};
+use crate::events::{Envelope, Event, WatchVerdict};
 use crate::exec::dispatcher::EventSink;
 use crate::journal::replay::RunRecord;
 
@@ -216,6 +216,19 @@ impl EventSink for HumanSink {
                     let verdict = if *ok { "ok" } else { "failing" };
                     self.line(ts, &format!("{host} probe {probe} {verdict}: {detail}"));
                 }
+            }
+            Event::HostWatch {
+                host,
+                verdict,
+                detail,
+                ..
+            } => {
+                let verdict = match verdict {
+                    WatchVerdict::Passed => "passed",
+                    WatchVerdict::Regressed => "REGRESSED",
+                    WatchVerdict::NotJudged => "not judged",
+                };
+                self.line(ts, &format!("{host} watch {verdict}: {detail}"));
             }
             Event::Gate {
                 name, ok, detail, ..

@@ -89,7 +89,8 @@ impl LiveView {
                 | Phase::Draining
                 | Phase::Updating
                 | Phase::Verifying
-                | Phase::Undraining => {
+                | Phase::Undraining
+                | Phase::Watching => {
                     self.started_at.entry(host.clone()).or_insert(at);
                     self.in_flight.insert(host.clone(), (*phase, at));
                     None

@@ -141,7 +141,8 @@ pub fn timeline(run_id: &str, records: &[Envelope], outcome: RunOutcome) -> Time
                     | Phase::Draining
                     | Phase::Updating
                     | Phase::Verifying
-                    | Phase::Undraining => {
+                    | Phase::Undraining
+                    | Phase::Watching => {
                         open.insert(host.clone(), (*phase, now));
                     }
                     Phase::Failed => {

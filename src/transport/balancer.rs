@@ -72,6 +72,19 @@ impl BalancerError {
     }
 }
 
+/// A server's response counters, as the balancer keeps them since it
+/// started: a watch subtracts two readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerCounters {
+    /// Every HTTP response it sent through the balancer.
+    pub responses: u64,
+    /// Of which 5xx.
+    pub errors: u64,
+    /// Its mean response time over its latest requests, as the balancer
+    /// averages it (HAProxy: the last 1,024), in milliseconds.
+    pub mean_ms: Option<u64>,
+}
+
 #[async_trait]
 pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
     /// The balancer's name in the inventory.
@@ -99,6 +112,15 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
 
     /// The pool's health, when the balancer can report it.
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError>;
+
+    /// Every server's response counters, by server name, from one reading
+    /// shared by every host watched on this balancer; `None` if the
+    /// balancer keeps none (`[watch]` then cannot use it).
+    async fn counters(
+        &self,
+    ) -> Result<Option<std::collections::HashMap<String, ServerCounters>>, BalancerError> {
+        Ok(None)
+    }
 
     /// Whether every call needs the host's SSH session (a command balancer
     /// with `ssh = true`): such a balancer cannot be checked before the

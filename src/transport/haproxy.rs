@@ -40,7 +40,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
-use super::balancer::{AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target};
+use super::balancer::{
+    AdminState, BalancerError, LoadBalancer, PoolStatus, ServerCounters, ServerStatus, Target,
+};
 use crate::model::inventory::{HaproxyEndpoint, Host};
 
 /// Every runtime API exchange, waiting for its turn included, is bounded by this.
@@ -116,6 +118,7 @@ struct ServerView {
     status: String,
     sessions: u64,
     admin: AdminState,
+    counters: ServerCounters,
 }
 
 impl Haproxy {
@@ -255,6 +258,7 @@ impl Haproxy {
                         status: row.status,
                         sessions: row.sessions,
                         admin,
+                        counters: row.counters,
                     },
                 ))
             })
@@ -345,7 +349,19 @@ pub struct StatRow {
     pub server: String,
     pub status: String,
     pub sessions: u64,
+    /// `hrsp_1xx` … `hrsp_other` summed, `hrsp_5xx`, and `rtime`.
+    pub counters: ServerCounters,
 }
+
+/// The `show stat` columns that count a server's HTTP responses by class.
+const RESPONSE_COLUMNS: [&str; 6] = [
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+];
 
 /// Parses `show stat` CSV by the column names in its header, so a HAProxy
 /// version that adds columns does not break us.
@@ -368,10 +384,21 @@ pub fn parse_stat(csv: &str) -> Vec<StatRow> {
             if server == "FRONTEND" || server == "BACKEND" {
                 return None;
             }
+            let count =
+                |column: Option<usize>| -> Option<u64> { fields.get(column?)?.parse().ok() };
+            let responses = RESPONSE_COLUMNS
+                .iter()
+                .map(|name| count(index(name)).unwrap_or(0))
+                .sum();
             Some(StatRow {
                 server: server.to_owned(),
                 status: fields.get(status)?.to_string(),
                 sessions: fields.get(scur)?.parse().unwrap_or(0),
+                counters: ServerCounters {
+                    responses,
+                    errors: count(index("hrsp_5xx")).unwrap_or(0),
+                    mean_ms: count(index("rtime")),
+                },
             })
         })
         .collect()
@@ -449,6 +476,17 @@ impl LoadBalancer for Haproxy {
 
     async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError> {
         self.set_state(&target.host.lb_server, "ready").await
+    }
+
+    async fn counters(&self) -> Result<Option<HashMap<String, ServerCounters>>, BalancerError> {
+        let snapshot = self.snapshot().await?;
+        Ok(Some(
+            snapshot
+                .servers
+                .iter()
+                .map(|(name, view)| (name.clone(), view.counters))
+                .collect(),
+        ))
     }
 
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError> {

@@ -21,10 +21,29 @@ fn parses_show_stat_by_column_name() {
         StatRow {
             server: "web-01".into(),
             status: "UP".into(),
-            sessions: 3
+            sessions: 3,
+            counters: ServerCounters::default(),
         }
     );
     assert_eq!(rows[2].status, "MAINT");
+}
+
+#[test]
+fn a_servers_responses_are_counted_by_class() {
+    let csv = "# pxname,svname,scur,status,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,rtime\n\
+               app,web-01,0,UP,0,700,10,20,270,0,42\n\
+               app,web-02,0,UP,,,,,,,\n";
+    let rows = parse_stat(csv);
+    assert_eq!(
+        rows[0].counters,
+        ServerCounters {
+            responses: 1000,
+            errors: 270,
+            mean_ms: Some(42),
+        }
+    );
+    // A TCP-mode server counts no responses.
+    assert_eq!(rows[1].counters, ServerCounters::default());
 }
 
 #[test]

@@ -35,3 +35,4 @@ mod secrets;
 mod state;
 mod support;
 mod unattended;
+mod watch;

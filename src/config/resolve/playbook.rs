@@ -8,12 +8,13 @@ use toml::Spanned;
 use super::vars::resolve_vars;
 use crate::config::checker::{Checker, span_of};
 use crate::config::raw::{
-    RawDrain, RawGate, RawHealth, RawNotify, RawPlaybook, RawProbe, RawStep, RawStrategy, RawWindow,
+    RawDrain, RawGate, RawHealth, RawNotify, RawPlaybook, RawProbe, RawStep, RawStrategy, RawWatch,
+    RawWindow,
 };
 use crate::model::amount::Amount;
 use crate::model::playbook::{
     DrainPolicy, HealthPolicy, OnFailure, Playbook, Probe, ProbeKind, Step, StepAction, Strategy,
-    Window, ZoneMode,
+    WatchPolicy, Window, ZoneMode,
 };
 use crate::model::redact::redact_url;
 use crate::model::template::Template;
@@ -39,6 +40,7 @@ pub fn resolve_playbook(raw: RawPlaybook, checker: &mut Checker<'_>) -> Resolved
         rollback,
         notify,
         asg_standby,
+        watch,
     } = raw;
     let name_text = checker.word(&name, "playbook name").unwrap_or_default();
     let vars = resolve_vars(vars.as_ref(), checker);
@@ -88,6 +90,7 @@ pub fn resolve_playbook(raw: RawPlaybook, checker: &mut Checker<'_>) -> Resolved
     let webhooks = notify
         .map(|n| resolve_notify(n, checker))
         .unwrap_or_default();
+    let watch = watch.and_then(|w| resolve_watch(w, checker));
 
     ResolvedPlaybook {
         playbook: Playbook {
@@ -103,6 +106,7 @@ pub fn resolve_playbook(raw: RawPlaybook, checker: &mut Checker<'_>) -> Resolved
             rollback,
             webhooks,
             asg_standby: asg_standby.is_some_and(|s| s.into_inner()),
+            watch,
         },
         gates: gates.unwrap_or_default(),
     }
@@ -514,6 +518,137 @@ fn default_step_name(index: usize, action: &StepAction) -> String {
         StepAction::Reboot { .. } => "reboot".to_owned(),
         StepAction::ReplaceAsg { .. } => format!("replace instance (step {})", index + 1),
     }
+}
+
+fn resolve_watch(raw: Spanned<RawWatch>, checker: &mut Checker<'_>) -> Option<WatchPolicy> {
+    let span = raw.span();
+    let RawWatch {
+        duration,
+        source,
+        prometheus,
+        errors,
+        requests,
+        min_requests,
+        max_error_ratio,
+        baseline_factor,
+        max_latency_factor,
+    } = raw.into_inner();
+    let defaults = WatchPolicy::default();
+    let mut ok = true;
+    match source.as_ref().map_or("balancer", |s| s.get_ref().as_str()) {
+        "balancer" => {
+            for (key, value) in [
+                ("prometheus", span_of(&prometheus)),
+                ("errors", span_of(&errors)),
+                ("requests", span_of(&requests)),
+            ] {
+                if let Some(at) = value {
+                    ok = false;
+                    checker
+                        .error(
+                            at,
+                            format!("`{key}` belongs to source = \"prometheus\""),
+                            "the balancer's own counters need no query",
+                        )
+                        .set_help("remove it, or set source = \"prometheus\"");
+                }
+            }
+        }
+        "prometheus" => {
+            ok = false;
+            let at = source.as_ref().map_or(span.clone(), Spanned::span);
+            checker
+                .error(
+                    at,
+                    "source = \"prometheus\" is not supported by this fleetroll yet",
+                    "only the balancer's own counters can judge a host so far",
+                )
+                .set_help("use source = \"balancer\" (HAProxy's per-server counters)");
+        }
+        other => {
+            ok = false;
+            if let Some(source) = &source {
+                checker.error(
+                    source.span(),
+                    format!("unknown watch source `{other}`"),
+                    "expected \"balancer\" or \"prometheus\"",
+                );
+            }
+        }
+    }
+    let duration_value = checker.duration(duration.as_ref(), defaults.duration);
+    if duration_value.is_zero() {
+        ok = false;
+        let at = duration.as_ref().map_or(span.clone(), Spanned::span);
+        checker.error(
+            at,
+            "a watch of zero",
+            "expected a duration above zero, e.g. for = \"60s\"",
+        );
+    }
+    let min_requests_value = match &min_requests {
+        None => defaults.min_requests,
+        Some(value) => u64::try_from(*value.get_ref()).unwrap_or_else(|_| {
+            ok = false;
+            checker.error(
+                value.span(),
+                format!("min_requests = {}", value.get_ref()),
+                "expected 0 or more",
+            );
+            defaults.min_requests
+        }),
+    };
+    let max_error_ratio_value = match &max_error_ratio {
+        None => defaults.max_error_ratio,
+        Some(value) => match parse_share(value.get_ref()) {
+            Some(share) => share,
+            None => {
+                ok = false;
+                checker.error(
+                    value.span(),
+                    format!("max_error_ratio = \"{}\"", value.get_ref()),
+                    "expected a share of requests such as \"1%\" or \"0.5%\"",
+                );
+                defaults.max_error_ratio
+            }
+        },
+    };
+    let mut factor = |value: &Option<Spanned<f64>>, key: &str, default: f64| -> f64 {
+        match value {
+            None => default,
+            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 1.0 => *v.get_ref(),
+            Some(v) => {
+                ok = false;
+                checker.error(
+                    v.span(),
+                    format!("{key} = {}", v.get_ref()),
+                    "expected a factor of 1.0 or more (2.0: twice the baseline's)",
+                );
+                default
+            }
+        }
+    };
+    let baseline_factor_value = factor(
+        &baseline_factor,
+        "baseline_factor",
+        defaults.baseline_factor,
+    );
+    let max_latency_factor_value = max_latency_factor
+        .as_ref()
+        .map(|_| factor(&max_latency_factor, "max_latency_factor", 1.5));
+    ok.then_some(WatchPolicy {
+        duration: duration_value,
+        min_requests: min_requests_value,
+        max_error_ratio: max_error_ratio_value,
+        baseline_factor: baseline_factor_value,
+        max_latency_factor: max_latency_factor_value,
+    })
+}
+
+/// "1%" → 0.01, "0.5%" → 0.005; a share above 100% is no share.
+fn parse_share(text: &str) -> Option<f64> {
+    let percent: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
+    (percent.is_finite() && (0.0..=100.0).contains(&percent)).then_some(percent / 100.0)
 }
 
 fn resolve_health(raw: RawHealth, checker: &mut Checker<'_>) -> HealthPolicy {
