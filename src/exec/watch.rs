@@ -8,7 +8,7 @@ use crate::events::WatchVerdict;
 use crate::model::playbook::WatchPolicy;
 use crate::transport::balancer::ServerCounters;
 
-/// Responses and 5xx over the watch, and the latest mean response time.
+/// Responses and 5xx over the watch, and their mean response time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Traffic {
     pub requests: u64,
@@ -21,10 +21,11 @@ impl Traffic {
     /// back (the balancer restarted) counts from zero.
     pub fn between(before: &ServerCounters, after: &ServerCounters) -> Self {
         let since = |a: u64, b: u64| if b >= a { b - a } else { b };
+        let requests = since(before.responses, after.responses);
         Self {
-            requests: since(before.responses, after.responses),
+            requests,
             errors: since(before.errors, after.errors),
-            mean_ms: after.mean_ms,
+            mean_ms: window_mean(before, after, requests),
         }
     }
 
@@ -54,6 +55,45 @@ impl Traffic {
     }
 }
 
+/// The mean response time of the `requests` answered between two
+/// readings. A balancer whose average slides over its last `n` responses
+/// (`a' = a (1 - 1/n) + v/n` per response; HAProxy takes `n` as the
+/// server's response count until it reaches its window, a plain mean)
+/// holds, after `k` responses of mean `m`, `a_k = a_0 q + m (1 - q)` with
+/// `q` the product of the `1 - 1/n`: solved for `m`, the window's own
+/// mean, not diluted by the responses before it (after 500 responses,
+/// HAProxy's own average still gives the ones before the window more
+/// than a third of its weight).
+fn window_mean(before: &ServerCounters, after: &ServerCounters, requests: u64) -> Option<u64> {
+    let end = after.mean_ms?;
+    let (Some(start), Some(spans)) = (before.mean_ms, after.mean_spans) else {
+        return Some(end);
+    };
+    if requests == 0 || spans == 0 {
+        return Some(end);
+    }
+    let kept = kept_weight(before.responses, requests, spans);
+    if kept >= 1.0 {
+        return Some(end);
+    }
+    let mean = (end as f64 - start as f64 * kept) / (1.0 - kept);
+    Some(mean.max(0.0).round() as u64)
+}
+
+/// The weight the average keeps of what it held before `k` more
+/// responses, after `seen` of them: `n` is the count so far up to `spans`
+/// (the product of `(n - 1) / n` from `seen + 1` telescopes to
+/// `seen / (seen + k)`), then `spans`.
+fn kept_weight(seen: u64, k: u64, spans: u64) -> f64 {
+    let growing = k.min(spans.saturating_sub(seen));
+    let before_full = if growing == 0 {
+        1.0
+    } else {
+        seen as f64 / (seen + growing) as f64
+    };
+    before_full * (1.0 - 1.0 / spans as f64).powf((k - growing) as f64)
+}
+
 /// The traffic of `servers` between two readings of one balancer.
 pub fn traffic_of<'a>(
     servers: impl IntoIterator<Item = &'a str>,
@@ -65,6 +105,11 @@ pub fn traffic_of<'a>(
         .filter_map(|server| Some(Traffic::between(before.get(server)?, after.get(server)?)))
         .collect()
 }
+
+/// Balancers report mean response times in whole milliseconds, and the
+/// window's mean is recovered from two of them: a host 2 ms slower than
+/// its peers at 1 ms is not "twice as slow".
+const LATENCY_RESOLUTION_MS: u64 = 5;
 
 /// The verdict, and why in words.
 pub fn judge(policy: &WatchPolicy, host: &Traffic, baseline: &Traffic) -> (WatchVerdict, String) {
@@ -98,8 +143,8 @@ pub fn judge(policy: &WatchPolicy, host: &Traffic, baseline: &Traffic) -> (Watch
     }
     if let (Some(factor), Some(mean), Some(base)) =
         (policy.max_latency_factor, host.mean_ms, baseline.mean_ms)
-        && base > 0
         && mean as f64 > factor * base as f64
+        && mean >= base + LATENCY_RESOLUTION_MS
     {
         return (
             WatchVerdict::Regressed,
@@ -176,11 +221,13 @@ mod tests {
             responses: 100,
             errors: 1,
             mean_ms: Some(10),
+            mean_spans: None,
         };
         let after = ServerCounters {
             responses: 350,
             errors: 76,
             mean_ms: Some(12),
+            mean_spans: None,
         };
         assert_eq!(
             Traffic::between(&before, &after),
@@ -190,5 +237,30 @@ mod tests {
         assert_eq!(Traffic::between(&after, &before), traffic(100, 1, Some(10)));
         let total = Traffic::total(&[traffic(100, 1, Some(10)), traffic(300, 0, Some(30))]);
         assert_eq!(total, traffic(400, 1, Some(25)));
+    }
+
+    /// HAProxy's `rtime` after 400 responses of 50 ms, from 25 ms: its own
+    /// sliding average (over 512) says 39 ms; the window's mean is 50.
+    #[test]
+    fn the_windows_mean_is_recovered_from_a_sliding_average() {
+        let mut average = 25.0_f64;
+        for _ in 0..400 {
+            average += (50.0 - average) / 512.0;
+        }
+        let reading = |responses, mean: f64| ServerCounters {
+            responses,
+            errors: 0,
+            mean_ms: Some(mean.round() as u64),
+            mean_spans: Some(512),
+        };
+        assert_eq!(average.round(), 39.0);
+        let window = Traffic::between(&reading(1000, 25.0), &reading(1400, average));
+        let mean = window.mean_ms.unwrap();
+        assert!((49..=51).contains(&mean), "{mean}");
+        // Under 512 responses in all, HAProxy's average is a plain mean:
+        // 16 at 23 ms, then 108 at 45 ms, read as 42 ms.
+        let early = Traffic::between(&reading(16, 23.0), &reading(124, 42.0));
+        let mean = early.mean_ms.unwrap();
+        assert!((44..=46).contains(&mean), "{mean}");
     }
 }

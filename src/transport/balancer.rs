@@ -81,8 +81,14 @@ pub struct ServerCounters {
     /// Of which 5xx.
     pub errors: u64,
     /// Its mean response time over its latest requests, as the balancer
-    /// averages it (HAProxy: the last 1,024), in milliseconds.
+    /// averages it, in milliseconds.
     pub mean_ms: Option<u64>,
+    /// How many of its latest responses that average spans, as a sliding
+    /// window (`sum += value - sum / n`): HAProxy's `rtime` is such an
+    /// average over 512 samples (`TIME_STATS_SAMPLES`, documented as "the
+    /// last 1024 requests"). A watch uses it to recover the mean of the
+    /// responses in its own window from two readings.
+    pub mean_spans: Option<u64>,
 }
 
 #[async_trait]

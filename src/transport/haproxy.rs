@@ -353,6 +353,10 @@ pub struct StatRow {
     pub counters: ServerCounters,
 }
 
+/// How many responses HAProxy's `rtime` sliding average spans
+/// (`TIME_STATS_SAMPLES` in its source).
+const RTIME_SAMPLES: u64 = 512;
+
 /// The `show stat` columns that count a server's HTTP responses by class.
 const RESPONSE_COLUMNS: [&str; 6] = [
     "hrsp_1xx",
@@ -398,6 +402,7 @@ pub fn parse_stat(csv: &str) -> Vec<StatRow> {
                     responses,
                     errors: count(index("hrsp_5xx")).unwrap_or(0),
                     mean_ms: count(index("rtime")),
+                    mean_spans: Some(RTIME_SAMPLES),
                 },
             })
         })

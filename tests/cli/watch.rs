@@ -139,7 +139,10 @@ fn a_healthy_release_passes_its_watch_on_every_host() {
     let work = Workdir::new(
         &fleet,
         &InventoryOptions::default(),
-        &flaky_release(0, "\n[watch]\nfor = \"2s\"\nmin_requests = 5\n"),
+        &flaky_release(
+            0,
+            "\n[watch]\nfor = \"2s\"\nmin_requests = 5\nmax_latency_factor = 1.5\n",
+        ),
     );
     let traffic = Traffic::start(&fleet.frontend_url(), 4);
     let run = work.run(&["--json"]);
@@ -168,4 +171,42 @@ fn a_healthy_release_passes_its_watch_on_every_host() {
         assert_eq!(host.version(), "2.0", "{}", host.name);
     }
     crate::rollout::assert_all_in_service(&fleet, &[]);
+}
+
+/// A release twice as slow as the hosts it replaces (40 ms against 20 ms
+/// a request), healthy otherwise, is caught with `max_latency_factor`:
+/// the window's mean is recovered from HAProxy's sliding `rtime`.
+#[test]
+fn a_release_twice_as_slow_is_caught_with_max_latency_factor() {
+    let fleet = Fleet::start(FleetSpec::new(1, 4));
+    for host in fleet.hosts() {
+        std::fs::write(host.dir.join("SLOW"), "20").unwrap();
+    }
+    let mut book = playbook(
+        " && echo 40 > {vars.dir}/SLOW",
+        "batch = [1]\nmax_failed = 0",
+    );
+    book.push_str("\n[watch]\nfor = \"4s\"\nmin_requests = 20\nmax_latency_factor = 1.5\n");
+    let work = Workdir::new(&fleet, &InventoryOptions::default(), &book);
+    let traffic = Traffic::start(&fleet.frontend_url(), 4);
+    let run = work.run(&["--json"]);
+    drop(traffic);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let watch = events(&run.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "host_watch")
+        .expect("a host_watch event");
+    eprintln!("{watch}");
+    assert_eq!(watch["host"], "web-01", "{watch}");
+    assert_eq!(watch["verdict"], "regressed", "{watch}");
+    assert_eq!(watch["errors"], 0, "{watch}");
+    let (mean, baseline) = (
+        watch["mean_ms"].as_u64().unwrap(),
+        watch["baseline_mean_ms"].as_u64().unwrap(),
+    );
+    assert!((30..=60).contains(&mean), "{watch}");
+    assert!((15..=30).contains(&baseline), "{watch}");
+    for host in &fleet.hosts()[1..] {
+        assert!(host.deploys().is_empty(), "{} was deployed", host.name);
+    }
 }
