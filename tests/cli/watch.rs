@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::fixture::{Fleet, FleetSpec, InventoryOptions, Traffic};
+use crate::promises::{EVENT_WITHIN, Live, RUN_JSON};
 use crate::rollout::{Workdir, playbook};
 
 /// A release that answers `flaky`% of real requests with 500 (its health
@@ -206,6 +207,137 @@ fn a_release_twice_as_slow_is_caught_with_max_latency_factor() {
     );
     assert!((30..=60).contains(&mean), "{watch}");
     assert!((15..=30).contains(&baseline), "{watch}");
+    for host in &fleet.hosts()[1..] {
+        assert!(host.deploys().is_empty(), "{} was deployed", host.name);
+    }
+}
+
+/// A playbook whose release fails 30% of real requests, with rollback
+/// steps that restore the previous version.
+fn flaky_release_with_rollback(strategy: &str, watch_for: &str) -> String {
+    format!(
+        r#"name = "deploy"
+
+[vars]
+version = "2.0"
+previous = "1.0"
+
+[strategy]
+{strategy}
+
+[drain]
+settle = "100ms"
+
+[[steps]]
+name = "deploy"
+run = "{{vars.appctl}} {{vars.dir}} deploy {{vars.version}} 200 && echo 30 > {{vars.dir}}/FLAKY"
+
+[[rollback]]
+name = "deploy previous"
+run = "rm -f {{vars.dir}}/FLAKY && {{vars.appctl}} {{vars.dir}} deploy {{vars.previous}} 200"
+
+[health]
+interval = "100ms"
+healthy_after = 2
+timeout = "8s"
+
+[[probes]]
+http = "http://{{address}}:{{vars.app_port}}/healthz"
+expect_body = "{{vars.version}}"
+
+[watch]
+for = "{watch_for}"
+min_requests = 20
+"#
+    )
+}
+
+/// With `on_failure = "rollback"`, a regressed host's rollback steps run:
+/// it goes back to the old version and into service, and nobody else is
+/// touched.
+#[test]
+fn a_regressed_host_is_rolled_back_with_on_failure_rollback() {
+    let fleet = Fleet::start(FleetSpec::new(1, 3));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &flaky_release_with_rollback("batch = [1]\non_failure = \"rollback\"", "3s"),
+    );
+    let traffic = Traffic::start(&fleet.frontend_url(), 4);
+    let run = work.run(&["--json"]);
+    drop(traffic);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let events = events(&run.stdout);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "host_watch" && e["verdict"] == "regressed"),
+        "{}",
+        run.stderr
+    );
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "host_phase" && e["host"] == "web-01")
+        .unwrap();
+    assert_eq!(last["outcome"], "rolled_back", "{last}");
+    assert_eq!(fleet.host("web-01").version(), "1.0");
+    assert!(!fleet.host("web-01").dir.join("FLAKY").exists());
+    for host in &fleet.hosts()[1..] {
+        assert!(host.deploys().is_empty(), "{} was deployed", host.name);
+    }
+    crate::rollout::assert_all_in_service(&fleet, &[]);
+}
+
+/// Killed (-9) while web-01 is watched: `resume` watches it again (it does
+/// not drain it or run its step again) and, the release being bad, drains
+/// it then; the journal has both watches.
+#[test]
+fn a_kill_during_a_watch_is_resumed_by_watching_again() {
+    let fleet = Fleet::start(FleetSpec::new(1, 3));
+    let work = Workdir::new(
+        &fleet,
+        &InventoryOptions::default(),
+        &flaky_release_with_rollback("batch = [1]", "4s"),
+    );
+    let traffic = Traffic::start(&fleet.frontend_url(), 4);
+    let mut run = Live::start(work.command(RUN_JSON), work.path().join("run.stderr"));
+    run.until("web-01 watched", EVENT_WITHIN, |e| {
+        e["event"] == "host_phase" && e["host"] == "web-01" && e["phase"] == "watching"
+    });
+    run.kill_9();
+    assert!(
+        fleet.server_state("web-01").status.starts_with("UP"),
+        "web-01 is in service while watched"
+    );
+    let resumed = work.fleetroll(&["resume", "--json"]);
+    drop(traffic);
+    assert_eq!(resumed.code, 1, "{}", resumed.stderr);
+    let events = events(&resumed.stdout);
+    let web01: Vec<String> = events
+        .iter()
+        .filter(|e| e["host"] == "web-01")
+        .filter_map(|e| match e["event"].as_str()? {
+            "host_phase" => Some(e["phase"].as_str()?.to_owned()),
+            "host_watch" => Some(format!("watch {}", e["verdict"].as_str()?)),
+            "step_started" => Some("step".to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        web01,
+        [
+            "checking",
+            "watching",
+            "watch regressed",
+            "draining",
+            "failed"
+        ],
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(fleet.host("web-01").deploys().len(), 1);
+    assert!(!fleet.server_state("web-01").status.starts_with("UP"));
     for host in &fleet.hosts()[1..] {
         assert!(host.deploys().is_empty(), "{} was deployed", host.name);
     }
