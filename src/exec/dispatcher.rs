@@ -1441,6 +1441,8 @@ impl Dispatcher {
             replacing: record.and_then(|r| r.replacing.clone()),
             standby: record.is_some_and(|r| r.standby),
             watching: route == Route::Roll && record.is_some_and(|r| r.phase == Phase::Watching),
+            regressed: route == Route::Roll
+                && record.is_some_and(|r| matches!(r.watch, Some((WatchVerdict::Regressed, _)))),
             baseline: self.watch_baseline(&host),
             drained,
         };

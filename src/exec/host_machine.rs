@@ -51,6 +51,9 @@ pub struct Start {
     /// Its watch had begun (recorded as `watching`): it is back in
     /// service, and only the watch is left.
     pub watching: bool,
+    /// Its watch found it regressed before an interruption: only the
+    /// drain that follows is left.
+    pub regressed: bool,
 }
 
 /// Where the host is.
@@ -215,6 +218,14 @@ fn begin(start: &Start) -> (State, Action) {
 
 fn after_connect(start: &Start) -> (State, Action) {
     match start.route {
+        // Judged regressed before an interruption: it goes out, whatever
+        // the journal says of its balancers.
+        Route::Roll if start.regressed => (
+            State::Regressed {
+                detail: "regressed in its watch before an interruption".to_owned(),
+            },
+            Action::Drain,
+        ),
         // Back in service after every step: only its watch is left.
         Route::Roll if start.watching && start.steps_done >= start.steps_total => {
             watch_or_end(start, returned(start))

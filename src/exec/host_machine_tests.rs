@@ -16,6 +16,7 @@ fn roll(steps_total: usize) -> Start {
         needs_ssh: true,
         watch: false,
         watching: false,
+        regressed: false,
     }
 }
 
@@ -301,6 +302,7 @@ fn start() -> impl Strategy<Value = Start> {
                     needs_ssh,
                     watch,
                     watching,
+                    regressed: false,
                 }
             },
         )
@@ -427,6 +429,22 @@ fn a_watched_host_counts_as_updated_only_after_its_watch_and_goes_out_if_it_regr
             ))
         ]
     );
+    // Killed once judged regressed: the resume only drains it.
+    let judged = Start {
+        regressed: true,
+        resumed: true,
+        steps_done: 1,
+        ..start
+    };
+    let actions = walk(&judged, |_| Observation::Done);
+    assert_eq!(&actions[..2], [Action::Connect, Action::Drain]);
+    assert!(matches!(
+        actions.last(),
+        Some(Action::End(Ending {
+            outcome: Outcome::Regressed,
+            ..
+        }))
+    ));
     // Killed during its watch: the resume only watches it again.
     let resumed = Start {
         watching: true,

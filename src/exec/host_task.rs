@@ -49,6 +49,8 @@ pub struct HostStart {
     pub standby: bool,
     /// Its watch had begun: only the watch is left.
     pub watching: bool,
+    /// Its watch found it regressed: only the drain is left.
+    pub regressed: bool,
     /// `[watch]`'s baseline: the balancer server names of the hosts its
     /// traffic is compared with.
     pub baseline: Vec<String>,
@@ -128,6 +130,7 @@ pub async fn drive(
         needs_ssh: env.needs_ssh,
         watch: env.playbook.watch.is_some(),
         watching: start.watching,
+        regressed: start.regressed,
     };
     let mut task = HostTask::new(env, host, start.drained, reporter, cancel, rollback);
     task.restore_memory(&start.memory);

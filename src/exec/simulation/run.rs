@@ -151,11 +151,12 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         let Some(outcome) = ended else {
             return Err(format!("the run did not end in {MAX_RUNS} runs"));
         };
+        dump_journal(dir.path());
         let record = replay(
             RUN_ID,
             &read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())?,
         );
-        check_end(&world, &record, outcome)?;
+        check_end(&world, &record, outcome, scenario.watch)?;
         check_exit(&world, &record, outcome, false)?;
     }
     if !scenario.undo {
@@ -170,11 +171,7 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
             break;
         }
     }
-    if std::env::var_os("FLEETROLL_SIM_DUMP").is_some() {
-        for e in read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())? {
-            eprintln!("{}", serde_json::to_string(&e.event).unwrap_or_default());
-        }
-    }
+    dump_journal(dir.path());
     let Some(outcome) = undone else {
         return Err(format!("the rollback did not end in {MAX_RUNS} runs"));
     };
@@ -182,9 +179,19 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         RUN_ID,
         &read_run(dir.path(), RUN_ID).map_err(|e| e.to_string())?,
     );
-    check_end(&world, &record, outcome)?;
+    check_end(&world, &record, outcome, scenario.watch)?;
     check_exit(&world, &record, outcome, true)?;
     check_undone(&world, &record)
+}
+
+/// `FLEETROLL_SIM_DUMP=1`: the journal's events at the end of each chain.
+fn dump_journal(dir: &Path) {
+    if std::env::var_os("FLEETROLL_SIM_DUMP").is_none() {
+        return;
+    }
+    for e in read_run(dir, RUN_ID).unwrap_or_default() {
+        eprintln!("{}", serde_json::to_string(&e.event).unwrap_or_default());
+    }
 }
 
 /// How one process of a chain ended.
@@ -565,7 +572,12 @@ fn schedule(
 /// At the end of a chain: every host updated, skipped or failed (or not
 /// reached by a run that halted), and none left drained unless it failed
 /// and is kept out on purpose.
-fn check_end(world: &World, record: &RunRecord, outcome: RunOutcome) -> Result<(), String> {
+fn check_end(
+    world: &World,
+    record: &RunRecord,
+    outcome: RunOutcome,
+    watching: bool,
+) -> Result<(), String> {
     let mut problems = Vec::new();
     let drained = world.drained();
     // A step a kill left running ends by itself (the host's `timeout`),
@@ -595,7 +607,22 @@ fn check_end(world: &World, record: &RunRecord, outcome: RunOutcome) -> Result<(
             Outcome::Updated | Outcome::RolledBack if faults.operator_disabled => {
                 problems.push(format!("{name}, disabled by an operator, was changed"));
             }
+            Outcome::Regressed if world.in_service(name) => {
+                problems.push(format!("{name} regressed, yet is in service"));
+            }
             _ => {}
+        }
+        // With [watch], a host counts as updated only after a watch that
+        // did not find it regressed (a kill during its watch resumes it);
+        // one an operator holds out serves nothing to watch.
+        if watching && host.outcome == Outcome::Updated && !world.operator_holds(name) {
+            match &host.watch {
+                None => problems.push(format!("{name} updated without a watch")),
+                Some((crate::events::WatchVerdict::Regressed, _)) => {
+                    problems.push(format!("{name} updated although it regressed"));
+                }
+                Some(_) => {}
+            }
         }
     }
     if problems.is_empty() {

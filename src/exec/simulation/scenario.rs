@@ -96,6 +96,8 @@ pub enum HostFault {
     /// fleetroll's task for this host panics (a bug) when it first probes
     /// the host.
     TaskPanics,
+    /// Its update passes the probes but fails half its real requests.
+    BadRelease,
 }
 
 impl HostFault {
@@ -108,6 +110,7 @@ impl HostFault {
             HostFault::OperatorDisabled => faults.operator_disabled = true,
             HostFault::UnknownToBalancer => faults.unknown_to_balancer = true,
             HostFault::TaskPanics => faults.task_panics = true,
+            HostFault::BadRelease => faults.bad_release = true,
         }
     }
 }
@@ -125,6 +128,8 @@ pub struct Scenario {
     /// With `undo`: the first kill of the run is followed by the rollback,
     /// not by `resume`.
     pub undo_after_kill: bool,
+    /// `[watch]`: returned hosts are judged by their traffic.
+    pub watch: bool,
     pub faults: Vec<Fault>,
 }
 
@@ -255,6 +260,17 @@ impl Scenario {
                 });
             }
         }
+        // Drawn last, so that the scenarios of earlier seeds keep the rest
+        // of their draws.
+        let watch = rng.chance(40);
+        for host in &hosts {
+            if rng.chance(if watch { 12 } else { 4 }) {
+                faults.push(Fault::Host {
+                    host: host.clone(),
+                    kind: HostFault::BadRelease,
+                });
+            }
+        }
         Self {
             zones,
             strategy,
@@ -262,6 +278,7 @@ impl Scenario {
             rollback,
             undo,
             undo_after_kill,
+            watch,
             faults,
         }
     }
@@ -274,9 +291,14 @@ impl Scenario {
         } else {
             ""
         };
-        let mut text = format!(
-            "[defaults]\nbalancer = \"lb\"\n{guard}[balancers.lb]\nkind = \"command\"\ndrain = \"true\"\nundrain = \"true\"\n",
-        );
+        // `[watch]` needs a balancer that keeps counters: the simulation's
+        // stands in for whichever kind is named.
+        let balancer = if self.watch {
+            "kind = \"haproxy\"\nsocket = \"/nonexistent/haproxy.sock\"\nbackend = \"app\"\n"
+        } else {
+            "kind = \"command\"\ndrain = \"true\"\nundrain = \"true\"\n"
+        };
+        let mut text = format!("[defaults]\nbalancer = \"lb\"\n{guard}[balancers.lb]\n{balancer}");
         for (zone, n) in &self.zones {
             let _ = writeln!(text, "[zones.{zone}]\nhosts = [");
             for i in 0..*n {
@@ -303,6 +325,9 @@ impl Scenario {
         }
         if self.window {
             text.push_str("[window]\nstart = \"00:00\"\nend = \"23:00\"\ntimezone = \"UTC\"\n");
+        }
+        if self.watch {
+            text.push_str("[watch]\nfor = \"20s\"\nmin_requests = 20\n");
         }
         text
     }

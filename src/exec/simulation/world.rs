@@ -19,7 +19,7 @@ use crate::events::{Envelope, Outcome};
 use crate::journal::replay::RunRecord;
 use crate::model::inventory::Host;
 use crate::transport::balancer::{
-    AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target,
+    AdminState, BalancerError, LoadBalancer, PoolStatus, ServerCounters, ServerStatus, Target,
 };
 use crate::transport::shell::{Connector, ExecOutput, ExitStatus, RemoteShell, ShellError};
 use crate::transport::step_guard;
@@ -40,6 +40,8 @@ pub struct HostFaults {
     pub unknown_to_balancer: bool,
     /// fleetroll's task for it panics at its first probe.
     pub task_panics: bool,
+    /// Updated, it fails half its real requests (its probes pass).
+    pub bad_release: bool,
 }
 
 /// The caps the observer holds the run to.
@@ -81,6 +83,10 @@ struct State {
     /// The process holding each host's step lock, and how to stop it.
     lock_holder: HashMap<String, (u64, tokio::task::AbortHandle)>,
     next_pid: u64,
+    /// Every host's responses through the balancer so far: real traffic,
+    /// 50 requests a second to each host in service.
+    served: HashMap<String, ServerCounters>,
+    traffic_until: Instant,
 }
 
 /// The world, shared by the fakes.
@@ -156,6 +162,8 @@ impl World {
             running: HashMap::new(),
             lock_holder: HashMap::new(),
             next_pid: 0,
+            served: HashMap::new(),
+            traffic_until: Instant::now(),
         };
         Self {
             state: Arc::new(Mutex::new(state)),
@@ -247,6 +255,16 @@ impl World {
         self.lock().version.get(host).is_some_and(|v| *v > 0)
     }
 
+    /// Whether `host` serves real traffic now, and not because the
+    /// balancer forgot fleetroll's drain (a reload) after the run's last
+    /// look, which no run can see once it has ended.
+    pub fn in_service(&self, host: &str) -> bool {
+        let state = self.lock();
+        !state.drained.contains(host)
+            && !Self::disabled(&state, host)
+            && !state.lost.contains_key(host)
+    }
+
     pub fn faults(&self, host: &str) -> HostFaults {
         self.lock().faults.get(host).copied().unwrap_or_default()
     }
@@ -272,9 +290,48 @@ impl World {
         }
     }
 
-    /// Never more hosts out than the caps, counting every fleetroll drain.
+    /// The traffic every host in service served since the last look: a
+    /// host on a bad release fails half of it.
+    fn serve_traffic(state: &mut State) {
+        let now = Instant::now();
+        let requests = u64::try_from((now - state.traffic_until).as_millis() / 20).unwrap_or(0);
+        state.traffic_until = now;
+        let hosts: Vec<String> = state.zone_of.keys().cloned().collect();
+        for host in hosts {
+            if state.drained.contains(&host) || Self::disabled(state, &host) {
+                continue;
+            }
+            let bad = state.faults.get(&host).is_some_and(|f| f.bad_release)
+                && state.version.get(&host).is_some_and(|v| *v > 0);
+            let counters = state.served.entry(host).or_default();
+            counters.responses += requests;
+            if bad {
+                counters.errors += requests / 2;
+            }
+        }
+    }
+
+    /// Hosts the journal says regressed and that were not rolled back
+    /// since: fleetroll drains them again at once, caps or not.
+    fn regressed(state: &mut State) -> BTreeSet<String> {
+        state
+            .journal
+            .refresh()
+            .hosts
+            .iter()
+            .filter(|(_, r)| {
+                matches!(r.watch, Some((crate::events::WatchVerdict::Regressed, _)))
+                    && r.outcome != Outcome::RolledBack
+            })
+            .map(|(host, _)| host.clone())
+            .collect()
+    }
+
+    /// Never more hosts out than the caps, counting every fleetroll drain
+    /// but those of regressed hosts (out at once, failing real requests).
     fn check_caps(state: &mut State) {
-        let out = state.drained.len();
+        let regressed = Self::regressed(state);
+        let out = state.drained.difference(&regressed).count();
         if out > state.caps.max_unavailable {
             let message = format!(
                 "{out} hosts out ({:?}), max_unavailable is {}",
@@ -283,7 +340,7 @@ impl World {
             Self::violation(state, message);
         }
         let mut per_zone: HashMap<&str, usize> = HashMap::new();
-        for host in &state.drained {
+        for host in state.drained.difference(&regressed) {
             if let Some(zone) = state.zone_of.get(host) {
                 *per_zone.entry(zone).or_default() += 1;
             }
@@ -550,6 +607,7 @@ impl LoadBalancer for SimBalancer {
                 format!("{host}, disabled by an operator during the run, was drained"),
             );
         }
+        World::serve_traffic(&mut state);
         state.lost.remove(host);
         state.drained.insert(host.clone());
         World::check_caps(&mut state);
@@ -581,6 +639,16 @@ impl LoadBalancer for SimBalancer {
                 format!("{host} returned to service while a step still runs on it"),
             );
         }
+        // A regressed host goes back only once rolled back.
+        let rolling_back =
+            state.undoing || state.journal.refresh().rollback.iter().any(|h| h == host);
+        if !rolling_back && World::regressed(&mut state).contains(host) {
+            World::violation(
+                &mut state,
+                format!("{host}, regressed, was returned to service"),
+            );
+        }
+        World::serve_traffic(&mut state);
         state.operator.remove(host);
         state.drained.remove(host);
         Ok(())
@@ -599,6 +667,20 @@ impl LoadBalancer for SimBalancer {
             healthy: total.saturating_sub(out),
             total,
         }))
+    }
+
+    async fn counters(&self) -> Result<Option<HashMap<String, ServerCounters>>, BalancerError> {
+        let mut state = self.world.lock();
+        World::operation(&mut state);
+        if state.balancer_outage > 0 {
+            state.balancer_outage -= 1;
+            return Err(BalancerError::Unreachable {
+                balancer: "lb".into(),
+                reason: "simulated outage".into(),
+            });
+        }
+        World::serve_traffic(&mut state);
+        Ok(Some(state.served.clone()))
     }
 
     async fn reassert_drains(&self, drained: &[Host]) -> Result<Vec<String>, BalancerError> {
