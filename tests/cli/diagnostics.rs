@@ -367,3 +367,31 @@ fn handshakes_bound_of_zero() {
     );
     insta::assert_snapshot!(stderr);
 }
+
+/// `[watch]` reads the balancers' counters: a host behind a command
+/// balancer only cannot be judged, and `validate` names it.
+#[test]
+fn watch_for_a_host_behind_no_haproxy() {
+    let inventory = inventory_with(
+        "[balancers.web]\nkind = \"haproxy\"\nsocket = \"/run/haproxy/admin.sock\"\nbackend = \"app\"\n",
+        "[balancers.web]\nkind = \"haproxy\"\nsocket = \"/run/haproxy/admin.sock\"\nbackend = \"app\"\n\n[balancers.f5]\nkind = \"command\"\ndrain = \"true\"\nundrain = \"true\"\n",
+    )
+    .replacen(
+        "{ name = \"web-03\", address = \"10.0.2.11\" }",
+        "{ name = \"web-03\", address = \"10.0.2.11\", balancer = \"f5\" }",
+        1,
+    );
+    let stderr = refused(&inventory, &format!("{PLAYBOOK}\n[watch]\nfor = \"60s\"\n"));
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn watch_with_a_bad_ratio_and_factor() {
+    let stderr = refused(
+        INVENTORY,
+        &format!(
+            "{PLAYBOOK}\n[watch]\nmax_error_ratio = \"1\"\nbaseline_factor = 0.5\nsource = \"prometheus\"\n"
+        ),
+    );
+    insta::assert_snapshot!(stderr);
+}
