@@ -130,6 +130,8 @@ pub struct Figures {
     pub rollback_mean_s: Option<f64>,
     /// Hosts by outcome, summed over runs.
     pub hosts: BTreeMap<&'static str, usize>,
+    /// Runs in which a `[watch]` found a host regressed.
+    pub runs_with_regressions: usize,
     pub out_of_service_mean_s: Option<f64>,
 }
 
@@ -144,7 +146,7 @@ const RUN_OUTCOMES: [RunOutcome; 6] = [
 ];
 
 /// Every final host outcome, so that each is listed even at zero.
-const HOST_OUTCOMES: [Outcome; 7] = [
+const HOST_OUTCOMES: [Outcome; 8] = [
     Outcome::Updated,
     Outcome::Skipped,
     Outcome::Failed,
@@ -152,6 +154,7 @@ const HOST_OUTCOMES: [Outcome; 7] = [
     Outcome::Unhealthy,
     Outcome::TimedOut,
     Outcome::RolledBack,
+    Outcome::Regressed,
 ];
 
 impl Figures {
@@ -206,6 +209,14 @@ impl Figures {
             rollback_rate: ratio(rollbacks, ended.len()),
             rollback_mean_s: mean(&rollback_times),
             hosts,
+            runs_with_regressions: runs
+                .iter()
+                .filter(|run| {
+                    run.hosts
+                        .get(Outcome::Regressed.label())
+                        .is_some_and(|n| *n > 0)
+                })
+                .count(),
             out_of_service_mean_s: mean(&out_of_service),
         }
     }
@@ -433,6 +444,19 @@ fn render_figures(title: &str, figures: &Figures) -> String {
             ),
         ),
         ("mean time to roll back", seconds(figures.rollback_mean_s)),
+        (
+            "regressions",
+            format!(
+                "{} hosts in {} of {} runs (caught by [watch])",
+                figures
+                    .hosts
+                    .get(Outcome::Regressed.label())
+                    .copied()
+                    .unwrap_or(0),
+                figures.runs_with_regressions,
+                figures.ended
+            ),
+        ),
         (
             "hosts",
             if hosts.is_empty() {

@@ -36,12 +36,14 @@ th:first-child,td:first-child{text-align:left}
 ";
 
 /// The phases drawn, with their colours (CSS classes and the legend).
-const PHASES: [(Phase, &str); 5] = [
+const PHASES: [(Phase, &str); 6] = [
     (Phase::Checking, "#9e9e9e"),
     (Phase::Draining, "#f0a030"),
     (Phase::Updating, "#3b7dd8"),
     (Phase::Verifying, "#8e5bd0"),
     (Phase::Undraining, "#2aa198"),
+    // In service, its real traffic watched ([watch]).
+    (Phase::Watching, "#9ccc65"),
 ];
 
 /// Zone line colours, cycled.

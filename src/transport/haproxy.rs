@@ -402,7 +402,7 @@ pub fn parse_stat(csv: &str) -> Vec<StatRow> {
                     responses,
                     errors: count(index("hrsp_5xx")).unwrap_or(0),
                     mean_ms: count(index("rtime")),
-                    mean_spans: Some(RTIME_SAMPLES),
+                    mean_spans: count(index("rtime")).map(|_| RTIME_SAMPLES),
                 },
             })
         })
