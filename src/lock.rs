@@ -525,7 +525,7 @@ mod tests {
             )
         };
         let mut journal = JournalWriter::open(dir.path(), "r").unwrap();
-        journal.fence_with(Box::new(lock.fence()));
+        journal.fence_with(std::sync::Arc::new(lock.fence()));
         journal.append(&record("while held")).unwrap();
         journal.sync().unwrap();
         let written = std::fs::read(run_path(dir.path(), "r")).unwrap();

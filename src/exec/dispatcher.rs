@@ -379,7 +379,7 @@ impl Dispatcher {
         signals: mpsc::UnboundedReceiver<&'static str>,
     ) -> Self {
         if let RunLock::File(lock) = &lock {
-            journal.fence_with(Box::new(lock.fence()));
+            journal.fence_with(Arc::new(lock.fence()));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let every = lock.heartbeat_every();
@@ -752,6 +752,16 @@ impl Dispatcher {
             checks.push((name, balancer, drained));
         }
         if checks.is_empty() {
+            return;
+        }
+        // A drain re-applied writes no record, so the journal's fence does
+        // not stop it: the lock is checked first, or a holder that lost it
+        // (frozen, then broken and taken over) would drain a host the run
+        // that took over has returned. (The turn is not held across the
+        // balancer's round trips: the journal's writes need it.)
+        if let Some(fence) = self.journal.fence()
+            && fence.turn().is_err()
+        {
             return;
         }
         let task = tokio::spawn(async move {

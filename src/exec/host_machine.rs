@@ -130,6 +130,9 @@ pub enum Observation {
     Released(String),
     /// Its watch found it failing real requests: why.
     Regressed(String),
+    /// Its watch could not judge it (too few requests, counters not read):
+    /// it counts as updated, and the ending says why.
+    NotJudged(String),
 }
 
 /// How the host ends.
@@ -176,6 +179,7 @@ pub fn next(start: &Start, state: &State, observation: Observation) -> (State, A
         Observation::NotHealthy(detail) => return not_healthy(start, state, detail),
         Observation::Released(note) => return released(start, state, note),
         Observation::Regressed(detail) => return regressed(start, state, detail),
+        Observation::NotJudged(note) => return not_judged(start, state, note),
     }
     match (state, observation) {
         (State::Begin, _) => begin(start),
@@ -266,6 +270,19 @@ fn watch_or_end(start: &Start, then: Ending) -> (State, Action) {
         (State::Watching { then }, Action::Watch)
     } else {
         end(then)
+    }
+}
+
+/// A watch without a verdict: the host counts as what it was going to,
+/// and says so.
+fn not_judged(start: &Start, state: &State, note: String) -> (State, Action) {
+    match state {
+        State::Watching { then } => {
+            let mut ending = then.clone();
+            ending.detail = Some(note);
+            end(ending)
+        }
+        _ => next(start, state, Observation::Done),
     }
 }
 

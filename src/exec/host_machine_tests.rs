@@ -254,6 +254,7 @@ fn observation() -> impl Strategy<Value = Observation> {
         1 => Just(Observation::Failed(Outcome::Failed, "bad".into())),
         1 => Just(Observation::Cancelled),
         1 => Just(Observation::Regressed("5xx".into())),
+        1 => Just(Observation::NotJudged("not judged: 3 requests".into())),
     ]
 }
 
@@ -313,15 +314,23 @@ fn start() -> impl Strategy<Value = Start> {
 fn realistic(action: &Action, answer: Observation) -> Observation {
     match (action, answer) {
         // Only a watch judges traffic.
-        (action, Observation::Regressed(_)) if *action != Action::Watch => Observation::Done,
+        (action, Observation::Regressed(_) | Observation::NotJudged(_))
+            if *action != Action::Watch =>
+        {
+            Observation::Done
+        }
         (Action::CheckSkipIf | Action::CheckOperator, answer) => answer,
         (Action::ProbeOnce, Observation::Skip(_) | Observation::Regressed(_)) => Observation::Done,
         (Action::ProbeOnce, answer) => answer,
         (Action::Watch, Observation::Skip(_) | Observation::NotHealthy(_)) => Observation::Done,
         (Action::Watch, answer) => answer,
-        (_, Observation::Skip(_) | Observation::NotHealthy(_) | Observation::Regressed(_)) => {
-            Observation::Done
-        }
+        (
+            _,
+            Observation::Skip(_)
+            | Observation::NotHealthy(_)
+            | Observation::Regressed(_)
+            | Observation::NotJudged(_),
+        ) => Observation::Done,
         (_, answer) => answer,
     }
 }
@@ -378,7 +387,9 @@ proptest! {
         }
         // With [watch], a host counts as updated only after its watch, and
         // one that regressed is drained again before it ends.
-        let watched = actions.iter().any(|(a, o)| *a == Action::Watch && *o == Observation::Done);
+        let watched = actions.iter().any(|(a, o)| {
+            *a == Action::Watch && matches!(o, Observation::Done | Observation::NotJudged(_))
+        });
         if start.watch && start.route == Route::Roll && ending.outcome == Outcome::Updated {
             prop_assert!(watched, "updated without a watch: {actions:?}");
         }

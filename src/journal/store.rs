@@ -75,7 +75,7 @@ enum Sink {
 /// next write, even if it was frozen past its lease and woke before its
 /// heartbeat could tell it. (A journal in a bucket is fenced by its
 /// segment numbers instead.)
-pub trait Fence: Send + std::fmt::Debug {
+pub trait Fence: Send + Sync + std::fmt::Debug {
     /// Holds off any change to the lock until the turn is dropped; `Err`
     /// says whose the lock is now.
     fn turn(&self) -> Result<FenceTurn, FenceError>;
@@ -98,7 +98,7 @@ pub struct JournalWriter {
     path: PathBuf,
     sink: Sink,
     /// Checked before every write to a file.
-    fence: Option<Box<dyn Fence>>,
+    fence: Option<Arc<dyn Fence>>,
     run_id: String,
     /// Records appended since the last sync: written with one `write` and
     /// one `fdatasync` per group, not one syscall per record (10,000 hosts
@@ -165,8 +165,14 @@ impl JournalWriter {
 
     /// From now on every group is written only while `fence` says the
     /// inventory's lock is still this writer's.
-    pub fn fence_with(&mut self, fence: Box<dyn Fence>) {
+    pub fn fence_with(&mut self, fence: Arc<dyn Fence>) {
         self.fence = Some(fence);
+    }
+
+    /// The fence, for acts that write no record (a re-applied drain):
+    /// they too must hold a turn of it.
+    pub fn fence(&self) -> Option<Arc<dyn Fence>> {
+        self.fence.clone()
     }
 
     /// Tests: every append after the next `records` fails as a full disk.

@@ -12,6 +12,8 @@ pub struct Estimate {
     pub settle: Duration,
     pub steps: Duration,
     pub health: Duration,
+    /// `[watch] for`: the batch ends when its hosts' watches end.
+    pub watch: Duration,
     pub pause: Duration,
     pub batches: usize,
 }
@@ -26,13 +28,14 @@ impl Estimate {
             } else {
                 playbook.health.interval * playbook.health.healthy_after
             },
+            watch: playbook.watch.map_or(Duration::ZERO, |w| w.duration),
             pause: playbook.strategy.pause,
             batches: plan.batches.len(),
         }
     }
 
     pub fn per_batch(&self) -> Duration {
-        self.settle + self.steps + self.health
+        self.settle + self.steps + self.health + self.watch
     }
 
     /// Every batch, with the pauses between them.

@@ -211,12 +211,17 @@ pub fn render_human(view: &PlanView<'_>) -> String {
     let estimate = &view.estimate;
     let _ = writeln!(
         out,
-        "  estimate      {} ({} per batch: settle {}, steps {}, health {}{})",
+        "  estimate      {} ({} per batch: settle {}, steps {}, health {}{}{})",
         human_duration(estimate.total()),
         human_duration(estimate.per_batch()),
         human_duration(estimate.settle),
         human_duration(estimate.steps),
         human_duration(estimate.health),
+        if estimate.watch.is_zero() {
+            String::new()
+        } else {
+            format!(", watch {}", human_duration(estimate.watch))
+        },
         if estimate.batches > 1 && !estimate.pause.is_zero() {
             format!(
                 "; pauses {}",

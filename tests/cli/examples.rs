@@ -21,6 +21,10 @@ const PAIRS: &[(&str, &str)] = &[
     ),
     ("inventories/aws-asg.toml", "playbooks/asg-replace.toml"),
     ("inventories/aws-asg.toml", "playbooks/restart-service.toml"),
+    (
+        "inventories/small-haproxy.toml",
+        "playbooks/watched-release.toml",
+    ),
 ];
 
 #[test]

@@ -30,15 +30,16 @@ impl HostTask {
         let (before, after) = match (before, after) {
             (Ok(before), Ok(after)) => (before, after),
             (Err(error), _) | (_, Err(error)) => {
+                let note = format!("not judged: {error}");
                 self.record_watch(
                     WatchVerdict::NotJudged,
-                    format!("not judged: {error}"),
+                    note.clone(),
                     seconds,
                     Traffic::default(),
                     (0, Traffic::default()),
                 )
                 .await?;
-                return Ok(Observation::Done);
+                return Ok(Observation::NotJudged(note));
             }
         };
         let server = self.host.lb_server.as_str();
@@ -66,7 +67,8 @@ impl HostTask {
         .await?;
         Ok(match verdict {
             WatchVerdict::Regressed => Observation::Regressed(detail),
-            WatchVerdict::Passed | WatchVerdict::NotJudged => Observation::Done,
+            WatchVerdict::NotJudged => Observation::NotJudged(detail),
+            WatchVerdict::Passed => Observation::Done,
         })
     }
 
