@@ -80,6 +80,11 @@ pub struct DemoArgs {
     /// Also write the run's report (as `fleetroll report --html`) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Roll a bad release: its health check passes while 30% of its real
+    /// requests fail. The demo's playbook then has a [watch], which catches
+    /// it on the first host: the run halts there (exit 1).
+    #[arg(long)]
+    pub bad_release: bool,
 }
 
 #[derive(Debug, Args)]

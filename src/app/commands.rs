@@ -703,16 +703,30 @@ fn unlock_lease(store: &Store, bucket: &Bucket, force: bool) -> Result<Exit, App
 }
 
 /// `fleetroll demo`: the real `run` over a fleet simulated in this process,
-/// with traffic through its balancer the whole time.
+/// with traffic through its balancer the whole time. With `--bad-release`,
+/// the release fails part of its real requests and the playbook watches
+/// each returned host's traffic (`[watch]`).
 pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<Exit, AppError> {
-    use crate::sim::{SimFleet, SimSpec};
-    let spec = SimSpec::demo();
+    use crate::sim::{BAD_RELEASE_FAIL_PERCENT, SimFleet, SimSpec};
+    let spec = SimSpec {
+        bad_release: args.bad_release,
+        ..SimSpec::demo()
+    };
     let fleet = SimFleet::spawn_background(spec.clone())
         .map_err(|error| invalid(format!("cannot start the demo fleet: {error}")))?;
     if !quiet {
+        let release = if args.bad_release {
+            format!(
+                "rolling out 2.0, a bad release: its health check passes, but it answers \
+                 {BAD_RELEASE_FAIL_PERCENT}% of its real requests with HTTP 500; the playbook's [watch] \
+                 judges each returned host on its real traffic"
+            )
+        } else {
+            "rolling out 2.0".to_owned()
+        };
         tracing::info!(
             "demo: {} simulated hosts in {} zones, each a real SSH server and an HTTP app at version {}, \
-             behind a drain-aware balancer with live traffic; rolling out 2.0\n  files: {}\n",
+             behind a drain-aware balancer with live traffic; {release}\n  files: {}\n",
             fleet.hosts().len(),
             spec.zones.len(),
             spec.version,
@@ -735,6 +749,8 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
         dry_run: false,
     };
     let exit = run(&run_args, quiet, verbose, color);
+    // Read now: the hosts' state goes with the fleet.
+    let running = fleet.versions();
     if let Some(html) = &args.html {
         super::history::report(&ReportArgs {
             run_id: None,
@@ -760,6 +776,27 @@ pub fn demo(args: &DemoArgs, quiet: bool, verbose: bool, color: bool) -> Result<
         );
         for failure in &report.failures {
             tracing::info!("  {failure}");
+        }
+        if args.bad_release {
+            let reached: Vec<&str> = running
+                .iter()
+                .filter(|(_, version)| *version != spec.version)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let others = running.len() - reached.len();
+            let spread = match (reached.len(), others) {
+                (0, _) => "it reached no host".to_owned(),
+                (_, 0) => format!("every host got it ({})", reached.join(", ")),
+                _ => format!(
+                    "it reached {} only, and the other {others} hosts never got it (they still run {})",
+                    reached.join(", "),
+                    spec.version
+                ),
+            };
+            tracing::info!(
+                "the bad release answered {} requests with HTTP 500; {spread}",
+                report.by_status.get(&500).copied().unwrap_or(0)
+            );
         }
     }
     match exit {

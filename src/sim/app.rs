@@ -1,5 +1,9 @@
 //! A simulated host's web app (a hand-written HTTP/1.1 server), and the small
 //! HTTP client helpers the balancer and the traffic generator share.
+//!
+//! `/` is the app's real work and `/healthz` its health check; both answer
+//! the version serving. A bad release (`SimHost::next_request_fails`)
+//! answers part of `/` with 500 while `/healthz` still passes.
 
 use std::io;
 use std::net::SocketAddr;
@@ -62,6 +66,11 @@ async fn serve(mut stream: TcpStream, host: SimHost) {
         return;
     }
     let (status, body) = match (path.as_deref(), health) {
+        // A bad release's health check passes; its real work does not.
+        (Some("/"), AppHealth::Serving(_)) if host.next_request_fails() => (
+            "500 Internal Server Error",
+            "internal server error".to_owned(),
+        ),
         (Some("/" | "/healthz"), AppHealth::Serving(version)) => ("200 OK", version),
         (Some("/" | "/healthz"), _) => ("503 Service Unavailable", "warming up".to_owned()),
         (Some(_), _) => ("404 Not Found", "not found".to_owned()),
@@ -211,5 +220,32 @@ mod tests {
         assert_eq!(get("/healthz").await.map(|r| r.0), Ok(503));
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(get("/").await, Ok((200, "2.0".into())));
+    }
+
+    #[tokio::test]
+    async fn a_bad_release_fails_real_requests_while_its_health_check_passes() {
+        let host = SimHost::new(
+            "web-01",
+            "z",
+            "1.0",
+            Duration::from_millis(10),
+            Duration::ZERO,
+        );
+        let app = AppServer::start(host.clone()).await.unwrap();
+        assert_eq!(host.exec("deploy --fail 30% 2.0").await.0, 0);
+        let get = |path| http_get(app.addr(), path, Duration::from_secs(2));
+        let mut statuses = Vec::new();
+        for _ in 0..20 {
+            assert_eq!(get("/healthz").await, Ok((200, "2.0".into())));
+            statuses.push(get("/").await.unwrap().0);
+        }
+        let failed: Vec<usize> = (1..=20).filter(|n| statuses[n - 1] == 500).collect();
+        assert_eq!(failed, [4, 7, 10, 14, 17, 20], "{statuses:?}");
+        assert!(statuses.iter().all(|s| matches!(s, 200 | 500)));
+        assert_eq!(
+            get("/").await,
+            Ok((200, "2.0".into())),
+            "the 21st, served by 2.0"
+        );
     }
 }

@@ -22,6 +22,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 const BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on reading a request head or an admin command.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many responses `rtime` averages over once a server has answered
+/// that many (HAProxy's `TIME_STATS_SAMPLES`); a plain mean before.
+const RTIME_SAMPLES: u64 = 512;
 
 /// What an operator (or fleetroll) set on a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +47,48 @@ struct Server {
     scur: u64,
     smax: u64,
     stot: u64,
+    /// Responses the server answered, by status class: `hrsp_1xx` to
+    /// `hrsp_5xx`, then `hrsp_other`.
+    hrsp: [u64; 6],
+    /// Responses timed into `rtime`, and its average in ms.
+    timed: u64,
+    rtime: f64,
 }
 
 impl Server {
+    fn new(name: &str, addr: SocketAddr) -> Self {
+        Self {
+            name: name.to_owned(),
+            addr,
+            admin: Admin::Ready,
+            // Like HAProxy, servers start UP and the checks take them
+            // down if need be: the apps are serving at start.
+            up: true,
+            streak: 0,
+            scur: 0,
+            smax: 0,
+            stot: 0,
+            hrsp: [0; 6],
+            timed: 0,
+            rtime: 0.0,
+        }
+    }
+
+    /// Counts one response of the server, as HAProxy does: by the class of
+    /// its status (`hrsp_other` for a status outside 100-599), and into
+    /// `rtime`, a plain mean until `RTIME_SAMPLES` responses, then a
+    /// sliding average over that many.
+    fn record_response(&mut self, status: Option<u16>, elapsed_ms: u64) {
+        let class = match status {
+            Some(code @ 100..=599) => usize::from(code / 100 - 1),
+            _ => 5,
+        };
+        self.hrsp[class] += 1;
+        self.timed += 1;
+        let samples = self.timed.min(RTIME_SAMPLES) as f64;
+        self.rtime += (elapsed_ms as f64 - self.rtime) / samples;
+    }
+
     /// The `status` column of `show stat`, as HAProxy words it.
     fn status(&self) -> &'static str {
         match (self.admin, self.up) {
@@ -75,18 +117,7 @@ impl Pool {
     fn new(backend: &str, servers: &[(String, SocketAddr)]) -> Self {
         let servers = servers
             .iter()
-            .map(|(name, addr)| Server {
-                name: name.clone(),
-                addr: *addr,
-                admin: Admin::Ready,
-                // Like HAProxy, servers start UP and the checks take them
-                // down if need be: the apps are serving at start.
-                up: true,
-                streak: 0,
-                scur: 0,
-                smax: 0,
-                stot: 0,
-            })
+            .map(|(name, addr)| Server::new(name, *addr))
             .collect();
         Self {
             backend: backend.to_owned(),
@@ -119,6 +150,12 @@ impl Pool {
     fn release(&self, index: usize) {
         let server = &mut self.lock().servers[index];
         server.scur = server.scur.saturating_sub(1);
+    }
+
+    /// A response the server gave (not one the balancer made up because
+    /// the server gave none).
+    fn record_response(&self, index: usize, status: Option<u16>, elapsed_ms: u64) {
+        self.lock().servers[index].record_response(status, elapsed_ms);
     }
 
     /// One health check result; `RISE`/`FALL` in a row flip the verdict.
@@ -176,17 +213,21 @@ impl Pool {
             return "No such backend.\n".to_owned();
         }
         let mut out = String::from(
-            "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n",
+            "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,\
+             hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,rtime\n",
         );
         for s in &self.lock().servers {
+            let [h1, h2, h3, h4, h5, other] = s.hrsp;
             out.push_str(&format!(
-                "{},{},0,0,{},{},,{},0,0,,0,,0,0,0,0,{},1\n",
+                "{},{},0,0,{},{},,{},0,0,,0,,0,0,0,0,{},1,{h1},{h2},{h3},{h4},{h5},{other},{}\n",
                 self.backend,
                 s.name,
                 s.scur,
                 s.smax,
                 s.stot,
-                s.status()
+                s.status(),
+                // Whole milliseconds, like HAProxy's.
+                s.rtime.round() as u64
             ));
         }
         // HAProxy ends the CSV with a blank line.
@@ -315,6 +356,8 @@ async fn proxy(mut client: TcpStream, pool: Arc<Pool>) {
     let exchange = async {
         let mut backend = TcpStream::connect(addr).await?;
         let _ = backend.set_nodelay(true);
+        // HAProxy's `rtime` runs from the request sent, connect excluded.
+        let sent = tokio::time::Instant::now();
         backend.write_all(&head).await?;
         let mut reply = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut backend, &mut reply).await?;
@@ -324,10 +367,14 @@ async fn proxy(mut client: TcpStream, pool: Arc<Pool>) {
                 "closed without a reply",
             ));
         }
-        Ok(reply)
+        let elapsed_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok((reply, elapsed_ms))
     };
     match tokio::time::timeout(BACKEND_TIMEOUT, exchange).await {
-        Ok(Ok(reply)) => send_all(&mut client, &reply).await,
+        Ok(Ok((reply, elapsed_ms))) => {
+            pool.record_response(index, response_status(&reply), elapsed_ms);
+            send_all(&mut client, &reply).await;
+        }
         Ok(Err(err)) => {
             let reply = response("502 Bad Gateway", &format!("server {name}: {err}\n"));
             send_all(&mut client, reply.as_bytes()).await;
@@ -337,6 +384,17 @@ async fn proxy(mut client: TcpStream, pool: Arc<Pool>) {
             send_all(&mut client, reply.as_bytes()).await;
         }
     }
+}
+
+/// The status code of a response's status line, if it has one.
+fn response_status(reply: &[u8]) -> Option<u16> {
+    let line = reply.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split_whitespace();
+    if !words.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    words.next()?.parse().ok()
 }
 
 /// One runtime API command per connection, as HAProxy's non-interactive mode.
@@ -434,7 +492,7 @@ mod tests {
         assert_eq!(pool.pick().unwrap().1, "web-01");
         assert!(
             pool.command("show stat app 4 -1")
-                .contains("app,web-03,0,0,2,2,,2,0,0,,0,,0,0,0,0,DOWN,1\n")
+                .contains("app,web-03,0,0,2,2,,2,0,0,,0,,0,0,0,0,DOWN,1,0,0,0,0,0,0,0\n")
         );
         pool.command("set server app/web-01 state maint");
         assert_eq!(pool.pick(), None);
@@ -442,5 +500,98 @@ mod tests {
         pool.record_check(2, true);
         assert_eq!(pool.pick().unwrap().1, "web-03");
         pool.release(2);
+    }
+
+    #[test]
+    fn show_stat_counts_responses_by_class_with_their_mean_time() {
+        let pool = pool();
+        for (status, ms) in [(Some(200), 4), (Some(500), 10), (Some(404), 1), (None, 1)] {
+            pool.record_response(0, status, ms);
+        }
+        pool.record_response(1, Some(302), 7);
+        let stat = pool.command("show stat app 4 -1");
+        assert!(
+            stat.contains("app,web-01,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1,0,1,0,1,1,1,4\n"),
+            "{stat}"
+        );
+        let rows = parse_stat(&stat);
+        let counters: Vec<(&str, u64, u64, Option<u64>)> = rows
+            .iter()
+            .map(|r| {
+                let c = r.counters;
+                (r.server.as_str(), c.responses, c.errors, c.mean_ms)
+            })
+            .collect();
+        assert_eq!(
+            counters,
+            [
+                ("web-01", 4, 1, Some(4)),
+                ("web-02", 1, 0, Some(7)),
+                ("web-03", 0, 0, Some(0)),
+            ]
+        );
+    }
+
+    /// A plain mean over the first 512 responses, then HAProxy's sliding
+    /// average: `avg += (v - avg) / 512` per response.
+    #[test]
+    fn rtime_slides_over_512_responses_once_it_has_them() {
+        let pool = pool();
+        let rtime = |pool: &Pool| {
+            parse_stat(&pool.command("show stat app 4 -1"))[0]
+                .counters
+                .mean_ms
+        };
+        for ms in [10, 30].repeat(128) {
+            pool.record_response(0, Some(200), ms);
+        }
+        assert_eq!(rtime(&pool), Some(20), "a plain mean of 256 responses");
+        for _ in 0..256 {
+            pool.record_response(0, Some(200), 40);
+        }
+        assert_eq!(rtime(&pool), Some(30), "a plain mean of 512 responses");
+        let mut expected = 30.0_f64;
+        for _ in 0..512 {
+            pool.record_response(0, Some(200), 80);
+            expected += (80.0 - expected) / 512.0;
+        }
+        // 80 - 50 (511/512)^512: about 61.6, not the plain mean's 55.
+        assert_eq!(expected.round(), 62.0);
+        assert_eq!(rtime(&pool), Some(62));
+    }
+
+    /// A request the balancer answers itself, because the server gave no
+    /// answer, is no response of the server's: HAProxy's `hrsp_*` count
+    /// what servers said.
+    #[tokio::test]
+    async fn a_request_no_server_answered_is_not_a_server_response() {
+        let nobody = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        // Checks far apart: the server stays UP (it starts so) meanwhile.
+        let balancer = Balancer::start(
+            "app",
+            &[("web-01".into(), nobody)],
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+        let reply = http_get(balancer.frontend_addr(), "/", Duration::from_secs(5)).await;
+        assert_eq!(reply.map(|r| r.0), Ok(502));
+        let mut admin = TcpStream::connect(balancer.admin_addr()).await.unwrap();
+        admin.write_all(b"show stat app 4 -1\n").await.unwrap();
+        let mut stat = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut admin, &mut stat)
+            .await
+            .unwrap();
+        let rows = parse_stat(&stat);
+        assert_eq!(rows.len(), 1, "{stat}");
+        assert!(
+            stat.contains(",web-01,0,0,0,1,,1,"),
+            "sent to web-01: {stat}"
+        );
+        assert_eq!(rows[0].counters.responses, 0, "{stat}");
+        assert_eq!(rows[0].counters.errors, 0, "{stat}");
     }
 }

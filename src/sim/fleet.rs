@@ -23,6 +23,9 @@ use crate::transport::ssh::known_hosts;
 const BACKEND: &str = "app";
 /// Clients sending traffic in a background fleet.
 const TRAFFIC_CONCURRENCY: usize = 4;
+/// The share, in percent, of its real requests that the bad release
+/// (`SimSpec::bad_release`) fails.
+pub const BAD_RELEASE_FAIL_PERCENT: u64 = 30;
 
 /// The shape of a simulated fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,10 @@ pub struct SimSpec {
     pub warmup: Duration,
     /// The balancer's health check interval.
     pub check_interval: Duration,
+    /// The playbook rolls out a bad release: its health check passes while
+    /// it fails `BAD_RELEASE_FAIL_PERCENT`% of its real requests; the
+    /// playbook's `[watch]` is there to catch it.
+    pub bad_release: bool,
 }
 
 impl SimSpec {
@@ -51,6 +58,7 @@ impl SimSpec {
             step_time: Duration::from_secs(1),
             warmup: Duration::from_millis(1500),
             check_interval: Duration::from_millis(100),
+            bad_release: false,
         }
     }
 }
@@ -116,7 +124,11 @@ impl SimFleet {
             0o644,
         )?;
         write_file(&fleet.inventory_path(), fleet.inventory().as_bytes(), 0o644)?;
-        write_file(&fleet.playbook_path(), PLAYBOOK.as_bytes(), 0o644)?;
+        write_file(
+            &fleet.playbook_path(),
+            playbook(spec.bad_release).as_bytes(),
+            0o644,
+        )?;
         Ok(fleet)
     }
 
@@ -233,11 +245,34 @@ impl Drop for SimFleet {
     }
 }
 
-const PLAYBOOK: &str = r#"# Upgrades the demo fleet's app to 2.0: a canary host first, then a quarter
+/// The demo's playbook: the good release, or with `bad_release` the bad one
+/// and a `[watch]` that judges each host on its real traffic.
+fn playbook(bad_release: bool) -> String {
+    if !bad_release {
+        return format!(
+            "{GOOD_INTRO}name = \"demo-upgrade\"\n{PLAYBOOK_BODY}{GOOD_DEPLOY}{PLAYBOOK_CHECKS}"
+        );
+    }
+    let percent = BAD_RELEASE_FAIL_PERCENT;
+    format!(
+        "# Rolls out 2.0, a bad release: its health check passes, but it answers {percent}%\n\
+         # of its real requests with HTTP 500. A canary host first, then a quarter of\n\
+         # the fleet at a time, one zone at a time; [watch] judges each returned host\n\
+         # on its real traffic, from the balancer's counters, before the run goes on.\n\
+         name = \"demo-bad-release\"\n\
+         {PLAYBOOK_BODY}\
+         run = \"deploy --fail {percent}% {{vars.version}}\"   # --fail {percent}%: the simulated release's defect\n\
+         {PLAYBOOK_CHECKS}{WATCH}"
+    )
+}
+
+const GOOD_INTRO: &str = "\
+# Upgrades the demo fleet's app to 2.0: a canary host first, then a quarter
 # of the fleet at a time, one zone at a time. Each host leaves the balancer
 # before it is touched and returns only once its probes pass.
-name = "demo-upgrade"
+";
 
+const PLAYBOOK_BODY: &str = r#"
 [vars]
 version = "2.0"
 
@@ -253,8 +288,12 @@ settle = "200ms"
 
 [[steps]]
 name = "deploy"
-run = "deploy {vars.version}"   # the simulated hosts' shell knows `deploy`
-timeout = "30s"
+"#;
+
+const GOOD_DEPLOY: &str = r#"run = "deploy {vars.version}"   # the simulated hosts' shell knows `deploy`
+"#;
+
+const PLAYBOOK_CHECKS: &str = r#"timeout = "30s"
 estimate = "1s"
 
 [health]
@@ -265,6 +304,15 @@ timeout = "20s"
 [[probes]]
 http = "http://{address}:{vars.app_port}/healthz"
 expect_body = "{vars.version}"  # the new version must be the one answering
+"#;
+
+/// The demo's traffic gives a host in service about 15 responses a second.
+const WATCH: &str = r#"
+[watch]
+for = "5s"                  # watch each returned host's real traffic this long
+min_requests = 20           # fewer responses: no verdict (the demo's traffic gives ~75)
+# Regressed when its share of 5xx is above max_error_ratio (1%) and above
+# baseline_factor (2) times that of the hosts the run has not touched.
 "#;
 
 /// A new private directory for this fleet's files.
@@ -299,7 +347,10 @@ pub struct BackgroundFleet {
     inventory_path: PathBuf,
     playbook_path: PathBuf,
     frontend_addr: SocketAddr,
+    admin_addr: SocketAddr,
     hosts: Vec<SimHostInfo>,
+    /// The simulated VMs themselves, shared with the fleet's thread.
+    sim_hosts: Vec<SimHost>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<TrafficReport>>,
 }
@@ -310,7 +361,9 @@ struct Started {
     inventory_path: PathBuf,
     playbook_path: PathBuf,
     frontend_addr: SocketAddr,
+    admin_addr: SocketAddr,
     hosts: Vec<SimHostInfo>,
+    sim_hosts: Vec<SimHost>,
 }
 
 impl BackgroundFleet {
@@ -346,7 +399,9 @@ impl BackgroundFleet {
                         inventory_path: fleet.inventory_path(),
                         playbook_path: fleet.playbook_path(),
                         frontend_addr: fleet.frontend_addr(),
+                        admin_addr: fleet.admin_addr(),
                         hosts: fleet.hosts(),
+                        sim_hosts: fleet.nodes.iter().map(|n| n.host.clone()).collect(),
                     }));
                     // A dropped handle means stop too.
                     let _ = stop_rx.await;
@@ -364,7 +419,9 @@ impl BackgroundFleet {
                 inventory_path: started.inventory_path,
                 playbook_path: started.playbook_path,
                 frontend_addr: started.frontend_addr,
+                admin_addr: started.admin_addr,
                 hosts: started.hosts,
+                sim_hosts: started.sim_hosts,
                 stop: Some(stop_tx),
                 thread: Some(thread),
             }),
@@ -397,9 +454,27 @@ impl BackgroundFleet {
         self.frontend_addr
     }
 
+    /// The balancer's runtime API.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     /// The hosts as they were at start (versions included).
     pub fn hosts(&self) -> &[SimHostInfo] {
         &self.hosts
+    }
+
+    /// The simulated VM behind a host name, as it is now.
+    pub fn host(&self, name: &str) -> Option<&SimHost> {
+        self.sim_hosts.iter().find(|h| h.name() == name)
+    }
+
+    /// Every host's name and the version it runs now, in inventory order.
+    pub fn versions(&self) -> Vec<(String, String)> {
+        self.sim_hosts
+            .iter()
+            .map(|h| (h.name().to_owned(), h.version()))
+            .collect()
     }
 
     /// Stops the traffic and the fleet, and reports what the traffic saw.

@@ -1,5 +1,9 @@
 //! One simulated VM: its app's version and state, and the tiny shell its SSH
 //! server runs commands with.
+//!
+//! A release may be bad: `deploy --fail 30% 2.0` installs a 2.0 whose app
+//! passes its health check but answers 30% of its ordinary requests with
+//! HTTP 500 (`fleetroll demo --bad-release`).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -48,6 +52,11 @@ struct Inner {
 struct State {
     version: String,
     app: AppState,
+    /// The share, in percent, of ordinary requests the installed release
+    /// fails: 0 but for a release deployed with `--fail`.
+    fail_percent: u64,
+    /// Ordinary requests the installed release was asked.
+    requests: u64,
 }
 
 /// Exit status, stdout and stderr of a command.
@@ -70,6 +79,8 @@ impl SimHost {
                 state: Mutex::new(State {
                     version: version.to_owned(),
                     app: AppState::Serving,
+                    fail_percent: 0,
+                    requests: 0,
                 }),
                 step_lock: tokio::sync::Mutex::new(()),
             }),
@@ -105,6 +116,23 @@ impl SimHost {
             AppState::Stopped => AppHealth::Stopped,
             _ => AppHealth::Serving(state.version.clone()),
         }
+    }
+
+    /// The share, in percent, of ordinary requests the installed release
+    /// fails.
+    pub fn fail_percent(&self) -> u64 {
+        self.state().fail_percent
+    }
+
+    /// Counts one ordinary request (not a health check) to the installed
+    /// release, and says whether the release fails it. The failures are
+    /// spread evenly, not drawn at random: at 30%, the 4th, 7th and 10th
+    /// of every 10.
+    pub fn next_request_fails(&self) -> bool {
+        let mut state = self.state();
+        let (n, share) = (state.requests, state.fail_percent);
+        state.requests += 1;
+        (n + 1) * share / 100 > n * share / 100
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -191,11 +219,27 @@ impl SimHost {
                 }
                 None => usage("sleep SECS"),
             },
-            ("deploy", [version]) => {
-                self.deploy(version).await;
+            ("deploy", [version]) if !version.starts_with('-') => {
+                self.deploy(version, 0).await;
                 ok(format!("{}: deployed {version}\n", self.name()))
             }
-            ("deploy", _) => usage("deploy VERSION"),
+            ("deploy", ["--fail", share, version]) => {
+                let Some(percent) = share
+                    .strip_suffix('%')
+                    .unwrap_or(share)
+                    .parse()
+                    .ok()
+                    .filter(|p| *p <= 100)
+                else {
+                    return usage("deploy [--fail PERCENT%] VERSION");
+                };
+                self.deploy(version, percent).await;
+                ok(format!(
+                    "{}: deployed {version}, a release that fails {percent}% of its requests\n",
+                    self.name()
+                ))
+            }
+            ("deploy", _) => usage("deploy [--fail PERCENT%] VERSION"),
             (name, _) => (
                 127,
                 String::new(),
@@ -205,12 +249,15 @@ impl SimHost {
     }
 
     /// Like a package upgrade and a service restart: the app is down for
-    /// `step_time`, then warms up with the new version.
-    async fn deploy(&self, version: &str) {
+    /// `step_time`, then warms up with the new version, which fails
+    /// `fail_percent`% of its ordinary requests.
+    async fn deploy(&self, version: &str, fail_percent: u64) {
         self.state().app = AppState::Stopped;
         tokio::time::sleep(self.inner.step_time).await;
         let mut state = self.state();
         state.version = version.to_owned();
+        state.fail_percent = fail_percent;
+        state.requests = 0;
         state.app = AppState::WarmingUntil(Instant::now() + self.inner.warmup);
     }
 }
@@ -278,5 +325,35 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(host.health(), AppHealth::Serving("2.0".into()));
         assert_eq!(host.app_state(), AppState::Serving);
+    }
+
+    #[tokio::test]
+    async fn a_bad_release_fails_its_share_of_requests_evenly() {
+        let host = host();
+        assert!(!(0..100).any(|_| host.next_request_fails()), "1.0 is good");
+        let (code, out, _) = host.exec("deploy --fail 30% '2.0'").await;
+        assert_eq!(code, 0);
+        assert_eq!(
+            out,
+            "web-01: deployed 2.0, a release that fails 30% of its requests\n"
+        );
+        assert_eq!((host.version(), host.fail_percent()), ("2.0".into(), 30));
+        let fails: Vec<bool> = (0..10).map(|_| host.next_request_fails()).collect();
+        let failed: Vec<usize> = (1..=10).filter(|n| fails[n - 1]).collect();
+        assert_eq!(failed, [4, 7, 10]);
+        assert_eq!((0..990).filter(|_| host.next_request_fails()).count(), 297);
+        // The next release is good again.
+        assert_eq!(host.exec("deploy 2.1").await.0, 0);
+        assert_eq!(host.fail_percent(), 0);
+        assert!(!(0..100).any(|_| host.next_request_fails()));
+        for bad in [
+            "deploy --fail 101% 3.0",
+            "deploy --fail many 3.0",
+            "deploy --fail 30%",
+            "deploy --fail",
+        ] {
+            assert_eq!(host.exec(bad).await.0, 2, "{bad}");
+        }
+        assert_eq!(host.version(), "2.1");
     }
 }

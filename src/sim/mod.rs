@@ -18,6 +18,6 @@ mod traffic;
 mod tests;
 
 pub use balancer::Balancer;
-pub use fleet::{BackgroundFleet, SimFleet, SimHostInfo, SimSpec};
+pub use fleet::{BAD_RELEASE_FAIL_PERCENT, BackgroundFleet, SimFleet, SimHostInfo, SimSpec};
 pub use host::{AppHealth, AppState, SimHost};
 pub use traffic::{Traffic, TrafficReport};

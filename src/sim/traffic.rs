@@ -30,6 +30,8 @@ pub struct TrafficReport {
     pub failed: u64,
     /// Successful answers by the version that served them.
     pub by_version: BTreeMap<String, u64>,
+    /// Failed requests that got an HTTP answer, by its status.
+    pub by_status: BTreeMap<u16, u64>,
     /// The first few failures, described.
     pub failures: Vec<String>,
 }
@@ -39,6 +41,7 @@ struct Tally {
     ok: AtomicU64,
     failed: AtomicU64,
     by_version: Mutex<BTreeMap<String, u64>>,
+    by_status: Mutex<BTreeMap<u16, u64>>,
     failures: Mutex<Vec<String>>,
 }
 
@@ -56,7 +59,15 @@ impl Tally {
             other => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 let detail = match other {
-                    Ok((status, body)) => format!("HTTP {status}: {}", body.trim()),
+                    Ok((status, body)) => {
+                        *self
+                            .by_status
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .entry(status)
+                            .or_default() += 1;
+                        format!("HTTP {status}: {}", body.trim())
+                    }
                     Err(err) => err,
                 };
                 let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
@@ -73,6 +84,11 @@ impl Tally {
             failed: self.failed.load(Ordering::Relaxed),
             by_version: self
                 .by_version
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            by_status: self
+                .by_status
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
