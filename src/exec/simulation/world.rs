@@ -523,9 +523,10 @@ pub struct SimBalancer {
 }
 
 impl SimBalancer {
-    fn call(&self, host: &Host) -> Result<(), BalancerError> {
-        let mut state = self.world.lock();
-        World::operation(&mut state);
+    /// One call into the balancer's API: counted, and failed while an
+    /// outage lasts.
+    fn api_call(state: &mut State) -> Result<(), BalancerError> {
+        World::operation(state);
         if state.balancer_outage > 0 {
             state.balancer_outage -= 1;
             return Err(BalancerError::Unreachable {
@@ -533,6 +534,12 @@ impl SimBalancer {
                 reason: "simulated outage".into(),
             });
         }
+        Ok(())
+    }
+
+    fn call(&self, host: &Host) -> Result<(), BalancerError> {
+        let mut state = self.world.lock();
+        Self::api_call(&mut state)?;
         if state
             .faults
             .get(&host.name)
@@ -671,14 +678,7 @@ impl LoadBalancer for SimBalancer {
 
     async fn counters(&self) -> Result<Option<HashMap<String, ServerCounters>>, BalancerError> {
         let mut state = self.world.lock();
-        World::operation(&mut state);
-        if state.balancer_outage > 0 {
-            state.balancer_outage -= 1;
-            return Err(BalancerError::Unreachable {
-                balancer: "lb".into(),
-                reason: "simulated outage".into(),
-            });
-        }
+        Self::api_call(&mut state)?;
         World::serve_traffic(&mut state);
         Ok(Some(state.served.clone()))
     }
