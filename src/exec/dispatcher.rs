@@ -324,6 +324,9 @@ pub struct Dispatcher {
     pool_read: Option<PoolRead>,
     /// The hosts of the batch being run (not `[watch]`'s baseline).
     batch_hosts: std::collections::HashSet<String>,
+    /// Once the journal broke, the drains it holds: a drain whose record
+    /// failed to be written was never done, and must not be re-applied.
+    durable_drains: Option<HashMap<String, Vec<String>>>,
     pools_read: Option<PoolReads>,
     batch_durations: Vec<Duration>,
 }
@@ -417,6 +420,7 @@ impl Dispatcher {
             watching: None,
             pool_read: None,
             batch_hosts: std::collections::HashSet::new(),
+            durable_drains: None,
             pools_read: None,
             batch_durations: Vec::new(),
         }
@@ -582,6 +586,15 @@ impl Dispatcher {
             },
         );
         self.journal_broken = Some(error);
+        // What the journal holds from now on: records delivered after the
+        // break never reached it.
+        self.durable_drains = Some(
+            self.record
+                .hosts
+                .iter()
+                .map(|(host, record)| (host.clone(), record.drained.clone()))
+                .collect(),
+        );
         self.stops.signal = Stopping::Now;
         self.cancel.cancel();
         for sink in &mut self.sinks {
@@ -740,7 +753,12 @@ impl Dispatcher {
                 .hosts()
                 .filter_map(|host| {
                     let record = self.record.hosts.get(host)?;
-                    (record.drained.contains(&name) && record.phase != Phase::Undraining)
+                    let durable = self.durable_drains.as_ref().is_none_or(|durable| {
+                        durable
+                            .get(host)
+                            .is_some_and(|drained| drained.contains(&name))
+                    });
+                    (durable && record.drained.contains(&name) && record.phase != Phase::Undraining)
                         .then(|| self.hosts.get(host).cloned())?
                 })
                 .collect();

@@ -265,6 +265,12 @@ impl Chain<'_> {
                 &read_run(self.dir, RUN_ID).map_err(|e| e.to_string())?,
             )
         };
+        if !(run == 0 && mode == Mode::Forward) && record.settings.is_none() {
+            // The run's first record never reached the disk (it was full),
+            // so nothing was begun: `resume` and `rollback` refuse such a
+            // run ("no start record"), and the chain is over.
+            return Ok(Next::Over(RunOutcome::Interrupted));
+        }
         let batches: Vec<RunBatch> = match mode {
             Mode::Forward => self.batches.to_vec(),
             // As `rollback` plans it: newest batch first, only the hosts the

@@ -698,6 +698,20 @@ impl LoadBalancer for SimBalancer {
             }
             state.lost.remove(&host.name);
             if state.drained.insert(host.name.clone()) {
+                // A re-applied drain is a drain: its record must be durable.
+                let recorded = state
+                    .journal
+                    .refresh()
+                    .hosts
+                    .get(&host.name)
+                    .is_some_and(|r| r.drained.iter().any(|b| b == "lb"));
+                if !recorded {
+                    let name = host.name.clone();
+                    World::violation(
+                        &mut state,
+                        format!("{name} re-drained without a durable record of its drain"),
+                    );
+                }
                 lost.push(host.name.clone());
             }
         }
