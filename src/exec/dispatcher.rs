@@ -324,6 +324,8 @@ pub struct Dispatcher {
     pool_read: Option<PoolRead>,
     /// The hosts of the batch being run (not `[watch]`'s baseline).
     batch_hosts: std::collections::HashSet<String>,
+    /// `[watch]`'s baselines of this batch, by the hosts' balancers.
+    batch_baselines: HashMap<Vec<String>, Arc<[String]>>,
     /// Once the journal broke, the drains it holds: a drain whose record
     /// failed to be written was never done, and must not be re-applied.
     durable_drains: Option<HashMap<String, Vec<String>>>,
@@ -420,6 +422,7 @@ impl Dispatcher {
             watching: None,
             pool_read: None,
             batch_hosts: std::collections::HashSet::new(),
+            batch_baselines: HashMap::new(),
             durable_drains: None,
             pools_read: None,
             batch_durations: Vec::new(),
@@ -1222,6 +1225,7 @@ impl Dispatcher {
     /// the batch that are out already still run, so none is left drained.
     async fn run_batch(&mut self, batch: &RunBatch, route: Route) -> bool {
         self.batch_hosts = batch.hosts.iter().map(|h| h.name.clone()).collect();
+        self.batch_baselines.clear();
         let mut queue: VecDeque<Host> = batch
             .hosts
             .iter()
@@ -1490,33 +1494,38 @@ impl Dispatcher {
     /// `[watch]`'s baseline for `host`: the hosts sharing one of its
     /// balancers that this run has not touched and will not touch in this
     /// batch; when none is left, the updated hosts that passed their watch.
-    fn watch_baseline(&self, host: &Host) -> Vec<String> {
+    /// The untouched hosts cannot change while a batch runs (only its own
+    /// hosts move), so they are worked out once per batch for each set of
+    /// balancers and shared by the hosts that have them.
+    fn watch_baseline(&mut self, host: &Host) -> Arc<[String]> {
         if self.env.playbook.watch.is_none() {
-            return Vec::new();
+            return Arc::from([]);
         }
-        let peers = || {
-            self.hosts.values().filter(|other| {
-                other.name != host.name
-                    && other.balancers.iter().any(|b| host.balancers.contains(b))
-            })
-        };
-        let untouched: Vec<String> = peers()
-            .filter(|other| {
-                !self.batch_hosts.contains(&other.name)
-                    && !self.in_flight.contains_key(&other.name)
-                    && self.record.hosts.get(&other.name).is_none_or(|r| {
-                        r.phase == Phase::Pending
-                            && r.outcome == Outcome::Pending
-                            && !r.step_started
-                            && r.drained.is_empty()
+        let untouched = match self.batch_baselines.get(&host.balancers) {
+            Some(known) => Arc::clone(known),
+            None => {
+                let untouched: Arc<[String]> = peers(&self.hosts, host)
+                    .filter(|other| {
+                        !self.batch_hosts.contains(&other.name)
+                            && !self.in_flight.contains_key(&other.name)
+                            && self.record.hosts.get(&other.name).is_none_or(|r| {
+                                r.phase == Phase::Pending
+                                    && r.outcome == Outcome::Pending
+                                    && !r.step_started
+                                    && r.drained.is_empty()
+                            })
                     })
-            })
-            .map(|other| other.lb_server.clone())
-            .collect();
+                    .map(|other| other.lb_server.clone())
+                    .collect();
+                self.batch_baselines
+                    .insert(host.balancers.clone(), Arc::clone(&untouched));
+                untouched
+            }
+        };
         if !untouched.is_empty() {
             return untouched;
         }
-        peers()
+        peers(&self.hosts, host)
             .filter(|other| {
                 self.record.hosts.get(&other.name).is_some_and(|r| {
                     r.outcome == Outcome::Updated
@@ -1631,6 +1640,13 @@ fn is_write_ahead(event: &Event) -> bool {
             | Event::Replacing { .. }
             | Event::Standby { standby: true, .. }
     )
+}
+
+/// The other hosts sharing a balancer with `host`.
+fn peers<'a>(hosts: &'a HashMap<String, Host>, host: &'a Host) -> impl Iterator<Item = &'a Host> {
+    hosts.values().filter(move |other| {
+        other.name != host.name && other.balancers.iter().any(|b| host.balancers.contains(b))
+    })
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub struct HostStart {
     pub regressed: bool,
     /// `[watch]`'s baseline: the balancer server names of the hosts its
     /// traffic is compared with.
-    pub baseline: Vec<String>,
+    pub baseline: Arc<[String]>,
 }
 
 /// How the host ended, as the dispatcher needs it.
@@ -102,7 +102,7 @@ struct HostTask {
     /// stopped. Such a host is not returned to service until it ends.
     step_may_run: bool,
     /// `[watch]`'s baseline servers.
-    baseline: Vec<String>,
+    baseline: Arc<[String]>,
 }
 
 /// Drives one host through the host machine; never panics on the outside
@@ -219,7 +219,7 @@ impl HostTask {
             replacing: None,
             may_find_step: false,
             step_may_run: false,
-            baseline: Vec::new(),
+            baseline: Arc::from([]),
         }
     }
 
