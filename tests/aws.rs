@@ -911,6 +911,16 @@ async fn a_batch_past_the_groups_min_or_max_size_is_refused_before_anything_is_t
     assert_eq!(members.len(), 3);
     let asg = AutoScaling::new(&config);
     let dir = tempfile::tempdir().unwrap();
+    // `run` is refused (exit 2), saying both things.
+    let refused = |first: &str, second: &str| {
+        let (code, _, stderr) = fleetroll(
+            dir.path(),
+            &["run", "-i", "inventory.toml", "-p", "playbook.toml"],
+        );
+        assert_eq!(code, 2, "{stderr}");
+        let said = flat(&stderr);
+        assert!(said.contains(first) && said.contains(second), "{stderr}");
+    };
     let size = |min: i32, max: i32| {
         cloud
             .asg
@@ -929,16 +939,9 @@ async fn a_batch_past_the_groups_min_or_max_size_is_refused_before_anything_is_t
         "name = \"patch\"\nasg_standby = true\n[strategy]\nbatch = [1]\n\n[[steps]]\nrun = \"true\"\n",
     )
     .unwrap();
-    let (code, _, stderr) = fleetroll(
-        dir.path(),
-        &["run", "-i", "inventory.toml", "-p", "playbook.toml"],
-    );
-    assert_eq!(code, 2, "{stderr}");
-    let said = flat(&stderr);
-    assert!(
-        said.contains("from 3 to 2, below its min size (3)")
-            && said.contains("Lower the group's min size to 2"),
-        "{stderr}"
+    refused(
+        "from 3 to 2, below its min size (3)",
+        "Lower the group's min size to 2",
     );
 
     // Surge: max 4, desired 3, two hosts per batch (one per zone, spread)
@@ -949,16 +952,9 @@ async fn a_batch_past_the_groups_min_or_max_size_is_refused_before_anything_is_t
         .unwrap()
         .replace("batch = [1]", "batch = [2]\nzones = \"spread\"");
     std::fs::write(dir.path().join("playbook.toml"), playbook).unwrap();
-    let (code, _, stderr) = fleetroll(
-        dir.path(),
-        &["run", "-i", "inventory.toml", "-p", "playbook.toml"],
-    );
-    assert_eq!(code, 2, "{stderr}");
-    let said = flat(&stderr);
-    assert!(
-        said.contains("from desired capacity 3 to 5, above its max size (4)")
-            && said.contains("take at most 1 of its hosts per batch"),
-        "{stderr}"
+    refused(
+        "from desired capacity 3 to 5, above its max size (4)",
+        "take at most 1 of its hosts per batch",
     );
 
     // Nothing was touched: no Standby, no surge, no run recorded.
