@@ -7,8 +7,13 @@
 //! launches every replacement in the group's first subnet, and lacks
 //! DescribeInstanceRefreshes.
 
+#[path = "aws/faults.rs"]
+mod faults;
 #[path = "aws/moto.rs"]
 mod moto;
+
+#[path = "aws/fake_hosts.rs"]
+mod fake_hosts;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -312,7 +317,7 @@ async fn drains_exactly_one_target_of_several_and_restores_it() {
         })
     );
     assert_eq!(
-        balancer.deregistration_delay(&arn).await.unwrap(),
+        balancer.group_settings(&arn).await.deregistration_delay,
         Duration::from_secs(300)
     );
     assert_eq!(
@@ -1164,6 +1169,79 @@ async fn fleetroll_run_replaces_a_six_instance_group_one_zone_at_a_time() {
     }
 }
 
+/// Issue 22, 6: a replaced instance is gone from the pool, not a member
+/// left out of it forever. Six instances behind a target group the group
+/// registers its members in, `min_healthy = "75%"`, replaced one at a
+/// time: with every replaced target remembered as drained, the pool looked
+/// one host smaller after each replacement (6 healthy of 8 after two), and
+/// the third drain waited for a floor a healthy fleet could never reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_instances_leave_no_ghosts_in_the_capacity_floor() {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let cloud = Cloud::new(&config).await;
+    let originals = cloud.spread_group("web-asg", 2).await;
+    let arn = cloud.target_group("web-tg").await;
+    cloud
+        .asg
+        .attach_load_balancer_target_groups()
+        .auto_scaling_group_name("web-asg")
+        .target_group_arns(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cloud.health(&arn).await.len(),
+        6,
+        "the members are registered"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inventory.toml"),
+        format!(
+            "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nbalancer = \"alb\"\n\n[balancers.alb]\nkind = \"aws-target-group\"\ntarget_group_arns = [\"{arn}\"]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",
+            endpoint = moto.endpoint
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("playbook.toml"),
+        "name = \"replace\"\n[strategy]\nbatch = [1]\nmin_healthy = \"75%\"\n\n[[steps]]\nreplace = \"aws-asg\"\ntimeout = \"60s\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = fleetroll(
+        dir.path(),
+        &[
+            "run",
+            "--json",
+            "-i",
+            "inventory.toml",
+            "-p",
+            "playbook.toml",
+        ],
+    );
+    let events = events(&stdout);
+    let replaced = events.iter().filter(|e| e["event"] == "replaced").count();
+    assert_eq!(
+        (code, replaced),
+        (0, 6),
+        "every instance replaced, none held back by the floor: {stderr}"
+    );
+    let registered: BTreeSet<String> = cloud
+        .health(&arn)
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    for old in &originals {
+        assert!(!registered.contains(old), "{old} is still registered");
+    }
+}
+
 /// Real sshd hosts with their apps on 127.0.1.N, no HAProxy, as targets of
 /// an ELBv2 target group of type `ip` in moto (plus a bystander target that
 /// no host is), with an inventory naming the group by `balancer` (`ARN` is
@@ -1600,4 +1678,344 @@ async fn a_surge_killed_after_its_terminate_resumes_without_a_second_surge() {
     let launched = run.launched().await;
     run.terminate_old(true).await;
     run.resume_and_check(&launched).await;
+}
+
+/// The same cloud through `config` (a proxy in front of the same moto).
+fn through(cloud: &Cloud, config: &SdkConfig) -> Cloud {
+    Cloud {
+        ec2: aws_sdk_ec2::Client::new(config),
+        elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+        asg: aws_sdk_autoscaling::Client::new(config),
+        vpc: cloud.vpc.clone(),
+        subnets: cloud.subnets.clone(),
+    }
+}
+
+/// A DescribeTargetHealth of the group, of the `named` targets only when
+/// some are given.
+async fn described(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    arn: &str,
+    named: &[(&str, Option<i32>)],
+) -> Vec<aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription> {
+    let mut request = elb.describe_target_health().target_group_arn(arn);
+    for (id, port) in named {
+        request = request.targets(TargetDescription::builder().id(*id).set_port(*port).build());
+    }
+    request
+        .send()
+        .await
+        .expect("describe target health")
+        .target_health_descriptions()
+        .to_vec()
+}
+
+/// (id, port, state, reason) of each registration in a DescribeTargetHealth.
+async fn health_reasons(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    arn: &str,
+    named: &[(&str, Option<i32>)],
+) -> BTreeSet<(String, i32, String, String)> {
+    described(elb, arn, named)
+        .await
+        .iter()
+        .map(|d| {
+            let target = d.target().expect("target");
+            let health = d.target_health().expect("target health");
+            (
+                target.id().unwrap_or_default().to_owned(),
+                target.port().unwrap_or_default(),
+                health
+                    .state()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                health
+                    .reason()
+                    .map(|r| r.as_str().to_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn registration(id: &str, port: i32, state: &str, reason: &str) -> (String, i32, String, String) {
+    (id.to_owned(), port, state.to_owned(), reason.to_owned())
+}
+
+/// Polls `health` every 100 ms until it reads `after`; until then it must
+/// read `before`. Fails after `within` from `since`.
+async fn poll_health(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    arn: &str,
+    before: &BTreeSet<(String, i32, String, String)>,
+    after: &BTreeSet<(String, i32, String, String)>,
+    since: Instant,
+    within: Duration,
+) {
+    loop {
+        let now = health_reasons(elb, arn, &[]).await;
+        if &now == after {
+            return;
+        }
+        assert_eq!(&now, before, "neither before nor after");
+        assert!(
+            since.elapsed() < within,
+            "still {now:?} after {:?}",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_proxy_holds_a_deregistered_target_draining_then_forgets_it() {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let direct = Cloud::new(&moto.config().await).await;
+    let ids = direct.run(0, 3, &[]).await;
+    let arn = direct.target_group("draining").await;
+    direct
+        .register(&arn, &[(&ids[0], 8080), (&ids[1], 80), (&ids[2], 80)])
+        .await;
+    let proxy = faults::FaultProxy::start(moto.addr).await;
+    let via = through(&direct, &Moto::config_for(&proxy.endpoint).await);
+    let delay = Duration::from_secs(2);
+    proxy.draining_for(delay);
+
+    let started = Instant::now();
+    // ids[0] with its port, ids[1] without: the group's port, 80.
+    via.elb
+        .deregister_targets()
+        .target_group_arn(&arn)
+        .targets(TargetDescription::builder().id(&ids[0]).port(8080).build())
+        .targets(TargetDescription::builder().id(&ids[1]).build())
+        .send()
+        .await
+        .expect("deregister through the proxy");
+    let draining =
+        |id: &str, port| registration(id, port, "draining", "Target.DeregistrationInProgress");
+    let healthy = |id: &str, port| registration(id, port, "healthy", "");
+    assert_eq!(
+        health_reasons(&via.elb, &arn, &[]).await,
+        BTreeSet::from([
+            draining(&ids[0], 8080),
+            draining(&ids[1], 80),
+            healthy(&ids[2], 80)
+        ])
+    );
+    // moto itself forgot both at once.
+    assert_eq!(
+        health_reasons(&direct.elb, &arn, &[]).await,
+        BTreeSet::from([healthy(&ids[2], 80)])
+    );
+    // Asked by name, moto says "not registered"; through the proxy it is the
+    // same description, draining, as AWS words it.
+    let named = [(ids[0].as_str(), Some(8080))];
+    let unused = described(&direct.elb, &arn, &named).await;
+    assert_eq!(
+        unused[0]
+            .target_health()
+            .and_then(|h| h.reason())
+            .map(|r| r.as_str()),
+        Some("Target.NotRegistered")
+    );
+    let mut expected = unused.clone();
+    expected[0].target_health = Some(
+        aws_sdk_elasticloadbalancingv2::types::TargetHealth::builder()
+            .state(aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::Draining)
+            .reason(aws_sdk_elasticloadbalancingv2::types::TargetHealthReasonEnum::DeregistrationInProgress)
+            .description("Target deregistration is in progress")
+            .build(),
+    );
+    assert_eq!(described(&via.elb, &arn, &named).await, expected);
+    // The entry added to the whole group's answer has that same shape.
+    assert!(
+        described(&via.elb, &arn, &[]).await.contains(&expected[0]),
+        "{expected:?}"
+    );
+
+    // Registering one again ends its draining at once...
+    via.register(&arn, &[(&ids[1], 80)]).await;
+    assert_eq!(
+        health_reasons(&via.elb, &arn, &[]).await,
+        BTreeSet::from([
+            draining(&ids[0], 8080),
+            healthy(&ids[1], 80),
+            healthy(&ids[2], 80),
+        ])
+    );
+    // ...for good: deregistered behind the proxy's back, it is gone at once.
+    direct
+        .elb
+        .deregister_targets()
+        .target_group_arn(&arn)
+        .targets(TargetDescription::builder().id(&ids[1]).port(80).build())
+        .send()
+        .await
+        .expect("deregister at moto");
+    let before = BTreeSet::from([draining(&ids[0], 8080), healthy(&ids[2], 80)]);
+    assert_eq!(health_reasons(&via.elb, &arn, &[]).await, before);
+    // The other one drains until its delay has passed, then is gone.
+    let after = BTreeSet::from([healthy(&ids[2], 80)]);
+    poll_health(
+        &via.elb,
+        &arn,
+        &before,
+        &after,
+        started,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
+    assert_eq!(health_reasons(&direct.elb, &arn, &[]).await, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_proxy_reports_a_registered_target_initial_until_its_delay() {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let direct = Cloud::new(&moto.config().await).await;
+    let ids = direct.run(1, 3, &[]).await;
+    let arn = direct.target_group("initial").await;
+    // Registered before the rule and not through the proxy: healthy throughout.
+    direct.register(&arn, &[(&ids[2], 80)]).await;
+    let proxy = faults::FaultProxy::start(moto.addr).await;
+    let via = through(&direct, &Moto::config_for(&proxy.endpoint).await);
+    let delay = Duration::from_secs(2);
+    proxy.healthy_after(delay);
+
+    let started = Instant::now();
+    // ids[0] on 8080, ids[1] without a port: the group's 80.
+    via.elb
+        .register_targets()
+        .target_group_arn(&arn)
+        .targets(TargetDescription::builder().id(&ids[0]).port(8080).build())
+        .targets(TargetDescription::builder().id(&ids[1]).build())
+        .send()
+        .await
+        .expect("register through the proxy");
+    let initial = |id: &str, port| registration(id, port, "initial", "Elb.RegistrationInProgress");
+    let healthy = |id: &str, port| registration(id, port, "healthy", "");
+    let before = BTreeSet::from([
+        initial(&ids[0], 8080),
+        initial(&ids[1], 80),
+        healthy(&ids[2], 80),
+    ]);
+    let after = BTreeSet::from([
+        healthy(&ids[0], 8080),
+        healthy(&ids[1], 80),
+        healthy(&ids[2], 80),
+    ]);
+    assert_eq!(health_reasons(&via.elb, &arn, &[]).await, before);
+    // moto has them healthy at once.
+    assert_eq!(health_reasons(&direct.elb, &arn, &[]).await, after);
+    // Asked by name: the same.
+    assert_eq!(
+        health_reasons(&via.elb, &arn, &[(&ids[0], Some(8080))]).await,
+        BTreeSet::from([initial(&ids[0], 8080)])
+    );
+    let description = described(&via.elb, &arn, &[(&ids[1], None)]).await;
+    assert_eq!(
+        description[0].target_health().and_then(|h| h.description()),
+        Some("Target registration is in progress")
+    );
+
+    poll_health(
+        &via.elb,
+        &arn,
+        &before,
+        &after,
+        started,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
+    assert_eq!(proxy.calls("RegisterTargets").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_proxy_throttles_and_loses_answers() {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let direct = Cloud::new(&moto.config().await).await;
+    let ids = direct.run(2, 2, &[]).await;
+    let arn = direct.target_group("faults").await;
+    direct.register(&arn, &[(&ids[0], 80), (&ids[1], 80)]).await;
+    let proxy = faults::FaultProxy::start(moto.addr).await;
+    let via = through(&direct, &Moto::config_for(&proxy.endpoint).await);
+
+    // Throttled once: the SDK's retry makes a second call, which succeeds.
+    proxy.throttle("DescribeTargetHealth", 1);
+    assert_eq!(via.health(&arn).await, direct.health(&arn).await);
+    let calls = proxy.calls("DescribeTargetHealth");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[0] < calls[1], "{calls:?}");
+    // Spent: the next call goes through the first time.
+    via.health(&arn).await;
+    assert_eq!(proxy.calls("DescribeTargetHealth").len(), 3);
+
+    // A throttled request never reaches moto: had the first
+    // DeregisterTargets deregistered ids[0], moto would refuse the retry
+    // (InvalidTarget).
+    proxy.throttle("DeregisterTargets", 1);
+    via.elb
+        .deregister_targets()
+        .target_group_arn(&arn)
+        .targets(TargetDescription::builder().id(&ids[0]).port(80).build())
+        .send()
+        .await
+        .expect("deregister after one throttling");
+    assert_eq!(proxy.calls("DeregisterTargets").len(), 2);
+    assert_eq!(
+        direct.health(&arn).await,
+        BTreeSet::from([(ids[1].clone(), 80, "healthy".to_owned())])
+    );
+
+    // EC2 and Auto Scaling get their own throttling answers, which their
+    // clients understand and retry.
+    proxy.throttle("DescribeInstances", 1);
+    assert_eq!(
+        via.instance_state(&ids[0]).await,
+        Some(InstanceStateName::Running)
+    );
+    assert_eq!(proxy.calls("DescribeInstances").len(), 2);
+    proxy.throttle("DescribeAutoScalingGroups", 1);
+    via.asg
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .expect("describe Auto Scaling groups after one throttling");
+    assert_eq!(proxy.calls("DescribeAutoScalingGroups").len(), 2);
+
+    // A lost answer: the deregistration took effect at moto, the SDK heard
+    // nothing.
+    proxy.lose_answer("DeregisterTargets");
+    let result = via
+        .elb
+        .deregister_targets()
+        .target_group_arn(&arn)
+        .targets(TargetDescription::builder().id(&ids[1]).port(80).build())
+        .send()
+        .await;
+    assert!(direct.health(&arn).await.is_empty());
+    // The SDK retried the call it heard nothing of; moto refuses the second
+    // deregistration of the same target.
+    let calls = proxy.calls("DeregisterTargets");
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(calls[2] < calls[3], "{calls:?}");
+    let error = result.expect_err("the retry of a deregistration that took effect");
+    assert_eq!(
+        aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata::code(&error),
+        Some("InvalidTarget"),
+        "{error:?}"
+    );
 }

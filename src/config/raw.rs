@@ -198,6 +198,7 @@ pub struct RawWindow {
 pub struct RawDrain {
     pub timeout: Option<S<String>>,
     pub settle: Option<S<String>>,
+    pub return_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

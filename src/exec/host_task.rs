@@ -92,6 +92,9 @@ struct HostTask {
     rollback: bool,
     /// With `asg_standby`: the group and instance put in Standby.
     standby: Option<asg::Standby>,
+    /// This run put the instance in Standby (the journal says so): only
+    /// then does it take it out again.
+    standby_ours: bool,
     /// A replacement begun before an interruption, from the journal.
     replacing: Option<crate::journal::replay::Replacing>,
     /// A step of an earlier process may still run on the host (a resumed
@@ -141,6 +144,7 @@ pub async fn drive(
     if start.standby {
         // Put there by this run before an interruption: it must come back.
         task.standby = task.standby_group().await;
+        task.standby_ours = true;
     }
     let mut state = State::Begin;
     let mut observation = Observation::Started;
@@ -216,6 +220,7 @@ impl HostTask {
             probes,
             rollback,
             standby: None,
+            standby_ours: false,
             replacing: None,
             may_find_step: false,
             step_may_run: false,
@@ -453,6 +458,9 @@ impl HostTask {
                 "disabled in balancer {} ({state}) before the run; left as it was",
                 balancer.name()
             )));
+        }
+        if !self.rollback {
+            return self.in_operators_standby().await;
         }
         Ok(None)
     }
@@ -854,7 +862,17 @@ impl HostTask {
             retry::balancer(|| balancer.undrain(self.target()))
                 .await
                 .map_err(balancer_failure)?;
-            let deadline = Instant::now() + self.env.cadence.up_timeout;
+            // Back in the balancer: journaled now, so that a host that then
+            // fails its health check is not taken for one still drained.
+            self.drain_ended(&balancer).await?;
+            let bound = match self.env.playbook.drain.return_timeout {
+                Some(bound) => bound,
+                None => balancer
+                    .return_bound(self.target())
+                    .await
+                    .unwrap_or(self.env.cadence.up_timeout),
+            };
+            let deadline = Instant::now() + bound;
             loop {
                 let status = retry::balancer(|| balancer.status(self.target()))
                     .await
@@ -866,16 +884,15 @@ impl HostTask {
                     return Err(Stop::Outcome(
                         Outcome::Unhealthy,
                         format!(
-                            "balancer {} does not report the host up within {:?}",
+                            "balancer {} does not report the host up within {bound:?} of its \
+                             return (`[drain] return_timeout`)",
                             balancer.name(),
-                            self.env.cadence.up_timeout
                         ),
                     ));
                 }
                 // Not cancellable: a host is never left half-returned.
                 tokio::time::sleep(self.env.cadence.balancer_poll).await;
             }
-            self.drain_ended(&balancer).await?;
         }
         Ok((!released.is_empty()).then(|| released.join("; ")))
     }

@@ -300,6 +300,7 @@ impl RunRecord {
                 record.replaced_by = Some(new_instance.clone());
                 record.replacing = None;
                 record.drained.clear();
+                record.drain_memory.clear();
                 record.steps_done = record.steps_done.max(index + 1);
             }
             Event::HandedOver { host, to_run } => {

@@ -140,6 +140,10 @@ pub struct DrainPolicy {
     pub timeout: Duration,
     /// Extra wait after drain, for in-flight requests.
     pub settle: Duration,
+    /// How long a returned host may take to be reported up; `None`: the
+    /// balancer's own health check says (an ELBv2 group's interval ×
+    /// healthy threshold), else 60 s.
+    pub return_timeout: Option<Duration>,
 }
 
 impl Default for DrainPolicy {
@@ -147,6 +151,7 @@ impl Default for DrainPolicy {
         Self {
             timeout: Duration::from_secs(120),
             settle: Duration::from_secs(2),
+            return_timeout: None,
         }
     }
 }

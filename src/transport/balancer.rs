@@ -142,6 +142,14 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// How long a returned host may take to be reported up by the
+    /// balancer's own health check (an ELBv2 group's interval × healthy
+    /// threshold), when it has one; otherwise the run's default applies.
+    /// `[drain] return_timeout` overrides both.
+    async fn return_bound(&self, _target: Target<'_>) -> Option<std::time::Duration> {
+        None
+    }
+
     /// What this balancer must remember to return `host` to service after
     /// a restart of fleetroll (an ELBv2 `discover` balancer's drained
     /// registrations, which can no longer be discovered). Journaled right
@@ -149,6 +157,11 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
     fn drain_memory(&self, _host: &Host) -> Option<String> {
         None
     }
+
+    /// The host's target is gone for good (its instance was replaced):
+    /// whatever the balancer remembers of its drain is forgotten, so that
+    /// it is neither returned nor counted as a member of the pool.
+    fn forget(&self, _host: &Host) {}
 
     /// Takes back what [`LoadBalancer::drain_memory`] gave in an earlier
     /// process, before the host is returned to service.

@@ -349,11 +349,18 @@ fn parse_clock(text: &str) -> Option<Time> {
 }
 
 fn resolve_drain(raw: RawDrain, checker: &mut Checker<'_>) -> DrainPolicy {
-    let RawDrain { timeout, settle } = raw;
+    let RawDrain {
+        timeout,
+        settle,
+        return_timeout,
+    } = raw;
     let defaults = DrainPolicy::default();
     DrainPolicy {
         timeout: checker.duration(timeout.as_ref(), defaults.timeout),
         settle: checker.duration(settle.as_ref(), defaults.settle),
+        return_timeout: return_timeout
+            .as_ref()
+            .map(|text| checker.duration(Some(text), Duration::ZERO)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Auto Scaling: replacing a host's instance, and Standby around steps.
 
+use crate::transport::aws::AsgError;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -49,7 +50,7 @@ impl HostTask {
         step: &Step,
         surge: bool,
     ) -> Result<(), Stop> {
-        use crate::transport::aws::autoscaling::{AsgError, AutoScaling};
+        use crate::transport::aws::autoscaling::AutoScaling;
         use crate::transport::aws::discovery::describe_instance;
         let failed =
             |what: String| Stop::Outcome(Outcome::Failed, format!("{}: {what}", step.name));
@@ -68,8 +69,7 @@ impl HostTask {
         let source = &origin.source;
         let asg =
             AutoScaling::connect(source.region.as_deref(), source.endpoint_url.as_deref()).await;
-        let info = asg
-            .describe_group(&group)
+        let info = super::retry::transient(|| asg.describe_group(&group), AsgError::retryable)
             .await
             .map_err(|e| failed(e.to_string()))?;
         let replacements = &self.env.replacements;
@@ -118,7 +118,11 @@ impl HostTask {
             // Read desired capacity afresh under the group's guard: a surge
             // of another host may have raised it since `info`.
             let guard = replacements.capacity(&group).await;
-            let desired = asg.describe_group(&group).await.map_err(aws)?.desired;
+            let desired =
+                super::retry::transient(|| asg.describe_group(&group), AsgError::retryable)
+                    .await
+                    .map_err(aws)?
+                    .desired;
             let target = match resumed.as_ref().and_then(|r| r.surge_desired) {
                 // The old instance was terminated with the decrement before
                 // the interruption: the surge is over.
@@ -129,7 +133,10 @@ impl HostTask {
             };
             self.reporter.record(begun(Some(target))).await?;
             if target != desired {
-                asg.set_desired(&group, target).await.map_err(aws)?;
+                // An absolute capacity: asking again changes nothing more.
+                super::retry::transient(|| asg.set_desired(&group, target), AsgError::retryable)
+                    .await
+                    .map_err(aws)?;
             }
             drop(guard);
         } else {
@@ -138,7 +145,7 @@ impl HostTask {
             }
             // Terminated before an interruption: only the wait is left.
             if old_in_service {
-                asg.terminate_without_decrement(&old).await.map_err(aws)?;
+                terminate(&asg, &group, &old, false).await.map_err(aws)?;
             }
         }
         let new = tokio::select! {
@@ -146,7 +153,7 @@ impl HostTask {
             () = self.cancel.cancelled() => return Err(Stop::Cancelled),
         };
         if surge && old_in_service {
-            asg.terminate_with_decrement(&old).await.map_err(aws)?;
+            terminate(&asg, &group, &old, true).await.map_err(aws)?;
         }
         self.reporter
             .record(Event::Replaced {
@@ -158,11 +165,18 @@ impl HostTask {
             })
             .await?;
         // The old instance and its registrations are gone; from here on the
-        // host is the new instance.
+        // host is the new instance. No balancer may count the old target
+        // as a member still (a drained one forever out of the pool).
+        for balancer in self.balancers() {
+            balancer.forget(&self.host);
+        }
         self.drained.clear();
-        let found = describe_instance(source, &new.instance_id)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        let found = super::retry::transient(
+            || describe_instance(source, &new.instance_id),
+            crate::transport::aws::DiscoveryError::retryable,
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))?;
         self.host.address = found.address;
         self.host.target_id = Some(new.instance_id.clone());
         // The session was to the old instance. A command probe needs one to
@@ -225,7 +239,7 @@ impl HostTask {
 
     /// Moves the instance into Standby (`enter`) or back to InService,
     /// bounded; nothing without `asg_standby`.
-    pub(super) async fn set_standby(&self, enter: bool) -> Result<(), Stop> {
+    pub(super) async fn set_standby(&mut self, enter: bool) -> Result<(), Stop> {
         let Some(Standby {
             asg,
             group,
@@ -239,8 +253,24 @@ impl HostTask {
             Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}"))
         };
         // Idempotent: a resume finds the instance where the run left it.
-        let state = asg.lifecycle_state(group, instance).await.map_err(failed)?;
+        let state =
+            super::retry::transient(|| asg.lifecycle_state(group, instance), AsgError::retryable)
+                .await
+                .map_err(failed)?;
         if enter {
+            if !self.standby_ours && is_standby(state.as_deref()) {
+                // Put there by an operator after the run looked (it skips
+                // a host in Standby): theirs, never taken out by fleetroll.
+                self.reporter.note(Event::Warning {
+                    host: Some(self.name()),
+                    message: format!(
+                        "an operator put instance {instance} in Standby in Auto Scaling group \
+                         {group}; it stays there"
+                    ),
+                });
+                self.standby = None;
+                return Ok(());
+            }
             if state.as_deref() != Some("Standby") {
                 self.reporter
                     .record(Event::Standby {
@@ -248,12 +278,16 @@ impl HostTask {
                         standby: true,
                     })
                     .await?;
+                self.standby_ours = true;
                 if state.as_deref() != Some("EnteringStandby") {
                     asg.enter_standby(group, instance, deadline)
                         .await
                         .map_err(failed)?;
                 }
             }
+            return Ok(());
+        }
+        if !self.standby_ours {
             return Ok(());
         }
         if state.as_deref() != Some("InService") {
@@ -268,6 +302,74 @@ impl HostTask {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// Terminates `old` in its group, with or without lowering the desired
+/// capacity, retried while AWS is unreachable or throttling. A call whose
+/// answer was lost may have taken effect, and asking again is then refused
+/// (it is no longer a member in service): an old instance that is no
+/// longer InService after a failed call is terminated, as asked.
+async fn terminate(
+    asg: &crate::transport::aws::autoscaling::AutoScaling,
+    group: &str,
+    old: &str,
+    decrement: bool,
+) -> Result<(), AsgError> {
+    let call = || async {
+        if decrement {
+            asg.terminate_with_decrement(old).await
+        } else {
+            asg.terminate_without_decrement(old).await
+        }
+    };
+    match super::retry::transient(call, AsgError::retryable).await {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let state =
+                super::retry::transient(|| asg.lifecycle_state(group, old), AsgError::retryable)
+                    .await?;
+            if state.as_deref() == Some("InService") {
+                Err(error)
+            } else {
+                tracing::debug!("{error}; {old} is {state:?}: its termination took effect");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Standby, or on its way there.
+fn is_standby(state: Option<&str>) -> bool {
+    matches!(state, Some("Standby" | "EnteringStandby"))
+}
+
+impl HostTask {
+    /// With `asg_standby`: why the instance is an operator's to leave
+    /// alone, when it is in Standby that this run did not set.
+    pub(super) async fn in_operators_standby(&self) -> Result<Option<String>, Stop> {
+        if self.standby_ours {
+            return Ok(None);
+        }
+        let Some(Standby {
+            asg,
+            group,
+            instance,
+        }) = self.standby_group().await
+        else {
+            return Ok(None);
+        };
+        let state = super::retry::transient(
+            || asg.lifecycle_state(&group, &instance),
+            AsgError::retryable,
+        )
+        .await
+        .map_err(|e| Stop::Outcome(Outcome::Failed, format!("asg_standby: {e}")))?;
+        Ok(is_standby(state.as_deref()).then(|| {
+            format!(
+                "in Standby in Auto Scaling group {group} before the run (an operator's); left as it was"
+            )
+        }))
     }
 }
 

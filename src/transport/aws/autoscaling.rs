@@ -311,7 +311,10 @@ impl AutoScaling {
         }
     }
 
-    /// One DescribeAutoScalingGroups, cut short by the deadline.
+    /// One DescribeAutoScalingGroups of a wait, cut short by the deadline.
+    /// A transient failure (throttling outlasting the SDK's own retries, a
+    /// timeout) is one poll that saw nothing: asked again at the next
+    /// poll until the deadline, never a failed host.
     async fn group_by(
         &self,
         name: &str,
@@ -319,9 +322,15 @@ impl AutoScaling {
         started: Instant,
         what: &str,
     ) -> Result<AutoScalingGroup, AsgError> {
-        match tokio::time::timeout_at(deadline, self.group(name)).await {
-            Ok(group) => group,
-            Err(_) => Err(timed_out(name, what, started)),
+        loop {
+            match tokio::time::timeout_at(deadline, self.group(name)).await {
+                Ok(Err(error)) if error.retryable() => {
+                    tracing::debug!("{error}; asking again");
+                    self.pause(name, deadline, started, what).await?;
+                }
+                Ok(group) => return group,
+                Err(_) => return Err(timed_out(name, what, started)),
+            }
         }
     }
 

@@ -68,6 +68,15 @@ pub async fn sdk_config(region: Option<&str>, endpoint_url: Option<&str>) -> Sdk
     config
 }
 
+/// Makes [`sdk_config`] answer `config` for this region and endpoint: for
+/// code that runs fleetroll's clients in-process against a local endpoint
+/// (tests), with fixed credentials and without touching the process
+/// environment.
+pub async fn provide(region: Option<&str>, endpoint_url: Option<&str>, config: SdkConfig) {
+    let key = (region.map(str::to_owned), endpoint_url.map(str::to_owned));
+    cache().lock().await.insert(key, config);
+}
+
 /// [`sdk_config`] without the cache, with explicit credentials when given
 /// (tests against a local endpoint, without touching the process environment).
 pub async fn sdk_config_with(
@@ -179,6 +188,13 @@ impl AwsError {
             status,
             transient,
         }
+    }
+
+    /// Whether AWS turned the call away for the account's request rate.
+    pub fn is_throttling(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|code| THROTTLING_CODES.contains(&code))
     }
 
     /// Whether the endpoint does not implement the operation at all: an

@@ -27,13 +27,12 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::config::{AwsError, sdk_config};
+use super::target_health::{Freshness, GroupSettings, Health, HealthObserver};
 use crate::model::inventory::{BalancerKind, Host, TargetGroups};
 use crate::transport::balancer::{
     AdminState, BalancerError, LoadBalancer, PoolStatus, ServerStatus, Target,
 };
 
-/// AWS's default when a group does not say.
-const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
 /// AWS reports a target gone a little after its deregistration delay ends.
 pub const DRAIN_MARGIN: Duration = Duration::from_secs(10);
 /// How long a discovery pass answers for targets it did not find.
@@ -84,6 +83,7 @@ struct Memory {
 pub struct TargetGroupBalancer {
     name: String,
     client: Client,
+    observer: HealthObserver,
     groups: TargetGroups,
     /// The configured target port: only registrations on it are touched.
     port: Option<u16>,
@@ -100,6 +100,7 @@ impl TargetGroupBalancer {
         Self {
             name: name.to_owned(),
             client: Client::new(config),
+            observer: HealthObserver::new(Client::new(config)),
             groups: target_groups,
             port,
             memory: Mutex::new(Memory::default()),
@@ -147,25 +148,10 @@ impl TargetGroupBalancer {
         }
     }
 
-    /// The group's `deregistration_delay.timeout_seconds`: how long AWS
-    /// keeps a deregistered target draining.
-    pub async fn deregistration_delay(&self, arn: &str) -> Result<Duration, BalancerError> {
-        let answer = self
-            .client
-            .describe_target_group_attributes()
-            .target_group_arn(arn)
-            .send()
-            .await
-            .map_err(|e| {
-                self.error(AwsError::from_sdk("DescribeTargetGroupAttributes", arn, &e))
-            })?;
-        Ok(answer
-            .attributes()
-            .iter()
-            .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
-            .and_then(|a| a.value()?.parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_DEREGISTRATION_DELAY))
+    /// A group's timing settings (read once, AWS's defaults while they
+    /// cannot be read).
+    pub async fn group_settings(&self, arn: &str) -> GroupSettings {
+        self.observer.settings(arn).await
     }
 
     /// The longest deregistration delay over the host's groups: how long a
@@ -177,7 +163,7 @@ impl TargetGroupBalancer {
         let id = target_id(target.host);
         let mut longest = Duration::ZERO;
         for arn in self.groups_of(&id).await? {
-            longest = longest.max(self.deregistration_delay(&arn).await?);
+            longest = longest.max(self.observer.settings(&arn).await.deregistration_delay);
         }
         Ok(longest)
     }
@@ -197,14 +183,11 @@ impl TargetGroupBalancer {
         }
     }
 
-    async fn health(&self, arn: &str) -> Result<Vec<TargetHealthDescription>, BalancerError> {
-        self.client
-            .describe_target_health()
-            .target_group_arn(arn)
-            .send()
+    async fn health(&self, arn: &str, freshness: Freshness) -> Result<Health, BalancerError> {
+        self.observer
+            .health(arn, freshness)
             .await
-            .map(|answer| answer.target_health_descriptions.unwrap_or_default())
-            .map_err(|e| self.error(AwsError::from_sdk("DescribeTargetHealth", arn, &e)))
+            .map_err(|e| self.error(e))
     }
 
     /// Every instance or IP target group of the account and region.
@@ -234,9 +217,9 @@ impl TargetGroupBalancer {
     /// A discovery pass: which groups each target id is registered in.
     async fn discover_all(&self) -> Result<(), BalancerError> {
         let arns = self.all_groups().await?;
-        let answers: Vec<(String, Vec<TargetHealthDescription>)> = futures_util::stream::iter(arns)
+        let answers: Vec<(String, Health)> = futures_util::stream::iter(arns)
             .map(|arn| async move {
-                let health = self.health(&arn).await?;
+                let health = self.health(&arn, Freshness::Shared).await?;
                 Ok::<_, BalancerError>((arn, health))
             })
             .buffered(DISCOVERY_CONCURRENCY)
@@ -244,7 +227,7 @@ impl TargetGroupBalancer {
             .await?;
         let mut seen: HashMap<String, BTreeSet<String>> = HashMap::new();
         for (arn, health) in answers {
-            for description in &health {
+            for description in health.iter() {
                 let Some(id) = description.target().and_then(|t| t.id()) else {
                     continue;
                 };
@@ -323,6 +306,7 @@ impl TargetGroupBalancer {
             .send()
             .await
             .map_err(|e| self.error(AwsError::from_sdk("RegisterTargets", arn, &e)))?;
+        self.observer.changed(arn).await;
         Ok(())
     }
 }
@@ -439,6 +423,14 @@ impl LoadBalancer for TargetGroupBalancer {
         }
     }
 
+    fn forget(&self, host: &Host) {
+        let id = target_id(host);
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.drained.remove(&id);
+        memory.seen.remove(&id);
+        memory.hosts.remove(&id);
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -447,7 +439,11 @@ impl LoadBalancer for TargetGroupBalancer {
         let id = target_id(target.host);
         let mut per_group = Vec::new();
         for arn in self.groups_of(&id).await? {
-            per_group.push(registrations_of(&self.health(&arn).await?, &id, self.port));
+            per_group.push(registrations_of(
+                &self.health(&arn, Freshness::Shared).await?,
+                &id,
+                self.port,
+            ));
         }
         Ok(server_status(&per_group))
     }
@@ -460,7 +456,8 @@ impl LoadBalancer for TargetGroupBalancer {
             self.discover_all().await?;
         }
         for arn in self.groups_of(&id).await? {
-            let registered = registrations_of(&self.health(&arn).await?, &id, self.port);
+            let registered =
+                registrations_of(&self.health(&arn, Freshness::Fresh).await?, &id, self.port);
             let registrations: Vec<Registration> = registered
                 .iter()
                 .map(|r| Registration {
@@ -477,17 +474,40 @@ impl LoadBalancer for TargetGroupBalancer {
                 .filter(|(r, _)| r.state != TargetHealthStateEnum::Draining)
                 .map(|(_, registration)| Self::describe(registration))
                 .collect();
+            // Remembered before the call: one that takes effect but whose
+            // answer is lost must not lose where the host was registered.
+            for registration in &registrations {
+                self.remember_drained(registration.clone());
+            }
             if !to_remove.is_empty() {
-                self.client
+                let ports: Vec<Option<i32>> = to_remove.iter().map(|t| t.port()).collect();
+                let sent = self
+                    .client
                     .deregister_targets()
                     .target_group_arn(&arn)
                     .set_targets(Some(to_remove))
                     .send()
-                    .await
-                    .map_err(|e| self.error(AwsError::from_sdk("DeregisterTargets", &arn, &e)))?;
-            }
-            for registration in registrations {
-                self.remember_drained(registration);
+                    .await;
+                self.observer.changed(&arn).await;
+                if let Err(e) = sent {
+                    let error = self.error(AwsError::from_sdk("DeregisterTargets", &arn, &e));
+                    // The SDK retries a call whose answer was lost, and AWS
+                    // refuses the retry (`InvalidTarget`) when the first
+                    // took effect: what the group holds now decides.
+                    let now = registrations_of(
+                        &self.health(&arn, Freshness::Fresh).await?,
+                        &id,
+                        self.port,
+                    );
+                    let still_in = now.iter().any(|r| {
+                        r.state != TargetHealthStateEnum::Draining
+                            && ports.contains(&r.port.map(i32::from))
+                    });
+                    if still_in {
+                        return Err(error);
+                    }
+                    tracing::debug!("{error}; the target is out of {arn} all the same");
+                }
             }
         }
         Ok(())
@@ -517,7 +537,8 @@ impl LoadBalancer for TargetGroupBalancer {
             };
             let mut missing = Vec::new();
             for arn in arns {
-                if registrations_of(&self.health(arn).await?, &id, self.port).is_empty() {
+                let health = self.health(arn, Freshness::Fresh).await?;
+                if registrations_of(&health, &id, self.port).is_empty() {
                     missing.push(Registration {
                         target_group_arn: arn.clone(),
                         id: id.clone(),
@@ -560,6 +581,18 @@ impl LoadBalancer for TargetGroupBalancer {
             .map(|delay| delay + DRAIN_MARGIN)
     }
 
+    /// The slowest of the host's groups to call a registered target
+    /// healthy; `None` when its groups cannot be told.
+    async fn return_bound(&self, target: Target<'_>) -> Option<Duration> {
+        let id = target_id(target.host);
+        let mut longest = None;
+        for arn in self.groups_of(&id).await.ok()? {
+            let bound = self.observer.settings(&arn).await.healthy_within();
+            longest = longest.max(Some(bound));
+        }
+        longest
+    }
+
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError> {
         let (arns, drained_ids): (Vec<String>, Vec<String>) = {
             let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
@@ -585,10 +618,10 @@ impl LoadBalancer for TargetGroupBalancer {
         }
         let mut answers = Vec::with_capacity(arns.len());
         for arn in &arns {
-            answers.push(self.health(arn).await?);
+            answers.push(self.health(arn, Freshness::Shared).await?);
         }
         Ok(Some(pool_status(
-            answers.iter().map(Vec::as_slice),
+            answers.iter().map(|answer| answer.as_slice()),
             drained_ids.iter().map(String::as_str),
         )))
     }

@@ -8,6 +8,7 @@ pub mod autoscaling;
 pub mod config;
 pub mod discovery;
 pub mod elbv2;
+pub mod target_health;
 
 pub use autoscaling::{AsgError, AutoScaling, GroupInfo, GroupInstance, NewInstance, RefreshCheck};
 pub use config::{AwsError, sdk_config, sdk_config_with};
