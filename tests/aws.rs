@@ -1242,6 +1242,88 @@ async fn replaced_instances_leave_no_ghosts_in_the_capacity_floor() {
     }
 }
 
+/// Issue 22, 7: a replacement goes wherever the old instance was. The
+/// group registers its new instances in its own target group only; the
+/// hosts are also in a group the Auto Scaling group does not manage (port
+/// 8080, found by `discover = true`), which used to end the run one target
+/// shorter per replaced host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_joins_every_group_its_old_instance_was_in() {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let cloud = Cloud::new(&config).await;
+    let originals = cloud.spread_group("web-asg", 1).await;
+    let owned = cloud.target_group("web-owned").await;
+    cloud
+        .asg
+        .attach_load_balancer_target_groups()
+        .auto_scaling_group_name("web-asg")
+        .target_group_arns(&owned)
+        .send()
+        .await
+        .unwrap();
+    let other = cloud.target_group("web-admin").await;
+    let on_8080: Vec<(&str, i32)> = originals.iter().map(|id| (id.as_str(), 8080)).collect();
+    cloud.register(&other, &on_8080).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inventory.toml"),
+        format!(
+            "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nbalancer = \"alb\"\n\n[balancers.alb]\nkind = \"aws-target-group\"\ndiscover = true\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",
+            endpoint = moto.endpoint
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("playbook.toml"),
+        "name = \"replace\"\n[strategy]\nbatch = [1]\n\n[[steps]]\nreplace = \"aws-asg\"\ntimeout = \"60s\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = fleetroll(
+        dir.path(),
+        &[
+            "run",
+            "--json",
+            "-i",
+            "inventory.toml",
+            "-p",
+            "playbook.toml",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let news: BTreeSet<String> = events(&stdout)
+        .iter()
+        .filter(|e| e["event"] == "replaced")
+        .map(|e| e["new_instance"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(news.len(), 3, "{news:?}");
+    let in_other: BTreeSet<(String, i32)> = cloud
+        .health(&other)
+        .await
+        .into_iter()
+        .map(|(id, port, _)| (id, port))
+        .collect();
+    let expected: BTreeSet<(String, i32)> = news.iter().map(|id| (id.clone(), 8080)).collect();
+    assert_eq!(
+        in_other, expected,
+        "the group the Auto Scaling group does not manage holds the new instances, on the old port"
+    );
+    let in_owned: BTreeSet<String> = cloud
+        .health(&owned)
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert!(
+        news.is_subset(&in_owned),
+        "{news:?} not all in {in_owned:?}"
+    );
+}
+
 /// Real sshd hosts with their apps on 127.0.1.N, no HAProxy, as targets of
 /// an ELBv2 target group of type `ip` in moto (plus a bystander target that
 /// no host is), with an inventory naming the group by `balancer` (`ARN` is

@@ -78,6 +78,7 @@ mod tests {
             zone: "eu-west-1a".into(),
             address: "10.0.0.1".into(),
             asg: None,
+            private_ip: None,
             refused_name: None,
         };
         assert_eq!(refused_name_warning("web", &host), None);

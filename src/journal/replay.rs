@@ -295,11 +295,12 @@ impl RunRecord {
                 ..
             } => {
                 let record = self.host_mut(host);
-                // The old instance is gone, and with it its registrations;
-                // the step must never run again, on the new one.
+                // The old instance is gone, and the step must never run
+                // again, on the new one. The host stays drained: the new
+                // instance is returned wherever the old one was (the new
+                // target's registrations follow as `drain_memory`).
                 record.replaced_by = Some(new_instance.clone());
                 record.replacing = None;
-                record.drained.clear();
                 record.drain_memory.clear();
                 record.steps_done = record.steps_done.max(index + 1);
             }

@@ -126,6 +126,9 @@ pub struct AwsOrigin {
     pub source: Source,
     /// The instance's Auto Scaling group, if it is in one.
     pub asg: Option<String>,
+    /// Its private IP address: its target id in target groups of type
+    /// `ip`, whatever address fleetroll reaches it by.
+    pub private_ip: Option<String>,
 }
 
 impl Host {

@@ -158,10 +158,12 @@ pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// The host's target is gone for good (its instance was replaced):
-    /// whatever the balancer remembers of its drain is forgotten, so that
-    /// it is neither returned nor counted as a member of the pool.
-    fn forget(&self, _host: &Host) {}
+    /// The host's instance was replaced: `old` is gone for good and `new`
+    /// stands in for it. What the balancer remembers of the old target's
+    /// drain moves to the new one (the same groups, the same ports), so that
+    /// the return puts the new instance wherever the old one was, and the
+    /// old one is no longer counted as a member of the pool.
+    fn follow(&self, _old: &Host, _new: &Host) {}
 
     /// Takes back what [`LoadBalancer::drain_memory`] gave in an earlier
     /// process, before the host is returned to service.

@@ -587,3 +587,92 @@ async fn a_throttled_poll_during_a_replacement_is_asked_again() {
     let throttled = proxy.calls("DescribeAutoScalingGroups").len();
     assert!(throttled >= 12, "{throttled} calls: the throttling was met");
 }
+
+/// Issue 22, 8: a discovered instance in a target group of type `ip` is
+/// registered there by its private IP, not its instance id. It used to look
+/// registered nowhere: skipped as disabled by an operator, exit 0, and
+/// never drained from the group that kept sending it traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_instances_are_drained_from_an_ip_target_group_by_their_address() {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let cloud = Cloud::new(&config).await;
+    cloud.run(0, 3, &[("Role", "web")]).await;
+    let source = super::ec2_source(
+        vec![("tag:Role".into(), vec!["web".into()])],
+        AddressKind::PrivateDns,
+        &moto.endpoint,
+    );
+    let hosts = into_hosts(&source, discover_with(&config, &source).await.unwrap());
+    let ips: Vec<String> = hosts
+        .iter()
+        .map(|h| h.aws.as_ref().unwrap().private_ip.clone().unwrap())
+        .collect();
+    let arn = cloud
+        .elb
+        .create_target_group()
+        .name("web-ip")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(&cloud.vpc)
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_owned();
+    let targets: Vec<(&str, i32)> = ips.iter().map(|ip| (ip.as_str(), 80)).collect();
+    cloud.register(&arn, &targets).await;
+    for groups in [
+        TargetGroups::Discover,
+        TargetGroups::Arns(vec![arn.clone()]),
+    ] {
+        let balancer = TargetGroupBalancer::new("alb", &config, groups.clone(), None);
+        let rolled = roll(
+            hosts.clone(),
+            1,
+            "",
+            DEPLOY,
+            "",
+            alb(balancer),
+            Cadence::default(),
+        )
+        .await;
+        for (host, ip) in hosts.iter().zip(&ips) {
+            assert_eq!(
+                rolled.outcome_of(&host.name),
+                Outcome::Updated,
+                "{groups:?} {}: {:?}",
+                host.name,
+                rolled.record.hosts[&host.name].detail
+            );
+            // What was deregistered (and so registered again): its address.
+            let memory = rolled.records.iter().find_map(|e| match &e.event {
+                Event::DrainMemory {
+                    host: name, memory, ..
+                } if name == &host.name => Some(memory.clone()),
+                _ => None,
+            });
+            let memory = memory.unwrap_or_default();
+            assert!(
+                memory.contains(&format!("\"id\":\"{ip}\"")),
+                "{groups:?}: {memory}"
+            );
+        }
+        let registered: Vec<String> = cloud
+            .health(&arn)
+            .await
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        let mut expected = ips.clone();
+        expected.sort();
+        assert_eq!(registered, expected, "{groups:?}: every address is back");
+    }
+}

@@ -164,13 +164,8 @@ impl HostTask {
                 zone: new.zone.clone(),
             })
             .await?;
-        // The old instance and its registrations are gone; from here on the
-        // host is the new instance. No balancer may count the old target
-        // as a member still (a drained one forever out of the pool).
-        for balancer in self.balancers() {
-            balancer.forget(&self.host);
-        }
-        self.drained.clear();
+        // The old instance is gone; from here on the host is the new one.
+        let before = self.host.clone();
         let found = super::retry::transient(
             || describe_instance(source, &new.instance_id),
             crate::transport::aws::DiscoveryError::retryable,
@@ -179,6 +174,22 @@ impl HostTask {
         .map_err(|e| failed(e.to_string()))?;
         self.host.address = found.address;
         self.host.target_id = Some(new.instance_id.clone());
+        // The group registers the new instance in its own target groups
+        // only; the return puts it wherever the old one was (groups the
+        // group does not manage too), and no balancer counts the old
+        // target as a member any more.
+        for balancer in self.balancers() {
+            balancer.follow(&before, &self.host);
+            if let Some(memory) = balancer.drain_memory(&self.host) {
+                self.reporter
+                    .record(Event::DrainMemory {
+                        host: self.name(),
+                        balancer: balancer.name().to_owned(),
+                        memory,
+                    })
+                    .await?;
+            }
+        }
         // The session was to the old instance. A command probe needs one to
         // the new instance, whose host key nobody has seen yet: that is
         // refused unless --accept-new-host-keys was given (documented).
@@ -204,11 +215,15 @@ impl HostTask {
         self.wait_registered().await
     }
 
-    /// After a replacement: every balancer reports the new instance healthy
-    /// (the group registers it in its target groups), bounded.
+    /// After a replacement: every balancer the host is not drained from
+    /// (the group registers the new instance there by itself) reports it
+    /// healthy, bounded. Those it is drained from get it at its return.
     pub(super) async fn wait_registered(&self) -> Result<(), Stop> {
         let deadline = Instant::now() + self.env.playbook.health.timeout;
         for balancer in self.balancers() {
+            if self.drained_from(&balancer) {
+                continue;
+            }
             loop {
                 let status = super::retry::balancer(|| balancer.status(self.target()))
                     .await

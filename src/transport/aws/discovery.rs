@@ -32,6 +32,8 @@ pub struct DiscoveredHost {
     pub address: String,
     /// The Auto Scaling group the instance belongs to, if any.
     pub asg: Option<String>,
+    /// Its private IP address (its id in `ip` target groups).
+    pub private_ip: Option<String>,
     /// The `Name` tag, when it could not name a host and the instance id
     /// stands in for it (see [`is_safe_name`]).
     pub refused_name: Option<String>,
@@ -296,6 +298,7 @@ pub fn hosts_from(
             instance_id: id.to_owned(),
             zone: zone.to_owned(),
             address: address.to_owned(),
+            private_ip: instance.private_ip_address().map(str::to_owned),
             asg: member
                 .map(|(group, _)| group.clone())
                 .or_else(|| tag(instance, ASG_TAG).map(str::to_owned)),
@@ -351,6 +354,7 @@ pub fn into_hosts(source: &Source, found: Vec<DiscoveredHost>) -> Vec<Host> {
             aws: Some(crate::model::inventory::AwsOrigin {
                 source: source.clone(),
                 asg: discovered.asg,
+                private_ip: discovered.private_ip,
             }),
         })
         .collect()
@@ -506,6 +510,7 @@ mod tests {
             zone: "eu-west-1c".into(),
             address: "10.0.3.4".into(),
             asg: Some("web-asg".into()),
+            private_ip: Some("10.0.3.4".into()),
             refused_name: None,
         }];
         let hosts = into_hosts(&src, found);

@@ -128,11 +128,12 @@ impl TargetGroupBalancer {
     /// journal.
     pub fn drained_registrations(&self, host: &Host) -> Vec<Registration> {
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory
-            .drained
-            .get(&target_id(host))
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default()
+        ids_of(host)
+            .iter()
+            .filter_map(|id| memory.drained.get(id))
+            .flatten()
+            .cloned()
+            .collect()
     }
 
     /// Remembers registrations drained by an earlier process (from the
@@ -160,9 +161,8 @@ impl TargetGroupBalancer {
         &self,
         target: Target<'_>,
     ) -> Result<Duration, BalancerError> {
-        let id = target_id(target.host);
         let mut longest = Duration::ZERO;
-        for arn in self.groups_of(&id).await? {
+        for arn in self.groups_of(target.host).await? {
             longest = longest.max(self.observer.settings(&arn).await.deregistration_delay);
         }
         Ok(longest)
@@ -248,26 +248,28 @@ impl TargetGroupBalancer {
     /// The groups to look at for `id`: the configured ones, or those it was
     /// discovered in plus those it was drained from (a deregistered target is
     /// not found by discovery any more).
-    async fn groups_of(&self, id: &str) -> Result<Vec<String>, BalancerError> {
+    async fn groups_of(&self, host: &Host) -> Result<Vec<String>, BalancerError> {
         if let TargetGroups::Arns(arns) = &self.groups {
             return Ok(arns.clone());
         }
+        let ids = ids_of(host);
         let known = |memory: &Memory| -> Option<BTreeSet<String>> {
-            let drained = memory.drained.get(id).into_iter().flatten();
+            let drained = ids.iter().filter_map(|id| memory.drained.get(id)).flatten();
             let mut arns: BTreeSet<String> = drained.map(|r| r.target_group_arn.clone()).collect();
             let fresh = memory
                 .discovered_at
                 .is_some_and(|at| at.elapsed() < REDISCOVER_AFTER);
-            match memory.seen.get(id) {
-                Some(seen) => arns.extend(seen.iter().cloned()),
-                None if !fresh && arns.is_empty() => return None,
-                None => {}
+            let seen: Vec<&BTreeSet<String>> =
+                ids.iter().filter_map(|id| memory.seen.get(id)).collect();
+            if seen.is_empty() && !fresh && arns.is_empty() {
+                return None;
             }
+            arns.extend(seen.into_iter().flatten().cloned());
             Some(arns)
         };
         let cached = {
             let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-            memory.hosts.insert(id.to_owned());
+            memory.hosts.extend(ids.iter().cloned());
             known(&memory)
         };
         if let Some(arns) = cached {
@@ -276,6 +278,15 @@ impl TargetGroupBalancer {
         self.discover_all().await?;
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         Ok(known(&memory).unwrap_or_default().into_iter().collect())
+    }
+
+    /// The host's id in group `arn` (its private IP in an `ip` group).
+    async fn id_in(&self, arn: &str, host: &Host) -> String {
+        if ids_of(host).len() == 1 {
+            // Known by one id only: the group's type changes nothing.
+            return target_id(host);
+        }
+        id_in(host, &self.observer.settings(arn).await)
     }
 
     fn remember_drained(&self, registration: Registration) {
@@ -317,6 +328,27 @@ pub fn target_id(host: &Host) -> String {
     host.target_id
         .clone()
         .unwrap_or_else(|| host.address.clone())
+}
+
+/// Every id the host may be registered under: its target id, and for a
+/// discovered instance its private IP (its id in `ip` target groups).
+fn ids_of(host: &Host) -> Vec<String> {
+    let mut ids = vec![target_id(host)];
+    if let Some(ip) = host.aws.as_ref().and_then(|aws| aws.private_ip.clone()) {
+        if !ids.contains(&ip) {
+            ids.push(ip);
+        }
+    }
+    ids
+}
+
+/// The host's id in a group: its private IP in an `ip` group when it is a
+/// discovered instance, else its target id.
+fn id_in(host: &Host, settings: &GroupSettings) -> String {
+    match host.aws.as_ref().and_then(|aws| aws.private_ip.clone()) {
+        Some(ip) if settings.by_ip => ip,
+        _ => target_id(host),
+    }
 }
 
 fn target_port(description: &TargetHealthDescription) -> Option<u16> {
@@ -423,12 +455,30 @@ impl LoadBalancer for TargetGroupBalancer {
         }
     }
 
-    fn forget(&self, host: &Host) {
-        let id = target_id(host);
+    fn follow(&self, old: &Host, new: &Host) {
+        let (old_ids, new_ids) = (ids_of(old), ids_of(new));
+        // The old target's id in a group becomes the new one's of the same
+        // kind: instance id for instance id, private IP for private IP.
+        let renamed = |id: &str| {
+            let kind = old_ids.iter().position(|old| old == id).unwrap_or(0);
+            new_ids.get(kind).unwrap_or(&new_ids[0]).clone()
+        };
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.drained.remove(&id);
-        memory.seen.remove(&id);
-        memory.hosts.remove(&id);
+        let mut moved: Vec<Registration> = Vec::new();
+        for id in &old_ids {
+            moved.extend(memory.drained.remove(id).into_iter().flatten());
+            memory.seen.remove(id);
+            memory.hosts.remove(id);
+        }
+        memory.hosts.extend(new_ids.iter().cloned());
+        for registration in moved {
+            let id = renamed(&registration.id);
+            memory
+                .drained
+                .entry(id.clone())
+                .or_default()
+                .insert(Registration { id, ..registration });
+        }
     }
 
     fn name(&self) -> &str {
@@ -436,9 +486,9 @@ impl LoadBalancer for TargetGroupBalancer {
     }
 
     async fn status(&self, target: Target<'_>) -> Result<ServerStatus, BalancerError> {
-        let id = target_id(target.host);
         let mut per_group = Vec::new();
-        for arn in self.groups_of(&id).await? {
+        for arn in self.groups_of(target.host).await? {
+            let id = self.id_in(&arn, target.host).await;
             per_group.push(registrations_of(
                 &self.health(&arn, Freshness::Shared).await?,
                 &id,
@@ -449,13 +499,13 @@ impl LoadBalancer for TargetGroupBalancer {
     }
 
     async fn drain(&self, target: Target<'_>) -> Result<(), BalancerError> {
-        let id = target_id(target.host);
         if matches!(self.groups, TargetGroups::Discover) {
             // Fresh membership: a group the host joined since the last pass
             // must not keep sending it traffic while it is updated.
             self.discover_all().await?;
         }
-        for arn in self.groups_of(&id).await? {
+        for arn in self.groups_of(target.host).await? {
+            let id = self.id_in(&arn, target.host).await;
             let registered =
                 registrations_of(&self.health(&arn, Freshness::Fresh).await?, &id, self.port);
             let registrations: Vec<Registration> = registered
@@ -514,7 +564,6 @@ impl LoadBalancer for TargetGroupBalancer {
     }
 
     async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError> {
-        let id = target_id(target.host);
         let remembered = self.drained_registrations(target.host);
         let registrations = if !remembered.is_empty() {
             remembered
@@ -523,11 +572,11 @@ impl LoadBalancer for TargetGroupBalancer {
             // never drained. Put it back where it is missing, on the
             // configured port (the group's own when none).
             let TargetGroups::Arns(arns) = &self.groups else {
-                return match self.groups_of(&id).await?.is_empty() {
+                return match self.groups_of(target.host).await?.is_empty() {
                     false => Ok(()),
                     true => Err(BalancerError::Refused {
                         balancer: self.name.clone(),
-                        command: format!("RegisterTargets {id}"),
+                        command: format!("RegisterTargets {}", target_id(target.host)),
                         reply: "the target is registered in no target group and fleetroll has no \
                                 record of where it was drained from (discover = true); register it \
                                 by hand or list target_group_arns"
@@ -537,6 +586,7 @@ impl LoadBalancer for TargetGroupBalancer {
             };
             let mut missing = Vec::new();
             for arn in arns {
+                let id = self.id_in(arn, target.host).await;
                 let health = self.health(arn, Freshness::Fresh).await?;
                 if registrations_of(&health, &id, self.port).is_empty() {
                     missing.push(Registration {
@@ -560,13 +610,20 @@ impl LoadBalancer for TargetGroupBalancer {
             // Forget each group as soon as it is back, so a failure in the
             // next one leaves exactly the rest to retry.
             let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(set) = memory.drained.get_mut(&id) {
-                set.retain(|r| r.target_group_arn != arn);
-                if set.is_empty() {
-                    memory.drained.remove(&id);
+            for registration in &registrations {
+                let id = &registration.id;
+                if let Some(set) = memory.drained.get_mut(id) {
+                    set.retain(|r| r.target_group_arn != arn);
+                    if set.is_empty() {
+                        memory.drained.remove(id);
+                    }
                 }
+                memory
+                    .seen
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(arn.clone());
             }
-            memory.seen.entry(id.clone()).or_default().insert(arn);
         }
         Ok(())
     }
@@ -584,9 +641,8 @@ impl LoadBalancer for TargetGroupBalancer {
     /// The slowest of the host's groups to call a registered target
     /// healthy; `None` when its groups cannot be told.
     async fn return_bound(&self, target: Target<'_>) -> Option<Duration> {
-        let id = target_id(target.host);
         let mut longest = None;
-        for arn in self.groups_of(&id).await.ok()? {
+        for arn in self.groups_of(target.host).await.ok()? {
             let bound = self.observer.settings(&arn).await.healthy_within();
             longest = longest.max(Some(bound));
         }

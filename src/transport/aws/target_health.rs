@@ -52,6 +52,8 @@ pub struct GroupSettings {
     pub health_check_interval: Duration,
     /// Consecutive passing checks before a target is `healthy`.
     pub healthy_threshold: u32,
+    /// Targets are IP addresses (`ip`), not instance ids.
+    pub by_ip: bool,
 }
 
 impl Default for GroupSettings {
@@ -60,6 +62,7 @@ impl Default for GroupSettings {
             deregistration_delay: DEFAULT_DEREGISTRATION_DELAY,
             health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
             healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            by_ip: false,
         }
     }
 }
@@ -226,6 +229,8 @@ impl HealthObserver {
             .await
             .map_err(|e| AwsError::from_sdk("DescribeTargetGroups", arn, &e))?;
         if let Some(group) = groups.target_groups().first() {
+            settings.by_ip = group.target_type()
+                == Some(&aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip);
             if let Some(seconds) = group
                 .health_check_interval_seconds()
                 .and_then(|s| u64::try_from(s).ok())
