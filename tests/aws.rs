@@ -1762,6 +1762,93 @@ async fn a_surge_killed_after_its_terminate_resumes_without_a_second_surge() {
     run.resume_and_check(&launched).await;
 }
 
+/// A batch replacing all three members of a group at once, killed (-9) at
+/// the first `replaced`, then resumed: what each host took, from both
+/// processes' events, and the group afterwards.
+async fn batch_replacement_killed_and_resumed(
+    surge: bool,
+) -> (
+    Vec<(String, String)>,
+    fleetroll::transport::aws::GroupInfo,
+    Vec<String>,
+) {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let cloud = Cloud::new(&config).await;
+    let originals = cloud.spread_group("web-asg", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_replacement_files(dir.path(), &moto.endpoint, surge);
+    let playbook = dir.path().join("playbook.toml");
+    let text = std::fs::read_to_string(&playbook)
+        .unwrap()
+        .replace("batch = [1]", "batch = [3]\nzones = \"spread\"");
+    std::fs::write(&playbook, text).unwrap();
+    let first = run_killed_at(dir.path(), "replaced");
+    let (code, stdout, stderr) =
+        fleetroll(dir.path(), &["resume", "-i", "inventory.toml", "--json"]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let mut taken = vec![(
+        first["host"].as_str().unwrap().to_owned(),
+        first["new_instance"].as_str().unwrap().to_owned(),
+    )];
+    taken.extend(
+        events(&stdout)
+            .iter()
+            .filter(|e| e["event"] == "replaced")
+            .map(|e| {
+                (
+                    e["host"].as_str().unwrap().to_owned(),
+                    e["new_instance"].as_str().unwrap().to_owned(),
+                )
+            }),
+    );
+    let group = AutoScaling::new(&config)
+        .describe_group("web-asg")
+        .await
+        .unwrap();
+    (taken, group, originals)
+}
+
+/// Issue 22, 9: a host resumed part-way through its replacement never
+/// takes the instance launched for another host, whose replacement the
+/// killed process had recorded as done: the resumed ledger starts from the
+/// journal's claims, not empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_replacement_never_takes_another_hosts_instance() {
+    let (taken, group, originals) = batch_replacement_killed_and_resumed(false).await;
+    let hosts: BTreeSet<&str> = taken.iter().map(|(h, _)| h.as_str()).collect();
+    let news: BTreeSet<&str> = taken.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        (hosts.len(), news.len()),
+        (3, 3),
+        "one instance each: {taken:?}"
+    );
+    for (_, new) in &taken {
+        assert!(!originals.contains(new), "{new} is an original");
+    }
+    let members: BTreeSet<&str> = group
+        .instances
+        .iter()
+        .map(|i| i.instance_id.as_str())
+        .collect();
+    assert!(news.is_subset(&members), "{news:?} not all in {members:?}");
+}
+
+/// Issue 22, 9: a resumed surge does not raise the group's capacity again.
+/// Three surges at once (3 → 6), killed once the first had ended (6 → 5):
+/// the last surge recorded 6, and raising to it again left the group at 4
+/// once every surge ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_batch_of_surges_leaves_the_group_at_its_size() {
+    let (taken, group, _) = batch_replacement_killed_and_resumed(true).await;
+    assert_eq!(taken.len(), 3, "{taken:?}");
+    assert_eq!(group.desired, 3, "{group:?}");
+}
+
 /// The same cloud through `config` (a proxy in front of the same moto).
 fn through(cloud: &Cloud, config: &SdkConfig) -> Cloud {
     Cloud {

@@ -35,10 +35,13 @@ use crate::transport::shell::Connector;
 /// Before replacing instances: each group must be able to take it. No
 /// instance refresh may be in progress (AWS would fight us), and a surge
 /// needs room under the group's max size. Returns what users should know,
-/// such as the launch template version new instances will get.
+/// such as the launch template version new instances will get. `previous`:
+/// the record of the run being resumed, whose surges under way are counted
+/// in the group's desired capacity already.
 pub async fn check_groups(
     config: &Config,
     batches: &[Vec<&Host>],
+    previous: Option<&crate::journal::replay::RunRecord>,
 ) -> Result<Vec<String>, AppError> {
     use crate::transport::aws::autoscaling::AutoScaling;
     let replace = config.playbook.steps.iter().find_map(|s| match s.action {
@@ -53,7 +56,26 @@ pub async fn check_groups(
     let hosts: Vec<&Host> = batches.iter().flatten().copied().collect();
     // The most hosts of `group` one batch takes out at once: what a surge
     // adds to the group, and what Standby takes from its desired capacity.
-    let most_in_a_batch = |group: &str| {
+    // When resuming, a host whose replacement ended or whose surge is
+    // known to be made adds nothing more.
+    let most_in_a_batch = |group: &str, info: &crate::transport::aws::GroupInfo| {
+        let adds = |host: &&&Host| {
+            let Some(record) = previous.and_then(|p| p.hosts.get(&host.name)) else {
+                return true;
+            };
+            if record.replaced_by.is_some() {
+                return false;
+            }
+            match &record.replacing {
+                Some(begun) if begun.surge_desired.is_some() => {
+                    let old_in_service = info.instances.iter().any(|i| {
+                        i.instance_id == begun.old_instance && i.lifecycle_state == "InService"
+                    });
+                    !begun.surge_settled && old_in_service
+                }
+                _ => true,
+            }
+        };
         batches
             .iter()
             .map(|batch| {
@@ -65,6 +87,7 @@ pub async fn check_groups(
                             .and_then(|a| a.asg.as_deref())
                             .is_some_and(|g| g == group)
                     })
+                    .filter(adds)
                     .count()
             })
             .max()
@@ -107,7 +130,7 @@ pub async fn check_groups(
             .refresh_in_progress(group)
             .await
             .map_err(|e| refuse(e.to_string()))?;
-        let out_at_once = most_in_a_batch(group);
+        let out_at_once = most_in_a_batch(group, &info);
         if standby && info.desired.saturating_sub(out_at_once) < info.min {
             return Err(refuse(format!(
                 "Auto Scaling group {group}: asg_standby puts up to {out_at_once} of its instances in Standby \
@@ -601,7 +624,7 @@ impl Rollout<'_> {
                 .iter()
                 .map(|b| b.hosts.iter().map(|id| hosts[id.0 as usize]).collect())
                 .collect();
-            check_groups(self.config, &by_batch).await?
+            check_groups(self.config, &by_batch, previous.as_ref()).await?
         };
         let lock = acquire()?;
         // Local state: the inventory's lock is named after its path and
@@ -639,7 +662,12 @@ impl Rollout<'_> {
             playbook: Arc::new(self.config.playbook.clone()),
             cadence: Cadence::default(),
             needs_ssh: RunEnv::needs_ssh(&self.config.playbook, &self.config.inventory),
-            replacements: Default::default(),
+            replacements: Arc::new(
+                previous
+                    .as_ref()
+                    .map(crate::exec::replacements::Replacements::from_record)
+                    .unwrap_or_default(),
+            ),
         });
         let resuming = previous.is_some();
         let adopted = match self.stranded(&run_id, &selected) {

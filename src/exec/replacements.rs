@@ -12,6 +12,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+use crate::journal::replay::RunRecord;
+
 /// The run's ledger of replacements, per Auto Scaling group.
 #[derive(Debug, Default)]
 pub struct Replacements {
@@ -19,28 +21,47 @@ pub struct Replacements {
 }
 
 /// Held while a surge reads the group's desired capacity and raises it by
-/// one, so that two surges at once raise it by two.
+/// one, so that two surges at once raise it by two; and while a surge's
+/// old instance is terminated with the decrement and the replacement
+/// recorded, so that no surge is recorded in between.
 pub type CapacityGuard = tokio::sync::OwnedMutexGuard<()>;
 
 #[derive(Debug, Default)]
 struct Ledger {
-    /// Members before this run terminated anything, and every claimed one.
-    known: HashSet<String>,
-    /// Instances claimed as replacements.
+    /// Members before this run terminated anything (the first snapshot).
+    snapshot: Option<HashSet<String>>,
+    /// Instances claimed as replacements, by this process or (from the
+    /// journal) by an earlier one of the same run.
     claimed: HashSet<String>,
+    /// Capacity raises this process made (surges), and the decrements of
+    /// those surges it made since.
+    raised: u32,
+    lowered: u32,
     capacity: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Replacements {
+    /// The ledger of a resumed run: every instance its journal says a host
+    /// was replaced by is taken, so that a host resumed part-way through
+    /// its replacement cannot take another host's.
+    pub fn from_record(record: &RunRecord) -> Self {
+        let ledger = Self::default();
+        for host in record.hosts.values() {
+            if let (Some(group), Some(instance)) = (&host.replaced_in, &host.replaced_by) {
+                ledger.claim(group, instance);
+            }
+        }
+        ledger
+    }
+
     /// Records the group's members, unless a snapshot was already taken: the
     /// first one, before any termination of this run, is the one that counts.
     pub fn snapshot(&self, group: &str, members: impl IntoIterator<Item = String>) {
         let mut groups = self.lock();
-        groups.entry(group.to_owned()).or_insert_with(|| Ledger {
-            known: members.into_iter().collect(),
-            claimed: HashSet::new(),
-            capacity: std::sync::Arc::default(),
-        });
+        let ledger = groups.entry(group.to_owned()).or_default();
+        if ledger.snapshot.is_none() {
+            ledger.snapshot = Some(members.into_iter().collect());
+        }
     }
 
     /// A replacement begun before an interruption recorded the members it
@@ -48,12 +69,8 @@ impl Replacements {
     /// not old members, even if this process's snapshot counted them.
     pub fn forget_launched(&self, group: &str, members: &[String]) {
         let mut groups = self.lock();
-        if let Some(ledger) = groups.get_mut(group) {
-            let snapshot = std::mem::take(&mut ledger.known);
-            ledger.known = snapshot
-                .into_iter()
-                .filter(|id| members.contains(id) || ledger.claimed.contains(id))
-                .collect();
+        if let Some(snapshot) = groups.get_mut(group).and_then(|l| l.snapshot.as_mut()) {
+            snapshot.retain(|id| members.contains(id));
         }
     }
 
@@ -62,9 +79,18 @@ impl Replacements {
         let groups = self.lock();
         let mut known: Vec<String> = groups
             .get(group)
-            .map(|ledger| ledger.known.iter().cloned().collect())
+            .map(|ledger| {
+                ledger
+                    .snapshot
+                    .iter()
+                    .flatten()
+                    .chain(&ledger.claimed)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         known.sort();
+        known.dedup();
         known
     }
 
@@ -73,8 +99,11 @@ impl Replacements {
     pub fn claim(&self, group: &str, instance: &str) -> bool {
         let mut groups = self.lock();
         let ledger = groups.entry(group.to_owned()).or_default();
-        ledger.claimed.insert(instance.to_owned());
-        ledger.known.insert(instance.to_owned())
+        let old = ledger
+            .snapshot
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.contains(instance));
+        !old && ledger.claimed.insert(instance.to_owned())
     }
 
     /// Waits for the group's capacity to be ours to change.
@@ -82,6 +111,24 @@ impl Replacements {
         let mutex =
             std::sync::Arc::clone(&self.lock().entry(group.to_owned()).or_default().capacity);
         mutex.lock_owned().await
+    }
+
+    /// A surge of this process raised the group's desired capacity.
+    pub fn count_raise(&self, group: &str) {
+        self.lock().entry(group.to_owned()).or_default().raised += 1;
+    }
+
+    /// A surge this process raised ended with the decrement.
+    pub fn count_lower(&self, group: &str) {
+        self.lock().entry(group.to_owned()).or_default().lowered += 1;
+    }
+
+    /// What this process's own surges changed the group's desired
+    /// capacity by so far: raises, and decrements of those surges.
+    pub fn changed_here(&self, group: &str) -> (u32, u32) {
+        self.lock()
+            .get(group)
+            .map_or((0, 0), |ledger| (ledger.raised, ledger.lowered))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ledger>> {
@@ -125,6 +172,20 @@ mod tests {
         ledger.forget_launched("g", &ids(&["o1", "o2"]));
         assert!(ledger.claim("g", "n1"));
         assert!(!ledger.claim("g", "o2"));
+    }
+
+    /// A host resumed part-way through its replacement, after another
+    /// host's replacement of the same group was recorded as done: the
+    /// other's instance is not new to it, whatever its own record saw.
+    #[test]
+    fn a_resumed_replacement_never_takes_one_the_journal_gave_another_host() {
+        let ledger = Replacements::default();
+        ledger.claim("g", "n1");
+        ledger.snapshot("g", ids(&["o1", "o2"]));
+        ledger.forget_launched("g", &ids(&["o1", "o2"]));
+        assert_eq!(ledger.known("g"), ids(&["n1", "o1", "o2"]));
+        assert!(!ledger.claim("g", "n1"));
+        assert!(ledger.claim("g", "n2"));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct HostRecord {
     pub out_of_service_ms: u64,
     /// The instance a `replace` step put in this host's place.
     pub replaced_by: Option<String>,
+    /// The Auto Scaling group it was replaced in.
+    pub replaced_in: Option<String>,
     /// Per drained balancer, what it needs to return the host.
     pub drain_memory: Vec<(String, String)>,
     /// A replacement begun and not yet recorded as done.
@@ -42,6 +44,17 @@ pub struct Replacing {
     pub old_instance: String,
     pub members: Vec<String>,
     pub surge_desired: Option<u32>,
+    /// With a surge: another surge of the group was recorded after this
+    /// one by the same process, so this one's capacity change was made
+    /// (a process's surges of one group take turns, each recorded and made
+    /// before the next is recorded).
+    pub surge_settled: bool,
+    /// With a surge: the old instances of the group's other surges under
+    /// way when this one was recorded; each that is terminated since
+    /// lowered the desired capacity this one counted on by one.
+    pub pending_olds: Vec<String>,
+    /// The process of the run that recorded it.
+    pub process: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +75,7 @@ impl HostRecord {
             detail: None,
             out_of_service_ms: 0,
             replaced_by: None,
+            replaced_in: None,
             drain_memory: Vec::new(),
             replacing: None,
             standby: false,
@@ -130,6 +144,9 @@ pub struct RunRecord {
     /// `fleetroll rollback` took the run over: it is finished as far as
     /// `resume` goes, whether or not the rollback completed.
     pub rolled_back_by_command: bool,
+    /// Which fleetroll process of the run the records come from: one more
+    /// at each `run_started` and `run_resumed`.
+    process: u32,
 }
 
 /// The gates that passed after a batch since the last one failed there.
@@ -169,6 +186,7 @@ impl RunRecord {
             fingerprint: None,
             rollback_steps_started: false,
             rolled_back_by_command: false,
+            process: 0,
         }
     }
 
@@ -191,6 +209,7 @@ impl RunRecord {
                 fingerprint,
                 ..
             } => {
+                self.process += 1;
                 self.playbook = playbook.clone();
                 self.fingerprint = fingerprint.clone();
                 self.failure_budget = *failure_budget;
@@ -202,6 +221,7 @@ impl RunRecord {
                 }
             }
             Event::RunResumed { rollback, .. } => {
+                self.process += 1;
                 self.rolled_back_by_command |= *rollback;
                 self.outcome = RunOutcome::Running;
                 self.reason = None;
@@ -300,7 +320,7 @@ impl RunRecord {
                 // instance is returned wherever the old one was (the new
                 // target's registrations follow as `drain_memory`).
                 record.replaced_by = Some(new_instance.clone());
-                record.replacing = None;
+                record.replaced_in = record.replacing.take().map(|r| r.group);
                 record.drain_memory.clear();
                 record.steps_done = record.steps_done.max(index + 1);
             }
@@ -331,11 +351,25 @@ impl RunRecord {
                 members,
                 surge_desired,
             } => {
+                let mut pending_olds = Vec::new();
+                if surge_desired.is_some() {
+                    for (other, record) in &mut self.hosts {
+                        if let Some(theirs) = record.replacing.as_mut().filter(|r| {
+                            other != host && r.group == *group && r.surge_desired.is_some()
+                        }) {
+                            theirs.surge_settled |= theirs.process == self.process;
+                            pending_olds.push(theirs.old_instance.clone());
+                        }
+                    }
+                }
                 self.host_mut(host).replacing = Some(Replacing {
                     group: group.clone(),
                     old_instance: old_instance.clone(),
                     members: members.clone(),
                     surge_desired: *surge_desired,
+                    surge_settled: false,
+                    pending_olds,
+                    process: self.process,
                 });
             }
             Event::Standby { host, standby } => {

@@ -218,3 +218,56 @@ fn the_fingerprint_is_kept_and_a_started_rollback_step_is_noticed() {
     records.push(envelope("2026-01-01T00:00:08Z", rollback_step(false)));
     assert!(replay("r1", &records).rollback_steps_started);
 }
+
+/// Surges of one group: a later surge record of the same process settles
+/// the earlier ones (their capacity change was made before it); one of a
+/// later process does not (the earlier one may have been killed between its
+/// record and its change). Each remembers the surges under way when it was
+/// recorded, and a finished replacement remembers its group.
+#[test]
+fn surges_settle_within_one_process_only() {
+    let surge = |host: &str, old: &str, desired: u32| Event::Replacing {
+        host: host.into(),
+        group: "g".into(),
+        old_instance: old.into(),
+        members: vec!["o1".into(), "o2".into(), "o3".into()],
+        surge_desired: Some(desired),
+    };
+    let mut records = journal()[..1].to_vec();
+    records.push(envelope("2026-01-01T00:00:01Z", surge("h1", "o1", 4)));
+    records.push(envelope("2026-01-01T00:00:02Z", surge("h2", "o2", 5)));
+    records.push(envelope(
+        "2026-01-01T00:00:03Z",
+        Event::RunResumed {
+            pending: 2,
+            rollback: false,
+        },
+    ));
+    records.push(envelope("2026-01-01T00:00:04Z", surge("h3", "o3", 6)));
+    records.push(envelope(
+        "2026-01-01T00:00:05Z",
+        Event::Replaced {
+            host: "h1".into(),
+            index: 0,
+            old_instance: "o1".into(),
+            new_instance: "n1".into(),
+            zone: "a".into(),
+        },
+    ));
+    let record = replay("r1", &records);
+    let replacing = |host: &str| record.hosts[host].replacing.clone();
+    assert_eq!(record.hosts["h1"].replaced_in.as_deref(), Some("g"));
+    assert!(replacing("h1").is_none());
+    let h2 = replacing("h2").unwrap();
+    assert!(
+        !h2.surge_settled,
+        "the next surge record came from a later process"
+    );
+    assert_eq!(h2.pending_olds, ["o1"]);
+    let h3 = replacing("h3").unwrap();
+    assert!(!h3.surge_settled);
+    assert_eq!(h3.pending_olds, ["o1", "o2"]);
+    // Within the first process, h2's record settled h1's surge.
+    let first = replay("r1", &records[..3]);
+    assert!(first.hosts["h1"].replacing.as_ref().unwrap().surge_settled);
+}

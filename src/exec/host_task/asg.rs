@@ -114,29 +114,31 @@ impl HostTask {
             members: members.clone(),
             surge_desired,
         };
+        // This process raised the group's capacity for this host.
+        let mut raised_here = false;
         if surge {
             // Read desired capacity afresh under the group's guard: a surge
             // of another host may have raised it since `info`.
             let guard = replacements.capacity(&group).await;
-            let desired =
-                super::retry::transient(|| asg.describe_group(&group), AsgError::retryable)
-                    .await
-                    .map_err(aws)?
-                    .desired;
-            let target = match resumed.as_ref().and_then(|r| r.surge_desired) {
+            let now = super::retry::transient(|| asg.describe_group(&group), AsgError::retryable)
+                .await
+                .map_err(aws)?;
+            let raised = match &resumed {
                 // The old instance was terminated with the decrement before
                 // the interruption: the surge is over.
-                Some(_) if !old_in_service => desired,
-                // Raised before the interruption: not again.
-                Some(recorded) => recorded.max(desired),
-                None => desired + 1,
+                Some(_) if !old_in_service => true,
+                Some(begun) => surge_made(begun, &now, replacements.changed_here(&group)),
+                None => false,
             };
-            self.reporter.record(begun(Some(target))).await?;
-            if target != desired {
+            if !raised {
+                let target = now.desired + 1;
+                self.reporter.record(begun(Some(target))).await?;
                 // An absolute capacity: asking again changes nothing more.
                 super::retry::transient(|| asg.set_desired(&group, target), AsgError::retryable)
                     .await
                     .map_err(aws)?;
+                replacements.count_raise(&group);
+                raised_here = true;
             }
             drop(guard);
         } else {
@@ -152,8 +154,18 @@ impl HostTask {
             result = claim() => result.map_err(aws)?,
             () = self.cancel.cancelled() => return Err(Stop::Cancelled),
         };
+        // A surge's decrement and its record are one turn at the group's
+        // guard: no other surge is recorded while a decrement is made and
+        // not yet journaled (see `surge_made`).
+        let guard = match surge {
+            true => Some(replacements.capacity(&group).await),
+            false => None,
+        };
         if surge && old_in_service {
             terminate(&asg, &group, &old, true).await.map_err(aws)?;
+            if raised_here {
+                replacements.count_lower(&group);
+            }
         }
         self.reporter
             .record(Event::Replaced {
@@ -164,6 +176,7 @@ impl HostTask {
                 zone: new.zone.clone(),
             })
             .await?;
+        drop(guard);
         // The old instance is gone; from here on the host is the new one.
         let before = self.host.clone();
         let found = super::retry::transient(
@@ -320,6 +333,39 @@ impl HostTask {
     }
 }
 
+/// Whether an interrupted surge raised its group's desired capacity before
+/// the interruption. A process's surges of a group take turns (recorded,
+/// then made), so one followed by another surge record of the same process
+/// was made. Otherwise it was made if the desired capacity is what it
+/// recorded, once corrected for what changed it since: the decrement of
+/// each surge then under way whose old instance is gone now, and what this
+/// process's own surges changed. (Raising to the recorded absolute value
+/// instead left the group one larger than asked whenever another surge
+/// ended in between.)
+fn surge_made(
+    begun: &crate::journal::replay::Replacing,
+    now: &crate::transport::aws::GroupInfo,
+    (raised_here, lowered_here): (u32, u32),
+) -> bool {
+    let Some(recorded) = begun.surge_desired else {
+        return true;
+    };
+    if begun.surge_settled {
+        return true;
+    }
+    let in_service = |id: &str| {
+        now.instances
+            .iter()
+            .any(|i| i.instance_id == id && i.lifecycle_state == "InService")
+    };
+    let decrements = begun
+        .pending_olds
+        .iter()
+        .filter(|old| !in_service(old))
+        .count() as u32;
+    now.desired + decrements + lowered_here >= recorded + raised_here
+}
+
 /// Terminates `old` in its group, with or without lowering the desired
 /// capacity, retried while AWS is unreachable or throttling. A call whose
 /// answer was lost may have taken effect, and asking again is then refused
@@ -394,4 +440,77 @@ pub(super) struct Standby {
     asg: crate::transport::aws::autoscaling::AutoScaling,
     group: String,
     instance: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::surge_made;
+    use crate::journal::replay::Replacing;
+    use crate::transport::aws::GroupInfo;
+    use crate::transport::aws::autoscaling::GroupInstance;
+
+    fn group(desired: u32, in_service: &[&str]) -> GroupInfo {
+        GroupInfo {
+            name: "g".into(),
+            desired,
+            min: 0,
+            max: 10,
+            instances: in_service
+                .iter()
+                .map(|id| GroupInstance {
+                    instance_id: (*id).into(),
+                    zone: "z".into(),
+                    lifecycle_state: "InService".into(),
+                    protected_from_scale_in: false,
+                })
+                .collect(),
+            launch_template_version: None,
+            target_group_arns: Vec::new(),
+        }
+    }
+
+    /// The last of three surges of one batch (3 → 4 → 5 → 6), with the
+    /// two others under way when it was recorded.
+    fn last_of_three() -> Replacing {
+        Replacing {
+            group: "g".into(),
+            old_instance: "o3".into(),
+            members: vec!["o1".into(), "o2".into(), "o3".into()],
+            surge_desired: Some(6),
+            surge_settled: false,
+            pending_olds: vec!["o1".into(), "o2".into()],
+            process: 1,
+        }
+    }
+
+    /// Killed after the first surge ended (its decrement: 6 → 5): the last
+    /// surge was made, and raising to its recorded 6 again would leave the
+    /// group one larger than asked once every surge ends.
+    #[test]
+    fn a_surge_made_before_another_ended_is_not_made_again() {
+        let now = group(5, &["o2", "o3", "n1", "n2", "n3"]);
+        assert!(surge_made(&last_of_three(), &now, (0, 0)));
+    }
+
+    /// Killed between the last surge's record and its capacity change.
+    #[test]
+    fn a_surge_recorded_but_not_made_is_made() {
+        let now = group(5, &["o1", "o2", "o3", "n1", "n2"]);
+        assert!(!surge_made(&last_of_three(), &now, (0, 0)));
+        // The same, after this process's own surge of another host raised
+        // the group and ended.
+        let now = group(5, &["o1", "o2", "o3", "n1", "n2", "n4"]);
+        assert!(!surge_made(&last_of_three(), &now, (1, 1)));
+        let now = group(6, &["o1", "o2", "o3", "o4", "n1", "n2", "n4"]);
+        assert!(!surge_made(&last_of_three(), &now, (1, 0)));
+    }
+
+    #[test]
+    fn a_surge_followed_by_another_of_its_process_was_made() {
+        let settled = Replacing {
+            surge_settled: true,
+            ..last_of_three()
+        };
+        assert!(surge_made(&settled, &group(3, &[]), (0, 0)));
+    }
 }
