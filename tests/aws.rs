@@ -1169,6 +1169,39 @@ async fn fleetroll_run_replaces_a_six_instance_group_one_zone_at_a_time() {
     }
 }
 
+/// `fleetroll run --json` of a playbook replacing the members of group
+/// `web-asg` one at a time (`strategy`: more `[strategy]` keys), each host
+/// behind target-group balancer `alb` (`groups`: its ARN keys or
+/// `discover = true`).
+fn replace_behind_alb(endpoint: &str, groups: &str, strategy: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inventory.toml"),
+        format!(
+            "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nbalancer = \"alb\"\n\n[balancers.alb]\nkind = \"aws-target-group\"\n{groups}\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("playbook.toml"),
+        format!(
+            "name = \"replace\"\n[strategy]\nbatch = [1]\n{strategy}\n[[steps]]\nreplace = \"aws-asg\"\ntimeout = \"60s\"\n"
+        ),
+    )
+    .unwrap();
+    fleetroll(
+        dir.path(),
+        &[
+            "run",
+            "--json",
+            "-i",
+            "inventory.toml",
+            "-p",
+            "playbook.toml",
+        ],
+    )
+}
+
 /// Issue 22, 6: a replaced instance is gone from the pool, not a member
 /// left out of it forever. Six instances behind a target group the group
 /// registers its members in, `min_healthy = "75%"`, replaced one at a
@@ -1199,30 +1232,10 @@ async fn replaced_instances_leave_no_ghosts_in_the_capacity_floor() {
         6,
         "the members are registered"
     );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("inventory.toml"),
-        format!(
-            "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nbalancer = \"alb\"\n\n[balancers.alb]\nkind = \"aws-target-group\"\ntarget_group_arns = [\"{arn}\"]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",
-            endpoint = moto.endpoint
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("playbook.toml"),
-        "name = \"replace\"\n[strategy]\nbatch = [1]\nmin_healthy = \"75%\"\n\n[[steps]]\nreplace = \"aws-asg\"\ntimeout = \"60s\"\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = fleetroll(
-        dir.path(),
-        &[
-            "run",
-            "--json",
-            "-i",
-            "inventory.toml",
-            "-p",
-            "playbook.toml",
-        ],
+    let (code, stdout, stderr) = replace_behind_alb(
+        &moto.endpoint,
+        &format!("target_group_arns = [\"{arn}\"]"),
+        "min_healthy = \"75%\"\n",
     );
     let events = events(&stdout);
     let replaced = events.iter().filter(|e| e["event"] == "replaced").count();
@@ -1269,31 +1282,7 @@ async fn a_replacement_joins_every_group_its_old_instance_was_in() {
     let other = cloud.target_group("web-admin").await;
     let on_8080: Vec<(&str, i32)> = originals.iter().map(|id| (id.as_str(), 8080)).collect();
     cloud.register(&other, &on_8080).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("inventory.toml"),
-        format!(
-            "[sources.web]\nkind = \"aws-asg\"\nname = \"web-asg\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nbalancer = \"alb\"\n\n[balancers.alb]\nkind = \"aws-target-group\"\ndiscover = true\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n",
-            endpoint = moto.endpoint
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("playbook.toml"),
-        "name = \"replace\"\n[strategy]\nbatch = [1]\n\n[[steps]]\nreplace = \"aws-asg\"\ntimeout = \"60s\"\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = fleetroll(
-        dir.path(),
-        &[
-            "run",
-            "--json",
-            "-i",
-            "inventory.toml",
-            "-p",
-            "playbook.toml",
-        ],
-    );
+    let (code, stdout, stderr) = replace_behind_alb(&moto.endpoint, "discover = true", "");
     assert_eq!(code, 0, "{stderr}");
     let news: BTreeSet<String> = events(&stdout)
         .iter()

@@ -492,15 +492,7 @@ impl HostTask {
             retry::balancer(|| balancer.drain(self.target()))
                 .await
                 .map_err(balancer_failure)?;
-            if let Some(memory) = balancer.drain_memory(&self.host) {
-                self.reporter
-                    .record(Event::DrainMemory {
-                        host: self.name(),
-                        balancer: balancer.name().to_owned(),
-                        memory,
-                    })
-                    .await?;
-            }
+            self.record_drain_memory(&balancer).await?;
         }
         // Wait until the balancers report no open connections, bounded by
         // [drain].timeout (or the balancer's own drain bound, if shorter);
@@ -538,6 +530,21 @@ impl HostTask {
             return Ok(());
         }
         self.pause(policy.settle).await
+    }
+
+    /// Journals what `balancer` needs to return the host after a restart
+    /// (an ELBv2 `discover` balancer's registrations), if anything.
+    async fn record_drain_memory(&self, balancer: &Arc<dyn LoadBalancer>) -> Result<(), Stop> {
+        if let Some(memory) = balancer.drain_memory(&self.host) {
+            self.reporter
+                .record(Event::DrainMemory {
+                    host: self.name(),
+                    balancer: balancer.name().to_owned(),
+                    memory,
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Right before a step: every balancer the host was drained from must

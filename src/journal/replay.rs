@@ -105,10 +105,13 @@ impl HostRecord {
         self.was_changed() && self.outcome != Outcome::RolledBack
     }
 
-    /// Drained by the run, which was killed before it changed the host:
-    /// `rollback` only returns it to service.
+    /// Drained by the run, which never changed the host (killed, or the
+    /// host failed before its first step): `rollback` only returns it to
+    /// service. (A failed host stays out for `run` and `resume`; a
+    /// rollback undoes the run, its drains included: one left out made
+    /// `rollback` exit 0 with a host out of service.)
     pub fn out_unchanged(&self) -> bool {
-        !self.drained.is_empty() && !self.was_changed() && !self.outcome.is_failure()
+        !self.drained.is_empty() && !self.was_changed()
     }
 
     /// Finished, one way or another; `resume` leaves it alone.

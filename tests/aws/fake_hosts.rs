@@ -200,6 +200,18 @@ fn hosts_of(instances: &[String]) -> Vec<Host> {
         .collect()
 }
 
+/// Source `web`: the members of Auto Scaling group `web-asg` behind no
+/// balancer, found through `endpoint`.
+fn group_source(endpoint: &str) -> Source {
+    Source {
+        kind: SourceKind::AwsAsg {
+            groups: vec!["web-asg".into()],
+        },
+        balancers: Vec::new(),
+        ..super::ec2_source(Vec::new(), AddressKind::PrivateIp, endpoint)
+    }
+}
+
 fn alb(balancer: TargetGroupBalancer) -> HashMap<String, Arc<dyn LoadBalancer>> {
     HashMap::from([(
         "alb".to_owned(),
@@ -231,6 +243,47 @@ async fn group_of(cloud: &Cloud, name: &str, check: (i32, i32), instances: &[Str
     arn
 }
 
+/// `count` instances in one target group (health check: interval s,
+/// healthy threshold), with the fault proxy in front of moto.
+struct OneGroup {
+    _moto: Moto,
+    proxy: FaultProxy,
+    cloud: Cloud,
+    instances: Vec<String>,
+    arn: String,
+}
+
+impl OneGroup {
+    async fn start(count: i32, check: (i32, i32)) -> OneGroup {
+        assert!(
+            moto::available(),
+            "moto is needed: bash tests/setup.sh installs it"
+        );
+        let moto = Moto::start().await;
+        let proxy = FaultProxy::start(moto.addr).await;
+        let cloud = Cloud::new(&moto.config().await).await;
+        let instances = cloud.run(0, count, &[]).await;
+        let arn = group_of(&cloud, "web", check, &instances).await;
+        OneGroup {
+            _moto: moto,
+            proxy,
+            cloud,
+            instances,
+            arn,
+        }
+    }
+
+    /// Balancer `alb` on port 80, talking to AWS through the proxy.
+    async fn balancer(&self, groups: TargetGroups) -> HashMap<String, Arc<dyn LoadBalancer>> {
+        let config = Moto::config_for(&self.proxy.endpoint).await;
+        alb(TargetGroupBalancer::new("alb", &config, groups, Some(80)))
+    }
+
+    fn listed(&self) -> TargetGroups {
+        TargetGroups::Arns(vec![self.arn.clone()])
+    }
+}
+
 /// Issue 22, 1: every host waiting on a target group is answered from one
 /// reading of it. 30 hosts in batches of 10 behind one group with a 300 s
 /// deregistration delay; AWS (the proxy) keeps each deregistered target
@@ -238,19 +291,11 @@ async fn group_of(cloud: &Cloud, name: &str, check: (i32, i32), instances: &[Str
 /// as the host task does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_hosts_waiting_on_one_target_group_read_it_a_few_times_a_second() {
-    assert!(
-        moto::available(),
-        "moto is needed: bash tests/setup.sh installs it"
-    );
-    let moto = Moto::start().await;
-    let proxy = FaultProxy::start(moto.addr).await;
-    let cloud = Cloud::new(&moto.config().await).await;
-    let instances = cloud.run(0, 30, &[]).await;
-    let arn = group_of(&cloud, "web", (30, 5), &instances).await;
-    cloud
+    let aws = OneGroup::start(30, (30, 5)).await;
+    aws.cloud
         .elb
         .modify_target_group_attributes()
-        .target_group_arn(&arn)
+        .target_group_arn(&aws.arn)
         .attributes(
             TargetGroupAttribute::builder()
                 .key("deregistration_delay.timeout_seconds")
@@ -260,29 +305,23 @@ async fn thirty_hosts_waiting_on_one_target_group_read_it_a_few_times_a_second()
         .send()
         .await
         .unwrap();
-    proxy.draining_for(Duration::from_secs(8));
-    let through_proxy = Moto::config_for(&proxy.endpoint).await;
-    let balancer = TargetGroupBalancer::new(
-        "alb",
-        &through_proxy,
-        TargetGroups::Arns(vec![arn.clone()]),
-        Some(80),
-    );
+    aws.proxy.draining_for(Duration::from_secs(8));
+    let balancers = aws.balancer(aws.listed()).await;
     let started = Instant::now();
     let rolled = roll(
-        hosts_of(&instances),
+        hosts_of(&aws.instances),
         10,
         "",
         DEPLOY,
         "",
-        alb(balancer),
+        balancers,
         Cadence::default(),
     )
     .await;
     let wall = started.elapsed();
     assert_eq!(rolled.outcome, RunOutcome::Succeeded);
     assert_eq!(rolled.record.count(Outcome::Updated), 30);
-    let calls = proxy.calls("DescribeTargetHealth");
+    let calls = aws.proxy.calls("DescribeTargetHealth");
     let per_second = calls.len() as f64 / wall.as_secs_f64();
     println!(
         "30 hosts, batches of 10, draining 8 s: {} DescribeTargetHealth calls in {:.1} s = {per_second:.2}/s",
@@ -294,7 +333,7 @@ async fn thirty_hosts_waiting_on_one_target_group_read_it_a_few_times_a_second()
     // 10 a second, however many hosts wait.
     assert!(per_second < 5.0, "{per_second:.2} calls/s");
     // Every target is registered and healthy again.
-    let health = cloud.health(&arn).await;
+    let health = aws.cloud.health(&aws.arn).await;
     assert_eq!(health.len(), 30);
     assert!(
         health.iter().all(|(_, _, state)| state == "healthy"),
@@ -309,29 +348,15 @@ async fn thirty_hosts_waiting_on_one_target_group_read_it_a_few_times_a_second()
 /// 30 s × 5) gave up on every working host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returned_target_gets_the_time_its_health_check_needs() {
-    assert!(
-        moto::available(),
-        "moto is needed: bash tests/setup.sh installs it"
-    );
-    let moto = Moto::start().await;
-    let proxy = FaultProxy::start(moto.addr).await;
-    let cloud = Cloud::new(&moto.config().await).await;
-    let instances = cloud.run(0, 2, &[]).await;
-    let arn = group_of(&cloud, "web", (5, 2), &instances).await;
-    proxy.healthy_after(Duration::from_secs(8));
-    let balancer = TargetGroupBalancer::new(
-        "alb",
-        &Moto::config_for(&proxy.endpoint).await,
-        TargetGroups::Arns(vec![arn.clone()]),
-        Some(80),
-    );
+    let aws = OneGroup::start(2, (5, 2)).await;
+    aws.proxy.healthy_after(Duration::from_secs(8));
     let rolled = roll(
-        hosts_of(&instances),
+        hosts_of(&aws.instances),
         1,
         "",
         DEPLOY,
         "",
-        alb(balancer),
+        aws.balancer(aws.listed()).await,
         Cadence {
             up_timeout: Duration::from_secs(5),
             ..Cadence::default()
@@ -349,29 +374,15 @@ async fn a_returned_target_gets_the_time_its_health_check_needs() {
 /// the group, as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_return_is_journaled_when_the_target_is_registered() {
-    assert!(
-        moto::available(),
-        "moto is needed: bash tests/setup.sh installs it"
-    );
-    let moto = Moto::start().await;
-    let proxy = FaultProxy::start(moto.addr).await;
-    let cloud = Cloud::new(&moto.config().await).await;
-    let instances = cloud.run(0, 1, &[]).await;
-    let arn = group_of(&cloud, "web", (5, 2), &instances).await;
-    proxy.healthy_after(Duration::from_secs(6));
-    let balancer = TargetGroupBalancer::new(
-        "alb",
-        &Moto::config_for(&proxy.endpoint).await,
-        TargetGroups::Arns(vec![arn.clone()]),
-        Some(80),
-    );
+    let aws = OneGroup::start(1, (5, 2)).await;
+    aws.proxy.healthy_after(Duration::from_secs(6));
     let rolled = roll(
-        hosts_of(&instances),
+        hosts_of(&aws.instances),
         1,
         "",
         DEPLOY,
         "return_timeout = \"2s\"",
-        alb(balancer),
+        aws.balancer(aws.listed()).await,
         Cadence::default(),
     )
     .await;
@@ -384,7 +395,7 @@ async fn a_return_is_journaled_when_the_target_is_registered() {
         rolled.record.hosts["h00"].drained.is_empty(),
         "the journal does not keep a registered host drained"
     );
-    let registered: Vec<_> = cloud.health(&arn).await.into_iter().collect();
+    let registered: Vec<_> = aws.cloud.health(&aws.arn).await.into_iter().collect();
     assert_eq!(registered.len(), 1, "AWS has it registered: {registered:?}");
 }
 
@@ -394,41 +405,27 @@ async fn a_return_is_journaled_when_the_target_is_registered() {
 /// found in (`discover = true`: nothing else knows where it was).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_whose_answer_was_lost_is_remembered_and_undone() {
-    assert!(
-        moto::available(),
-        "moto is needed: bash tests/setup.sh installs it"
-    );
-    let moto = Moto::start().await;
-    let proxy = FaultProxy::start(moto.addr).await;
-    let cloud = Cloud::new(&moto.config().await).await;
-    let instances = cloud.run(0, 2, &[]).await;
-    let arn = group_of(&cloud, "web", (5, 2), &instances).await;
-    proxy.lose_answer("DeregisterTargets");
-    let balancer = TargetGroupBalancer::new(
-        "alb",
-        &Moto::config_for(&proxy.endpoint).await,
-        TargetGroups::Discover,
-        Some(80),
-    );
+    let aws = OneGroup::start(2, (5, 2)).await;
+    aws.proxy.lose_answer("DeregisterTargets");
     let rolled = roll(
-        hosts_of(&instances),
+        hosts_of(&aws.instances),
         1,
         "",
         DEPLOY,
         "",
-        alb(balancer),
+        aws.balancer(TargetGroups::Discover).await,
         Cadence::default(),
     )
     .await;
     let details: Vec<_> = rolled.record.hosts.values().map(|h| &h.detail).collect();
     assert_eq!(rolled.outcome, RunOutcome::Succeeded, "{details:?}");
     assert!(
-        proxy.calls("DeregisterTargets").len() > 2,
+        aws.proxy.calls("DeregisterTargets").len() > 2,
         "an answer was lost and the call retried"
     );
-    let health = cloud.health(&arn).await;
+    let health = aws.cloud.health(&aws.arn).await;
     let registered: Vec<&str> = health.iter().map(|(id, _, _)| id.as_str()).collect();
-    for id in &instances {
+    for id in &aws.instances {
         assert!(
             registered.contains(&id.as_str()),
             "{id} is back: {health:?}"
@@ -465,18 +462,7 @@ async fn an_operators_standby_is_never_lifted() {
         config.clone(),
     )
     .await;
-    let source = Source {
-        name: "web".into(),
-        kind: SourceKind::AwsAsg {
-            groups: vec!["web-asg".into()],
-        },
-        region: Some(moto::REGION.into()),
-        endpoint_url: Some(moto.endpoint.clone()),
-        address: AddressKind::PrivateIp,
-        ssh: super::ssh(),
-        balancers: Vec::new(),
-        vars: Default::default(),
-    };
+    let source = group_source(&moto.endpoint);
     let hosts = into_hosts(&source, discover_with(&config, &source).await.unwrap());
     assert_eq!(hosts.len(), 3);
     let rolled = roll(
@@ -536,18 +522,7 @@ async fn a_throttled_poll_during_a_replacement_is_asked_again() {
     let config = moto.config().await;
     let cloud = Cloud::new(&config).await;
     let members = cloud.spread_group("web-asg", 1).await;
-    let source = Source {
-        name: "web".into(),
-        kind: SourceKind::AwsAsg {
-            groups: vec!["web-asg".into()],
-        },
-        region: Some(moto::REGION.into()),
-        endpoint_url: Some(proxy.endpoint.clone()),
-        address: AddressKind::PrivateIp,
-        ssh: super::ssh(),
-        balancers: Vec::new(),
-        vars: Default::default(),
-    };
+    let source = group_source(&proxy.endpoint);
     let through_proxy = Moto::config_for(&proxy.endpoint).await;
     // The host task builds its Auto Scaling and EC2 clients from the source.
     fleetroll::transport::aws::config::provide(

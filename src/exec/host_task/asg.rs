@@ -193,15 +193,7 @@ impl HostTask {
         // target as a member any more.
         for balancer in self.balancers() {
             balancer.follow(&before, &self.host);
-            if let Some(memory) = balancer.drain_memory(&self.host) {
-                self.reporter
-                    .record(Event::DrainMemory {
-                        host: self.name(),
-                        balancer: balancer.name().to_owned(),
-                        memory,
-                    })
-                    .await?;
-            }
+            self.record_drain_memory(&balancer).await?;
         }
         // The session was to the old instance. A command probe needs one to
         // the new instance, whose host key nobody has seen yet: that is

@@ -94,6 +94,9 @@ async fn chain(scenario: &Scenario, faults: &[Fault]) -> Result<(), String> {
         run_path(dir.path(), RUN_ID),
         RUN_ID,
     );
+    if scenario.target_group {
+        world.behave_like_a_target_group();
+    }
     let balancer: Arc<dyn LoadBalancer> = Arc::new(SimBalancer {
         world: world.clone(),
     });
@@ -522,6 +525,15 @@ fn schedule(
                 tokio::spawn(async move {
                     if fired.recv().await.is_some() {
                         world.balancer_outage(calls);
+                    }
+                });
+            }
+            Fault::LostAnswer { run: r, at } if r == run => {
+                world.at_operation(base + at, trigger);
+                let world = world.clone();
+                tokio::spawn(async move {
+                    if fired.recv().await.is_some() {
+                        world.lose_next_answer();
                     }
                 });
             }

@@ -63,6 +63,12 @@ pub enum Fault {
         at: u64,
         host: String,
     },
+    /// The balancer's answer to the next drain or undrain from this
+    /// operation on is lost, after it took effect.
+    LostAnswer {
+        run: usize,
+        at: u64,
+    },
     /// kill -9 at this operation.
     Kill {
         run: usize,
@@ -130,6 +136,9 @@ pub struct Scenario {
     pub undo_after_kill: bool,
     /// `[watch]`: returned hosts are judged by their traffic.
     pub watch: bool,
+    /// The balancer behaves like an ELBv2 target group (`draining`, then
+    /// `initial` before `healthy`).
+    pub target_group: bool,
     pub faults: Vec<Fault>,
 }
 
@@ -271,6 +280,15 @@ impl Scenario {
                 });
             }
         }
+        let target_group = rng.chance(30);
+        for run in 0..runs {
+            if rng.chance(25) {
+                faults.push(Fault::LostAnswer {
+                    run,
+                    at: rng.range(1, span),
+                });
+            }
+        }
         Self {
             zones,
             strategy,
@@ -279,6 +297,7 @@ impl Scenario {
             undo,
             undo_after_kill,
             watch,
+            target_group,
             faults,
         }
     }

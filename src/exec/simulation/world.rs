@@ -64,6 +64,14 @@ struct State {
     ready_at: HashMap<String, Instant>,
     /// Balancer calls still to fail as unreachable.
     balancer_outage: u32,
+    /// The next drain or undrain takes effect, and its answer is lost.
+    lose_next_answer: bool,
+    /// Behaves like an ELBv2 target group: a drained host keeps its
+    /// connections (`draining`) for a while, a returned one reads `initial`
+    /// for a while before `healthy`.
+    target_group: bool,
+    draining_until: HashMap<String, Instant>,
+    initial_until: HashMap<String, Instant>,
     operations: u64,
     /// Operation numbers at which to fire the scheduled triggers.
     triggers: BTreeMap<u64, tokio::sync::mpsc::UnboundedSender<()>>,
@@ -147,6 +155,10 @@ impl World {
             undoing: false,
             ready_at: HashMap::new(),
             balancer_outage: 0,
+            lose_next_answer: false,
+            target_group: false,
+            draining_until: HashMap::new(),
+            initial_until: HashMap::new(),
             operations: 0,
             triggers: BTreeMap::new(),
             caps,
@@ -193,6 +205,18 @@ impl World {
     /// The next `calls` balancer calls fail as unreachable.
     pub fn balancer_outage(&self, calls: u32) {
         self.lock().balancer_outage = calls;
+    }
+
+    /// The next drain or undrain takes effect, then its answer is lost
+    /// (the caller sees the balancer unreachable).
+    pub fn lose_next_answer(&self) {
+        self.lock().lose_next_answer = true;
+    }
+
+    /// The balancer keeps drained hosts `draining` and returned ones
+    /// `initial` for a while, as an ELBv2 target group does.
+    pub fn behave_like_a_target_group(&self) {
+        self.lock().target_group = true;
     }
 
     /// The balancer forgets every runtime state (a HAProxy reload).
@@ -517,6 +541,11 @@ impl StepProcess {
     }
 }
 
+/// How long a target-group-like balancer keeps a drained host's
+/// connections, and calls a returned host `initial`.
+const TARGET_GROUP_DRAINING: Duration = Duration::from_secs(3);
+const TARGET_GROUP_INITIAL: Duration = Duration::from_secs(4);
+
 #[derive(Debug)]
 pub struct SimBalancer {
     pub world: World,
@@ -532,6 +561,18 @@ impl SimBalancer {
             return Err(BalancerError::Unreachable {
                 balancer: "lb".into(),
                 reason: "simulated outage".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The answer of a drain or undrain that took effect: lost once after
+    /// [`World::lose_next_answer`].
+    fn answer(state: &mut State) -> Result<(), BalancerError> {
+        if std::mem::take(&mut state.lose_next_answer) {
+            return Err(BalancerError::Unreachable {
+                balancer: "lb".into(),
+                reason: "the answer was lost".into(),
             });
         }
         Ok(())
@@ -574,10 +615,20 @@ impl LoadBalancer for SimBalancer {
         } else {
             AdminState::Ready
         };
+        let now = Instant::now();
+        let host = &target.host.name;
+        let draining = state
+            .draining_until
+            .get(host)
+            .is_some_and(|until| now < *until);
+        let initial = state
+            .initial_until
+            .get(host)
+            .is_some_and(|until| now < *until);
         Ok(ServerStatus {
             admin,
-            up: Some(true),
-            sessions: Some(0),
+            up: Some(!initial),
+            sessions: Some(u64::from(draining)),
         })
     }
 
@@ -618,7 +669,14 @@ impl LoadBalancer for SimBalancer {
         state.lost.remove(host);
         state.drained.insert(host.clone());
         World::check_caps(&mut state);
-        Ok(())
+        if state.target_group {
+            state.initial_until.remove(host);
+            state
+                .draining_until
+                .entry(host.clone())
+                .or_insert_with(|| Instant::now() + TARGET_GROUP_DRAINING);
+        }
+        Self::answer(&mut state)
     }
 
     async fn undrain(&self, target: Target<'_>) -> Result<(), BalancerError> {
@@ -657,8 +715,16 @@ impl LoadBalancer for SimBalancer {
         }
         World::serve_traffic(&mut state);
         state.operator.remove(host);
-        state.drained.remove(host);
-        Ok(())
+        let returned = state.drained.remove(host);
+        if state.target_group {
+            state.draining_until.remove(host);
+            if returned {
+                state
+                    .initial_until
+                    .insert(host.clone(), Instant::now() + TARGET_GROUP_INITIAL);
+            }
+        }
+        Self::answer(&mut state)
     }
 
     async fn pool(&self) -> Result<Option<PoolStatus>, BalancerError> {
