@@ -271,3 +271,29 @@ fn surges_settle_within_one_process_only() {
     let first = replay("r1", &records[..3]);
     assert!(first.hosts["h1"].replacing.as_ref().unwrap().surge_settled);
 }
+
+/// A host the run drained that failed before its first step is unchanged:
+/// `rollback` returns it (it used to be left out, and the rollback exited
+/// 0 with it out of service); one whose step ran is rolled back instead.
+#[test]
+fn a_host_that_failed_before_its_first_step_is_only_returned_by_rollback() {
+    let mut records = journal()[..1].to_vec();
+    records.push(envelope(
+        "2026-01-01T00:00:01Z",
+        Event::Drain {
+            host: "h1".into(),
+            balancer: "web".into(),
+        },
+    ));
+    records.push(envelope(
+        "2026-01-01T00:00:02Z",
+        phase("h1", Phase::Failed, Some(Outcome::Failed)),
+    ));
+    let record = replay("r1", &records);
+    let h1 = &record.hosts["h1"];
+    assert!(h1.out_unchanged() && !h1.to_roll_back());
+    let full = replay("r1", &journal());
+    let h2 = &full.hosts["h2"];
+    assert!(h2.outcome.is_failure() && !h2.drained.is_empty());
+    assert!(!h2.out_unchanged() && h2.to_roll_back(), "its step ran");
+}
