@@ -266,22 +266,41 @@ fn print_ssh_provenance(out: &mut impl Write, config: &Config) {
 
 fn plan(args: &PlanArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
     let mut config = load_config(&args.files, quiet || args.json, color)?;
-    let discovered = if args.offline || config.inventory.sources.is_empty() {
-        Vec::new()
-    } else {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                AppError::Invalid(
-                    Diagnostic::plain(format!("cannot start the runtime: {e}")).into(),
-                )
-            })?;
-        let lines = runtime.block_on(sources::resolve_sources(&mut config))?;
-        sources::print_host_warnings(&config, quiet || args.json);
-        lines
+    let online = !args.offline && !config.inventory.sources.is_empty();
+    let runtime = match online {
+        true => Some(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    AppError::Invalid(
+                        Diagnostic::plain(format!("cannot start the runtime: {e}")).into(),
+                    )
+                })?,
+        ),
+        false => None,
+    };
+    let discovered = match &runtime {
+        Some(runtime) => {
+            let lines = runtime.block_on(sources::resolve_sources(&mut config))?;
+            sources::print_host_warnings(&config, quiet || args.json);
+            lines
+        }
+        None => Vec::new(),
     };
     let plan = make_plan(&config, &args.files.limit)?;
+    if let Some(runtime) = &runtime {
+        // What `run` would refuse before touching anything (an instance
+        // refresh, no room under a group's max size for a batch's surge,
+        // Standby below its min size), `plan` refuses too.
+        let hosts: Vec<&crate::model::inventory::Host> = config.inventory.hosts().collect();
+        let by_batch: Vec<Vec<&crate::model::inventory::Host>> = plan
+            .batches
+            .iter()
+            .map(|b| b.hosts.iter().map(|id| hosts[id.0 as usize]).collect())
+            .collect();
+        runtime.block_on(rollout::check_groups(&config, &by_batch, None))?;
+    }
     let mut view = PlanView::new(&plan, &config.playbook, &config.inventory);
     view.discovered = discovered;
     let clock = crate::clock::Clock::from_env()

@@ -901,8 +901,9 @@ async fn surge_and_refresh_check_on_moto() {
 /// once needs room for all of them. With `asg_standby`, desired capacity
 /// drops by the batch's members, and AWS refuses to go below `MinSize`;
 /// with `surge`, it rises by them, and AWS refuses to go above `MaxSize`.
-/// Either way AWS would refuse after the hosts were drained; the run is
-/// refused before anything is touched (exit 2), saying what to change.
+/// Either way AWS would refuse after the hosts were drained; `plan` refuses
+/// the plan and `run` refuses before anything is touched (exit 2), saying
+/// what to change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_past_the_groups_min_or_max_size_is_refused_before_anything_is_touched() {
     assert!(
@@ -916,15 +917,20 @@ async fn a_batch_past_the_groups_min_or_max_size_is_refused_before_anything_is_t
     assert_eq!(members.len(), 3);
     let asg = AutoScaling::new(&config);
     let dir = tempfile::tempdir().unwrap();
-    // `run` is refused (exit 2), saying both things.
+    // `plan` and `run` are refused (exit 2), saying both things.
     let refused = |first: &str, second: &str| {
-        let (code, _, stderr) = fleetroll(
-            dir.path(),
-            &["run", "-i", "inventory.toml", "-p", "playbook.toml"],
-        );
-        assert_eq!(code, 2, "{stderr}");
-        let said = flat(&stderr);
-        assert!(said.contains(first) && said.contains(second), "{stderr}");
+        for command in ["plan", "run"] {
+            let (code, _, stderr) = fleetroll(
+                dir.path(),
+                &[command, "-i", "inventory.toml", "-p", "playbook.toml"],
+            );
+            assert_eq!(code, 2, "{command}: {stderr}");
+            let said = flat(&stderr);
+            assert!(
+                said.contains(first) && said.contains(second),
+                "{command}: {stderr}"
+            );
+        }
     };
     let size = |min: i32, max: i32| {
         cloud
