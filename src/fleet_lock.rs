@@ -42,11 +42,30 @@ pub fn lock_dir() -> PathBuf {
     std::env::temp_dir().join("fleetroll-locks")
 }
 
-/// A fleet's name: a hash of the sorted `address:port` of its hosts.
+/// A fleet's name: a hash of its hosts' sorted endpoints. An endpoint is
+/// `address:port`, reached through its jump hosts, and the instance it is
+/// when known: two fleets with the same private addresses (overlapping
+/// VPCs, or networks behind different bastions) are not one fleet, while
+/// two copies of one inventory still name the same hosts.
 pub fn fleet_key<'a>(hosts: impl IntoIterator<Item = &'a Host>) -> String {
     let mut endpoints: Vec<String> = hosts
         .into_iter()
-        .map(|host| format!("{}:{}", host.address, host.ssh.port))
+        .map(|host| {
+            let mut endpoint = String::new();
+            for hop in &host.ssh.jump {
+                endpoint.push_str(&format!(
+                    "{}@{}:{} > ",
+                    hop.user.as_deref().unwrap_or(""),
+                    hop.host,
+                    hop.port.unwrap_or(22)
+                ));
+            }
+            endpoint.push_str(&format!("{}:{}", host.address, host.ssh.port));
+            if let Some(id) = &host.target_id {
+                endpoint.push_str(&format!(" {id}"));
+            }
+            endpoint
+        })
         .collect();
     endpoints.sort();
     endpoints.dedup();
@@ -143,6 +162,46 @@ mod tests {
             },
             state: state.into(),
         }
+    }
+
+    fn host(address: &str, target_id: Option<&str>, jump: Option<&str>) -> Host {
+        Host {
+            name: "web-01".into(),
+            address: address.into(),
+            zone: "a".into(),
+            ssh: crate::model::inventory::SshSettings {
+                user: "deploy".into(),
+                port: 22,
+                jump: jump
+                    .and_then(crate::model::inventory::JumpHost::parse)
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            },
+            balancers: Vec::new(),
+            lb_server: "web-01".into(),
+            target_id: target_id.map(str::to_owned),
+            vars: Default::default(),
+            aws: None,
+        }
+    }
+
+    /// The same private address in two VPCs, or behind two bastions, is
+    /// two hosts; two copies of one inventory are one fleet.
+    #[test]
+    fn fleets_are_told_apart_by_instance_and_route_not_address_alone() {
+        let key = |host: Host| fleet_key([&host]);
+        let plain = key(host("10.0.0.4", None, None));
+        assert_eq!(plain, key(host("10.0.0.4", None, None)));
+        assert_ne!(
+            key(host("10.0.0.4", Some("i-1"), None)),
+            key(host("10.0.0.4", Some("i-2"), None))
+        );
+        assert_ne!(
+            key(host("10.0.0.4", None, Some("ops@bastion-a"))),
+            key(host("10.0.0.4", None, Some("ops@bastion-b")))
+        );
+        assert_ne!(plain, key(host("10.0.0.5", None, None)));
     }
 
     #[test]

@@ -1012,7 +1012,8 @@ fn fleetroll(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Starts `fleetroll ARGS` in `dir` like [`fleetroll`], with its stdout piped
-/// so that a test can act (kill -9) on an event.
+/// so that a test can act (kill -9) on an event, and its stderr in
+/// `dir/stderr.log`.
 fn spawn_fleetroll(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_fleetroll"))
         .args(args)
@@ -1022,7 +1023,10 @@ fn spawn_fleetroll(dir: &std::path::Path, args: &[&str]) -> std::process::Child 
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.join("stderr.log"))
+                .map_or_else(|_| std::process::Stdio::null(), Into::into),
+        )
         .spawn()
         .expect("start fleetroll")
 }
@@ -1070,8 +1074,11 @@ fn run_killed_at(dir: &std::path::Path, event: &str) -> serde_json::Value {
             break;
         }
     }
-    child.wait().unwrap();
-    found.unwrap_or_else(|| panic!("the run ended before its first {event}"))
+    let status = child.wait().unwrap();
+    found.unwrap_or_else(|| {
+        let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+        panic!("the run ended ({status}) before its first {event}:\n{stderr}")
+    })
 }
 
 fn events(stdout: &str) -> Vec<serde_json::Value> {

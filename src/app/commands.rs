@@ -16,7 +16,7 @@ use crate::cli::{
 };
 use crate::config::diagnostics::Diagnostic;
 use crate::events::RunOutcome;
-use crate::journal::replay::RunRecord;
+use crate::journal::replay::{BatchVerdict, RunRecord};
 use crate::lock::{self, lock_path, staleness, this_host};
 use crate::model::inventory::Inventory;
 use crate::plan::batches::{Batch, HostId, Plan};
@@ -431,6 +431,10 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
     let run_id = runs.run_id(args.run_id.as_deref())?;
     let (record, torn) = runs.load(&run_id)?;
     let outcome = live_outcome(&runs.store, &record);
+    // A host still out of service counts until now.
+    let now = crate::clock::Clock::from_env()
+        .ok()
+        .map(|clock| clock.now());
     if args.json {
         let hosts: serde_json::Map<String, serde_json::Value> = record
             .hosts
@@ -443,7 +447,7 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
                         "outcome": host.outcome.label(),
                         "zone": record.zone_of(name),
                         "drained_from": host.drained,
-                        "out_of_service_ms": host.out_of_service_ms,
+                        "out_of_service_ms": host.out_of_service_ms_until(now),
                         "detail": host.detail,
                         "failed_step": host.failed_step.as_ref().map(|f| &f.step),
                         "exit_code": host.failed_step.as_ref().and_then(|f| f.exit_code),
@@ -459,7 +463,10 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
                     "index": b.index,
                     "zones": b.zones,
                     "hosts": b.hosts,
-                    "ok": record.batches.get(&b.index),
+                    "ok": match record.batch_verdict(b) {
+                        BatchVerdict::NotFinished => None,
+                        verdict => Some(verdict == BatchVerdict::Ok),
+                    },
                 })
             })
             .collect();
@@ -493,10 +500,13 @@ pub fn status(args: &StatusArgs) -> Result<Exit, AppError> {
         );
     }
     for batch in &record.plan {
-        let state = match record.batches.get(&batch.index) {
-            Some(true) => "ok",
-            Some(false) => "failed",
-            None => "not finished",
+        let state = match record.batch_verdict(batch) {
+            BatchVerdict::NotFinished => "not finished".to_owned(),
+            BatchVerdict::Ok => "ok".to_owned(),
+            BatchVerdict::Failed => "failed".to_owned(),
+            BatchVerdict::HostsFailed(failed) => {
+                format!("{failed} of {} hosts failed", batch.hosts.len())
+            }
         };
         println!(
             "  batch {} ({}): {state}",

@@ -114,6 +114,19 @@ impl HostRecord {
         !self.drained.is_empty() && !self.was_changed()
     }
 
+    /// Milliseconds out of service up to `until`: the spells that ended,
+    /// and the one still open while the host is drained (a failed host
+    /// kept out counts until then, not as 0).
+    pub fn out_of_service_ms_until(&self, until: Option<jiff::Timestamp>) -> u64 {
+        let open = match (self.drained.is_empty(), self.drained_at, until) {
+            (false, Some(start), Some(until)) => {
+                u64::try_from(until.duration_since(start).as_millis().max(0)).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        self.out_of_service_ms + open
+    }
+
     /// Finished, one way or another; `resume` leaves it alone.
     pub fn is_settled(&self) -> bool {
         !matches!(self.outcome, Outcome::Pending)
@@ -150,6 +163,42 @@ pub struct RunRecord {
     /// Which fleetroll process of the run the records come from: one more
     /// at each `run_started` and `run_resumed`.
     process: u32,
+}
+
+/// How a batch of the plan went, by its end record and its hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchVerdict {
+    NotFinished,
+    Ok,
+    /// Its end record says it failed.
+    Failed,
+    /// It ended (perhaps after a resume, whose end record says ok), but
+    /// this many of its hosts failed.
+    HostsFailed(usize),
+}
+
+impl RunRecord {
+    /// How `batch` went: not ok while any of its hosts failed, whatever a
+    /// later process's end record of it says.
+    pub fn batch_verdict(&self, batch: &PlannedBatch) -> BatchVerdict {
+        let Some(ok) = self.batches.get(&batch.index) else {
+            return BatchVerdict::NotFinished;
+        };
+        let failed = batch
+            .hosts
+            .iter()
+            .filter(|name| {
+                self.hosts
+                    .get(*name)
+                    .is_some_and(|host| host.outcome.is_failure())
+            })
+            .count();
+        match (*ok, failed) {
+            (false, _) => BatchVerdict::Failed,
+            (true, 0) => BatchVerdict::Ok,
+            (true, failed) => BatchVerdict::HostsFailed(failed),
+        }
+    }
 }
 
 /// The gates that passed after a batch since the last one failed there.

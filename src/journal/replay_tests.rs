@@ -297,3 +297,45 @@ fn a_host_that_failed_before_its_first_step_is_only_returned_by_rollback() {
     assert!(h2.outcome.is_failure() && !h2.drained.is_empty());
     assert!(!h2.out_unchanged() && h2.to_roll_back(), "its step ran");
 }
+
+/// Issue 20: the words of `status` and the summary. A batch whose end
+/// record says ok (a resume's) but whose host failed is not "ok"; a host
+/// still drained has been out of service since its drain, not 0 ms.
+#[test]
+fn a_batch_with_a_failed_host_is_not_ok_and_a_host_still_out_counts_its_time() {
+    let mut records = journal();
+    records.insert(
+        records.len() - 1,
+        envelope(
+            "2026-01-01T00:00:05Z",
+            Event::BatchFinished { index: 0, ok: true },
+        ),
+    );
+    let run = replay("r1", &records);
+    assert_eq!(
+        run.batch_verdict(&run.plan[0]),
+        BatchVerdict::HostsFailed(1)
+    );
+    let h2 = &run.hosts["h2"];
+    assert_eq!(h2.out_of_service_ms, 0, "no spell of it ended");
+    let end: jiff::Timestamp = "2026-01-01T00:00:06Z".parse().unwrap();
+    // Drained at 00:00:01 (its `drain` record), still out at 00:00:06.
+    assert_eq!(h2.out_of_service_ms_until(Some(end)), 5000);
+    let h1 = &run.hosts["h1"];
+    assert_eq!(h1.out_of_service_ms_until(Some(end)), h1.out_of_service_ms);
+    let unfinished = replay("r1", &records[..2]);
+    assert_eq!(
+        unfinished.batch_verdict(&unfinished.plan[0]),
+        BatchVerdict::NotFinished
+    );
+}
+
+/// Issue 20: the summary's longest capacity loss counts a host still out
+/// at the end of the run (h2, drained at 00:00:01, the run ended at
+/// 00:00:06), not only the spells that ended (h1's 4 s).
+#[test]
+fn the_longest_capacity_loss_counts_a_host_still_out() {
+    let summary = crate::report::summary::Summary::of(&replay("r1", &journal()));
+    assert_eq!(summary.longest_out_of_service_host.as_deref(), Some("h2"));
+    assert_eq!(summary.longest_out_of_service_ms, 5000);
+}

@@ -44,6 +44,8 @@ pub struct HostSummary {
 
 impl Summary {
     pub fn of(record: &RunRecord) -> Self {
+        // A host still out when the run ended counts until its end.
+        let ended = record.finished.as_deref().and_then(|ts| ts.parse().ok());
         let mut hosts = Vec::new();
         let mut zones: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -60,7 +62,7 @@ impl Summary {
                 zone,
                 phase: host.phase.label().to_owned(),
                 outcome: host.outcome,
-                out_of_service_ms: host.out_of_service_ms,
+                out_of_service_ms: host.out_of_service_ms_until(ended),
                 still_out: !host.drained.is_empty(),
                 failed_step: host.failed_step.as_ref().map(|f| f.step.clone()),
                 exit_code: host.failed_step.as_ref().and_then(|f| f.exit_code),

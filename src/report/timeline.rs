@@ -97,6 +97,7 @@ pub fn timeline(run_id: &str, records: &[Envelope], outcome: RunOutcome) -> Time
         }
     };
     let length = (0..records.len()).map(at).fold(0.0, f64::max);
+    let last = times.iter().flatten().max().copied();
     let mut max_unavailable = None;
     let mut window_closes = None;
     let mut open: HashMap<String, (Phase, f64)> = HashMap::new();
@@ -234,7 +235,9 @@ pub fn timeline(run_id: &str, records: &[Envelope], outcome: RunOutcome) -> Time
             outcome: host_record.map_or("pending", |h| h.outcome.label()),
             failure,
             failed_at: failed_at.get(host).copied(),
-            out_of_service: host_record.map_or(0.0, |h| h.out_of_service_ms as f64 / 1000.0),
+            // A host still out counts until the last record.
+            out_of_service: host_record
+                .map_or(0.0, |h| h.out_of_service_ms_until(last) as f64 / 1000.0),
         }
     };
     let batches = record
