@@ -2190,3 +2190,64 @@ async fn the_fault_proxy_throttles_and_loses_answers() {
         "{error:?}"
     );
 }
+
+/// AWS refuses a desired capacity outside the group's sizes, and a Standby
+/// that would lower it below the min size; moto allows both. Through the
+/// proxy they are refused as AWS does, and nothing changes in moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_proxy_enforces_the_groups_sizes_as_aws_does() {
+    assert!(
+        moto::available(),
+        "moto is needed: bash tests/setup.sh installs it"
+    );
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let cloud = Cloud::new(&config).await;
+    let members = cloud.spread_group("web-asg", 1).await;
+    cloud
+        .asg
+        .update_auto_scaling_group()
+        .auto_scaling_group_name("web-asg")
+        .min_size(3)
+        .max_size(4)
+        .send()
+        .await
+        .unwrap();
+    let proxy = faults::FaultProxy::start(moto.addr).await;
+    proxy.enforce_sizes();
+    let asg = AutoScaling::new(&Moto::config_for(&proxy.endpoint).await)
+        .with_poll_interval(Duration::from_millis(200));
+    let direct = AutoScaling::new(&config);
+
+    let above = asg.set_desired("web-asg", 5).await.unwrap_err().to_string();
+    assert!(
+        above.contains("ValidationError") && above.contains("above max value 4"),
+        "{above}"
+    );
+    let below = asg.set_desired("web-asg", 2).await.unwrap_err().to_string();
+    assert!(below.contains("below min value 3"), "{below}");
+    assert_eq!(direct.describe_group("web-asg").await.unwrap().desired, 3);
+    let standby = asg
+        .enter_standby(
+            "web-asg",
+            &members[0],
+            Instant::now() + Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(standby.contains("min-size=3"), "{standby}");
+    let group = direct.describe_group("web-asg").await.unwrap();
+    assert!(
+        group
+            .instances
+            .iter()
+            .all(|i| i.lifecycle_state == "InService"),
+        "{group:?}"
+    );
+    // Within the sizes, the proxy forwards.
+    asg.set_desired("web-asg", 4).await.unwrap();
+    assert_eq!(direct.describe_group("web-asg").await.unwrap().desired, 4);
+    // moto alone allows what AWS refuses.
+    direct.set_desired("web-asg", 5).await.unwrap();
+}

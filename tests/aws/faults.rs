@@ -125,6 +125,15 @@ impl FaultProxy {
         self.rules().draining_for = Some(delay);
     }
 
+    /// From now on, Auto Scaling refuses what AWS refuses and moto allows:
+    /// a `SetDesiredCapacity` outside the group's min and max size, and an
+    /// `EnterStandby` with `ShouldDecrementDesiredCapacity` that would take
+    /// its desired capacity below its min size (HTTP 400, `ValidationError`,
+    /// read against moto's group before forwarding).
+    pub fn enforce_sizes(&self) {
+        self.rules().enforce_sizes = true;
+    }
+
     /// When each request of `action` arrived (including throttled ones), in order.
     pub fn calls(&self, action: &str) -> Vec<Instant> {
         self.rules().calls.get(action).cloned().unwrap_or_default()
@@ -175,6 +184,7 @@ struct Rules {
     lose: HashMap<String, usize>,
     healthy_after: Option<Duration>,
     draining_for: Option<Duration>,
+    enforce_sizes: bool,
     registered: HashMap<Key, Registered>,
     draining: HashMap<Key, Draining>,
     next_seq: u64,
@@ -332,6 +342,13 @@ async fn serve(
         client
             .write_all(&throttling_answer(&request.head, &params))
             .await?;
+        return client.shutdown().await;
+    }
+
+    let enforce_sizes = lock(rules).enforce_sizes;
+    if enforce_sizes && let Some(refusal) = size_refusal(upstream, &request, &params, &action).await
+    {
+        client.write_all(&refusal).await?;
         return client.shutdown().await;
     }
 
@@ -532,6 +549,99 @@ async fn group_info(upstream: SocketAddr, client_head: &str, arn: &str) -> Optio
         health_check_port: element(group, "HealthCheckPort")
             .map_or_else(|| "traffic-port".to_owned(), unescape),
     })
+}
+
+/// AWS's refusal of a capacity change past the group's sizes, or `None`
+/// when the request is not one or stays within them.
+async fn size_refusal(
+    upstream: SocketAddr,
+    request: &Request,
+    params: &[(String, String)],
+    action: &str,
+) -> Option<Vec<u8>> {
+    let group = param(params, "AutoScalingGroupName")?;
+    let decrement = param(params, "ShouldDecrementDesiredCapacity") == Some("true");
+    if action != "SetDesiredCapacity" && !(action == "EnterStandby" && decrement) {
+        return None;
+    }
+    let (min, max, desired) = group_sizes(upstream, &request.head, group).await?;
+    let message = if action == "SetDesiredCapacity" {
+        let wanted: i64 = param(params, "DesiredCapacity")?.parse().ok()?;
+        if wanted > max {
+            format!(
+                "New SetDesiredCapacity value {wanted} is above max value {max} for the AutoScalingGroup."
+            )
+        } else if wanted < min {
+            format!(
+                "New SetDesiredCapacity value {wanted} is below min value {min} for the AutoScalingGroup."
+            )
+        } else {
+            return None;
+        }
+    } else {
+        let leaving = params
+            .iter()
+            .filter(|(key, _)| key.starts_with("InstanceIds.member."))
+            .count() as i64;
+        if desired - leaving >= min {
+            return None;
+        }
+        format!(
+            "AutoScalingGroup {group} has min-size={min}, max-size={max}, and desired-size={desired}. \
+             To place into standby {leaving} instances, please update the AutoScalingGroup sizes appropriately."
+        )
+    };
+    let text = format!(
+        "<ErrorResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\">\
+         <Error><Type>Sender</Type><Code>ValidationError</Code><Message>{}</Message></Error>\
+         <RequestId>fault-proxy-sizes</RequestId></ErrorResponse>",
+        escape(&message)
+    );
+    Some(
+        format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\
+             x-amzn-RequestId: fault-proxy-sizes\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        )
+        .into_bytes(),
+    )
+}
+
+/// The group's (min, max, desired) as moto holds them.
+async fn group_sizes(
+    upstream: SocketAddr,
+    client_head: &str,
+    group: &str,
+) -> Option<(i64, i64, i64)> {
+    let body = format!(
+        "Action=DescribeAutoScalingGroups&Version=2011-01-01&AutoScalingGroupNames.member.1={}",
+        percent_encode(group)
+    );
+    let mut head = format!(
+        "POST / HTTP/1.1\r\nHost: {upstream}\r\n\
+         Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(authorization) = header(client_head, "authorization") {
+        head.push_str(&format!("Authorization: {authorization}\r\n"));
+    }
+    head.push_str("\r\n");
+    let raw = exchange(upstream, head.as_bytes(), body.as_bytes())
+        .await
+        .ok()?;
+    let answer = parse_answer(&raw)?;
+    if answer.status != 200 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&answer.body);
+    let found = first_member(element(&text, "AutoScalingGroups")?)?;
+    let number = |name: &str| element(found, name)?.trim().parse::<i64>().ok();
+    Some((
+        number("MinSize")?,
+        number("MaxSize")?,
+        number("DesiredCapacity")?,
+    ))
 }
 
 /// AWS's throttling answer for the service the request is for.
