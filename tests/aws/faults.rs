@@ -521,10 +521,27 @@ struct GroupInfo {
 /// (DescribeTargetGroups, with the client's Authorization so that moto
 /// routes it to ELBv2). `None` when moto does not know the group.
 async fn group_info(upstream: SocketAddr, client_head: &str, arn: &str) -> Option<GroupInfo> {
-    let body = format!(
-        "Action=DescribeTargetGroups&Version={ELBV2_VERSION}&TargetGroupArns.member.1={}",
-        percent_encode(arn)
-    );
+    let text = ask_moto(
+        upstream,
+        client_head,
+        &format!(
+            "Action=DescribeTargetGroups&Version={ELBV2_VERSION}&TargetGroupArns.member.1={}",
+            percent_encode(arn)
+        ),
+    )
+    .await?;
+    let group = first_member(element(&text, "TargetGroups")?)?;
+    Some(GroupInfo {
+        port: element(group, "Port")?.trim().parse().ok()?,
+        health_check_port: element(group, "HealthCheckPort")
+            .map_or_else(|| "traffic-port".to_owned(), unescape),
+    })
+}
+
+/// One query-protocol call of the proxy's own to moto, signed as the
+/// client's request was (moto routes by the credential scope's service);
+/// the answer's body when it succeeded.
+async fn ask_moto(upstream: SocketAddr, client_head: &str, body: &str) -> Option<String> {
     let mut head = format!(
         "POST / HTTP/1.1\r\nHost: {upstream}\r\n\
          Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
@@ -539,16 +556,7 @@ async fn group_info(upstream: SocketAddr, client_head: &str, arn: &str) -> Optio
         .await
         .ok()?;
     let answer = parse_answer(&raw)?;
-    if answer.status != 200 {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&answer.body);
-    let group = first_member(element(&text, "TargetGroups")?)?;
-    Some(GroupInfo {
-        port: element(group, "Port")?.trim().parse().ok()?,
-        health_check_port: element(group, "HealthCheckPort")
-            .map_or_else(|| "traffic-port".to_owned(), unescape),
-    })
+    (answer.status == 200).then(|| String::from_utf8_lossy(&answer.body).into_owned())
 }
 
 /// AWS's refusal of a capacity change past the group's sizes, or `None`
@@ -613,28 +621,15 @@ async fn group_sizes(
     client_head: &str,
     group: &str,
 ) -> Option<(i64, i64, i64)> {
-    let body = format!(
-        "Action=DescribeAutoScalingGroups&Version=2011-01-01&AutoScalingGroupNames.member.1={}",
-        percent_encode(group)
-    );
-    let mut head = format!(
-        "POST / HTTP/1.1\r\nHost: {upstream}\r\n\
-         Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if let Some(authorization) = header(client_head, "authorization") {
-        head.push_str(&format!("Authorization: {authorization}\r\n"));
-    }
-    head.push_str("\r\n");
-    let raw = exchange(upstream, head.as_bytes(), body.as_bytes())
-        .await
-        .ok()?;
-    let answer = parse_answer(&raw)?;
-    if answer.status != 200 {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&answer.body);
+    let text = ask_moto(
+        upstream,
+        client_head,
+        &format!(
+            "Action=DescribeAutoScalingGroups&Version=2011-01-01&AutoScalingGroupNames.member.1={}",
+            percent_encode(group)
+        ),
+    )
+    .await?;
     let found = first_member(element(&text, "AutoScalingGroups")?)?;
     let number = |name: &str| element(found, name)?.trim().parse::<i64>().ok();
     Some((
