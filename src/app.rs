@@ -293,13 +293,7 @@ fn plan(args: &PlanArgs, quiet: bool, color: bool) -> Result<Exit, AppError> {
         // What `run` would refuse before touching anything (an instance
         // refresh, no room under a group's max size for a batch's surge,
         // Standby below its min size), `plan` refuses too.
-        let hosts: Vec<&crate::model::inventory::Host> = config.inventory.hosts().collect();
-        let by_batch: Vec<Vec<&crate::model::inventory::Host>> = plan
-            .batches
-            .iter()
-            .map(|b| b.hosts.iter().map(|id| hosts[id.0 as usize]).collect())
-            .collect();
-        runtime.block_on(rollout::check_groups(&config, &by_batch, None))?;
+        runtime.block_on(rollout::check_groups(&config, &plan, None))?;
     }
     let mut view = PlanView::new(&plan, &config.playbook, &config.inventory);
     view.discovered = discovered;

@@ -40,7 +40,7 @@ use crate::transport::shell::Connector;
 /// in the group's desired capacity already.
 pub async fn check_groups(
     config: &Config,
-    batches: &[Vec<&Host>],
+    plan: &Plan,
     previous: Option<&crate::journal::replay::RunRecord>,
 ) -> Result<Vec<String>, AppError> {
     use crate::transport::aws::autoscaling::AutoScaling;
@@ -53,6 +53,12 @@ pub async fn check_groups(
         return Ok(Vec::new());
     }
     let surge = replace == Some(true);
+    let inventory: Vec<&Host> = config.inventory.hosts().collect();
+    let batches: Vec<Vec<&Host>> = plan
+        .batches
+        .iter()
+        .map(|b| b.hosts.iter().map(|id| inventory[id.0 as usize]).collect())
+        .collect();
     let hosts: Vec<&Host> = batches.iter().flatten().copied().collect();
     // The most hosts of `group` one batch takes out at once: what a surge
     // adds to the group, and what Standby takes from its desired capacity.
@@ -619,12 +625,7 @@ impl Rollout<'_> {
         let group_notes = if rolling_back {
             Vec::new()
         } else {
-            let by_batch: Vec<Vec<&Host>> = plan
-                .batches
-                .iter()
-                .map(|b| b.hosts.iter().map(|id| hosts[id.0 as usize]).collect())
-                .collect();
-            check_groups(self.config, &by_batch, previous.as_ref()).await?
+            check_groups(self.config, plan, previous.as_ref()).await?
         };
         let lock = acquire()?;
         // Local state: the inventory's lock is named after its path and
